@@ -124,3 +124,11 @@ def test_fresh_models_start_near_uniform():
     model = flowgan.build_model("nice-small", shape=(1, 4, 4))
     expected = 16 * math.log1p(-2e-7)
     assert torch.allclose(model.log_prob(_images(model)), torch.full((2,), expected), atol=1e-9)
+
+
+def test_forward_returns_log_prob_and_decoded_latents():
+    model = perturb(flowgan.build_model("nice-small", shape=(1, 4, 4)), 0.05).eval()
+    x, z = _images(model), torch.randn(3, 1, 4, 4)
+    lp, fake = model(x=x, z=z)
+    assert torch.equal(lp, model.log_prob(x)) and torch.equal(fake, model.decode(z))
+    assert model(x=x)[1] is None and model(z=z)[0] is None

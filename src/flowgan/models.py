@@ -135,9 +135,15 @@ class FlowModel(nn.Module):
         z, logdet = self.flow(x)
         return self.prior.log_prob(z) + logdet
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Same as :meth:`log_prob` (so the model can be wrapped by DistributedDataParallel)."""
-        return self.log_prob(x)
+    def forward(
+        self, x: torch.Tensor | None = None, z: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``(log_prob(x), decode(z))`` in one call, ``None`` for an input not given.
+
+        Training objectives call the model once per update through this method, which is what
+        ``DistributedDataParallel`` needs to synchronise gradients of both directions.
+        """
+        return (None if x is None else self.log_prob(x)), (None if z is None else self.decode(z))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``z = f(x)``."""
@@ -150,8 +156,10 @@ class FlowModel(nn.Module):
         return self.flow.inverse(z)
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` prior samples on the model's device and dtype (drawn on ``generator``'s device)."""
         device, dtype = device_dtype(self)
-        return self.prior.sample((n, *self._shape), device=device, dtype=dtype, generator=generator)
+        where = generator.device if generator is not None else device
+        return self.prior.sample((n, *self._shape), device=where, dtype=dtype, generator=generator).to(device)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` images ``G(z)``, ``z ~ p_Z``, clamped to ``[0, 1]``; differentiable."""

@@ -1,0 +1,37 @@
+# flowgan: every target sets itself up (a virtual environment in .venv) on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch and torchvision: these builds lie on this workplace's disk; online, pip fetches them.
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+PYTEST_ARGS ?=
+
+.PHONY: setup test test-slow demo bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e ".[dev,vision,metrics,tensorboard]"
+	touch $@
+
+test: setup
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
+
+demo: setup
+	$(BIN)/flowgan train --dataset mnist5k --model nice-small --epochs 150 --eval-every 1000 --out runs/demo-$$(date +%Y%m%d-%H%M%S) | tee .demo.log
+	@run=$$(sed -n 's/.*run in \(.*\)$$/\1/p' .demo.log | tail -1); \
+	$(BIN)/flowgan evaluate $$run --split val -o $$run/eval/best_nll_val.json | grep nll_; \
+	$(BIN)/flowgan evaluate $$run --split test | grep nll_; \
+	$(BIN)/flowgan sample $$run -n 64 -o $$run/samples.png; rm -f .demo.log
+
+bench: setup
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,99 @@
+"""Checkpoints: written atomically, read with clear errors, models rebuilt from their spec.
+
+A checkpoint is a dict saved with ``torch.save`` holding only tensors and plain Python values, so it
+loads with ``torch.load(..., weights_only=True)`` (no arbitrary code runs on load):
+``format``, ``version``, ``config`` (the run's :class:`~flowgan.config.TrainConfig` as a dict),
+``model_spec`` and ``model`` (state dict), ``critic_spec``/``critic`` (or ``None``), optimizer
+states, the random generator state, the data stream position, ``step`` and bookkeeping.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import CheckpointError
+
+FORMAT = "flowgan-checkpoint"
+VERSION = 1
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file in the same directory, then rename over ``path``: a
+    killed process leaves either the old or the new file, never a truncated one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def link_or_copy(src: str | Path, dst: str | Path) -> None:
+    """Make ``dst`` hold the contents of ``src`` atomically: a hard link where the file system
+    allows it (instant; later atomic saves to ``src`` replace its inode, not ``dst``'s), else a copy."""
+    import shutil
+
+    src, dst = Path(src), Path(dst)
+    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
+    if tmp.exists():
+        tmp.unlink()
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load and validate a flowgan checkpoint (on the CPU)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a flowgan checkpoint ({type(e).__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a flowgan checkpoint")
+    if ckpt.get("version", 0) > VERSION:
+        raise CheckpointError(f"{path} was written by a newer flowgan (format {ckpt['version']})")
+    return ckpt
+
+
+def resolve_checkpoint(run_or_ckpt: str | Path, which: str = "best_nll") -> Path:
+    """A checkpoint file, or ``RUN/checkpoints/<which>.pt`` for a run directory (falling back to
+    ``latest.pt`` when the run has no ``<which>`` checkpoint yet)."""
+    p = Path(run_or_ckpt)
+    if p.is_file():
+        return p
+    if p.is_dir():
+        ckdir = p / "checkpoints"
+        for name in (which, "latest"):
+            cand = ckdir / f"{name}.pt"
+            if cand.is_file():
+                return cand
+        raise CheckpointError(f"{p} has no checkpoints ({ckdir}/{which}.pt or latest.pt)")
+    raise CheckpointError(f"{p} is neither a run directory nor a checkpoint file")
+
+
+def load_model(run_or_ckpt: str | Path, which: str = "best_nll", device: str | torch.device = "cpu"):
+    """``(model, checkpoint)``: the flow of a run or checkpoint, in eval mode, in float32."""
+    from .models import model_from_spec
+
+    ckpt = load_checkpoint(resolve_checkpoint(run_or_ckpt, which))
+    try:
+        model = model_from_spec(ckpt["model_spec"])
+        model.load_state_dict(ckpt["model"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as e:
+        raise CheckpointError(f"checkpoint does not match its model spec: {str(e).splitlines()[0][:200]}") from None
+    return model.to(device=device, dtype=torch.float32).eval(), ckpt

@@ -1,0 +1,346 @@
+"""The ``flowgan`` command line. Every subcommand has ``--help``.
+
+Errors in the user's input (missing data, bad options, corrupt checkpoints) print one line on
+stderr and exit with status 2; a training run stopped by a NaN/Inf exits with 3; an interrupted
+run (Ctrl-C, SIGTERM) saves its state, prints how to resume and exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+EXIT_USAGE, EXIT_NONFINITE, EXIT_INTERRUPTED = 2, 3, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _kv(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
+# ------------------------------------------------------------------------------------ train
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a Flow-GAN (MLE, adversarial or hybrid)",
+        description="Train a flow model into a fresh run directory (config.json, metrics.jsonl, checkpoints/, samples/).",
+    )
+    p.add_argument("--preset", help="the paper's configurations: mnist-mle, mnist-adv, mnist-hybrid, cifar10-mle, cifar10-adv, cifar10-hybrid")
+    p.add_argument("--dataset", help="mnist, fashion-mnist, cifar10, mnist5k (offline default), digits, or a path to a .npz")
+    p.add_argument("--data-dir", help="folder with the dataset files (default $FLOWGAN_DATA or ~/.cache/flowgan/data)")
+    p.add_argument("--model", help="nice-mnist, nice-small, realnvp-cifar10, realnvp-small")
+    p.add_argument("--model-option", action="append", type=_kv, default=[], metavar="KEY=VALUE", help="override a model option, e.g. hidden=500 (repeatable)")
+    p.add_argument("--objective", help="mle, or an adversarial loss: wgan-gp, ce, kl, rkl, hellinger, tv, lsgan")
+    p.add_argument("--lam", "--lambda", dest="lam", type=float, help="hybrid weight λ of the NLL term (Eq. 7); 0 = pure ADV")
+    p.add_argument("--critic", help="dcgan-mnist, dcgan-cifar10, dcgan-small, dcgan-cifar10-small (default: by data shape)")
+    p.add_argument("--n-critic", type=int, help="critic updates per generator update (default 5)")
+    p.add_argument("--gp-weight", type=float, help="gradient-penalty weight (default 10)")
+    p.add_argument("--epochs", type=float, help="passes over the training data")
+    p.add_argument("--max-steps", type=int, help="stop after this many generator updates")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="learning rate (Adam)")
+    p.add_argument("--beta1", type=float)
+    p.add_argument("--beta2", type=float)
+    p.add_argument("--lr-decay", type=float, help="learning-rate factor per generator update")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--eval-every", type=int, help="generator updates between evaluations")
+    p.add_argument("--eval-samples", type=int, help="validation images per evaluation (default: all)")
+    p.add_argument("--scores", help="comma-separated sample scores at each evaluation, e.g. mode or is")
+    p.add_argument("--score-samples", type=int, help="samples per score evaluation")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
+    p.add_argument("--precision", choices=["fp32", "bf16"], help="bf16 autocast for training (NLL always in float32)")
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model and critic")
+    p.add_argument("--on-nonfinite", choices=["stop", "rollback"], help="on NaN/Inf: stop (default) or roll back to the last checkpoint with half the learning rate")
+    p.add_argument("--out", help="run directory (default runs/<dataset>-<model>-<objective>-<time>)")
+    p.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its latest checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args) -> int:
+    from .config import resolve_config
+    from .training import Trainer
+
+    options = dict(
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        model=args.model,
+        model_options=dict(args.model_option) or None,
+        objective=args.objective,
+        lam=args.lam,
+        critic=args.critic,
+        n_critic=args.n_critic,
+        gp_weight=args.gp_weight,
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        beta1=args.beta1,
+        beta2=args.beta2,
+        lr_decay=args.lr_decay,
+        seed=args.seed,
+        eval_every=args.eval_every,
+        eval_samples=args.eval_samples,
+        score_metrics=tuple(s for s in args.scores.split(",") if s) if args.scores is not None else None,
+        score_samples=args.score_samples,
+        device=args.device,
+        precision=args.precision,
+        compile=args.compile,
+        on_nonfinite=args.on_nonfinite,
+    )
+    rank, world = _dist_rank_world()
+    if args.resume:
+        changed = {k: v for k, v in options.items() if v is not None and k not in ("epochs", "max_steps")}
+        if changed or args.preset:
+            raise _usage(f"--resume continues a run with its stored config; only --epochs and --max-steps may change (got {', '.join(sorted(changed)) or '--preset'})")
+        config = None
+        if args.epochs is not None or args.max_steps is not None:
+            from .checkpoint import load_checkpoint
+            from .config import TrainConfig
+
+            stored = TrainConfig.from_dict(load_checkpoint(Path(args.resume) / "checkpoints" / "latest.pt")["config"])
+            config = stored.replace(**{k: v for k, v in (("epochs", args.epochs), ("max_steps", args.max_steps)) if v is not None})
+        run_dir, resume = Path(args.resume), True
+    else:
+        config = resolve_config(args.preset, **options)
+        run_dir = Path(args.out) if args.out else Path("runs") / f"{Path(config.dataset).stem}-{config.model}-{config.objective}-{time.strftime('%Y%m%d-%H%M%S')}"
+        resume = False
+    with _distributed(rank, world):
+        trainer = Trainer(config, run_dir, resume=resume, rank=rank, world_size=world, progress=not args.no_progress, score_fn=_score_fn(config))
+        if trainer.is_main:
+            _err(f"flowgan: {'resuming' if resume else 'training'} {trainer.config.describe()} -> {run_dir} ({trainer.dataset.describe()})")
+        summary = trainer.fit()
+    if rank == 0:
+        best = summary["best"].get("val_nll_nats", {})
+        msg = f"done: {summary['step']} steps, {summary['time']:.0f} s; best validation NLL {best.get('value', float('nan')):.2f} nats at step {best.get('step', '?')}; run in {run_dir}"
+        print(msg)
+    return 0
+
+
+def _score_fn(config):
+    """Sample scores during training, when the metrics package is present and scores were asked for."""
+    if config is None or not config.score_metrics:
+        return None
+    try:
+        from .metrics.training import score_hook
+    except ImportError:
+        return None
+    return score_hook
+
+
+def _dist_rank_world() -> tuple[int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+class _distributed:
+    """Initialise/destroy the process group when launched by torchrun."""
+
+    def __init__(self, rank: int, world: int):
+        self.rank, self.world = rank, world
+
+    def __enter__(self):
+        if self.world > 1:
+            from .distributed import init_process_group
+
+            init_process_group()
+        return self
+
+    def __exit__(self, *exc):
+        if self.world > 1:
+            from .distributed import destroy_process_group
+
+            destroy_process_group()
+        return False
+
+
+# ------------------------------------------------------------------------------------ evaluate
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score a run or checkpoint: exact NLL (nats, bits/dim) and sample metrics",
+        description="Evaluate a checkpoint on a split; prints JSON and writes it next to the run (or to --output).",
+    )
+    p.add_argument("run", metavar="RUN_OR_CKPT", help="a run directory or a checkpoint file")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--checkpoint", default="best_nll", help="which checkpoint of a run: best_nll (default), latest, best_mode, best_is, ...")
+    p.add_argument("--metrics", default="nll", help="comma-separated: nll,is,mode,fid,kid (default nll)")
+    p.add_argument("--dataset", help="evaluate on another dataset than the run's")
+    p.add_argument("--data-dir")
+    p.add_argument("--draws", type=int, default=1, help="dequantization noise draws to average (default 1, seed fixed)")
+    p.add_argument("--seed", type=int, default=0, help="dequantization noise seed (default 0)")
+    p.add_argument("--samples", type=int, help="samples for sample scores (default: 50,000 on a GPU, 10,000 on a CPU)")
+    p.add_argument("--classifier", help="classifier for scores: a path (state dict or TorchScript) or 'inception'")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--output", "-o", help="JSON file to write (default RUN/eval/<checkpoint>_<split>.json)")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_evaluate(args) -> int:
+    from .checkpoint import load_model, resolve_checkpoint
+    from .data import load_dataset
+    from .likelihood import nll_report
+    from .training import resolve_device
+
+    device = resolve_device(args.device)
+    ckpt_path = resolve_checkpoint(args.run, args.checkpoint)
+    model, ckpt = load_model(ckpt_path, device=device)
+    cfg = ckpt.get("config", {})
+    dataset_name = args.dataset or cfg.get("dataset")
+    if not dataset_name:
+        raise _usage("the checkpoint does not name its dataset; pass --dataset")
+    dataset = load_dataset(dataset_name, args.data_dir or cfg.get("data_dir"))
+    split = dataset.split(args.split)
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    unknown = set(metrics) - {"nll", "is", "mode", "fid", "kid"}
+    if unknown:
+        raise _usage(f"unknown metric(s) {', '.join(sorted(unknown))}; choose from nll, is, mode, fid, kid")
+    result: dict[str, Any] = {
+        "checkpoint": str(ckpt_path),
+        "step": ckpt.get("step"),
+        "dataset": dataset.name,
+        "split": args.split,
+        "n_images": len(split),
+    }
+    if "nll" in metrics:
+        t = time.perf_counter()
+        result.update(nll_report(model, split.images, batch_size=args.batch_size, seed=args.seed, draws=args.draws, progress=True))
+        result.update(nll_draws=args.draws, nll_seed=args.seed, nll_seconds=round(time.perf_counter() - t, 2))
+    scores = [m for m in metrics if m != "nll"]
+    if scores:
+        from .metrics import evaluate_samples
+
+        result.update(evaluate_samples(model, dataset, scores, n_samples=args.samples, classifier=args.classifier, device=device, split=args.split))
+    out = Path(args.output) if args.output else _default_eval_path(args.run, ckpt_path, args.split)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    _err(f"flowgan: wrote {out}")
+    return 0
+
+
+def _default_eval_path(run: str, ckpt_path: Path, split: str) -> Path:
+    run_path = Path(run)
+    base = run_path if run_path.is_dir() else ckpt_path.parent
+    if base.name == "checkpoints":
+        base = base.parent
+    return base / "eval" / f"{ckpt_path.stem}_{split}.json"
+
+
+# ------------------------------------------------------------------------------------ sample
+
+
+def _add_sample(sub) -> None:
+    p = sub.add_parser("sample", help="draw samples G(z) from a run or checkpoint into a PNG grid", description="Draw n samples from a trained flow and write them as a grid.")
+    p.add_argument("run", metavar="RUN_OR_CKPT")
+    p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
+    p.add_argument("-o", "--output", default="samples.png", help="PNG file (default samples.png)")
+    p.add_argument("--checkpoint", default="best_nll", help="which checkpoint of a run (default best_nll)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--nrow", type=int, help="images per row")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_sample)
+
+
+def _cmd_sample(args) -> int:
+    import torch
+
+    from .checkpoint import load_model
+    from .images import save_grid
+    from .training import resolve_device
+
+    if args.n < 1:
+        raise _usage("-n must be positive")
+    device = resolve_device(args.device)
+    model, _ = load_model(args.run, args.checkpoint, device=device)
+    with torch.no_grad():
+        x = model.sample(args.n, generator=torch.Generator().manual_seed(args.seed))
+    path = save_grid(x, args.output, nrow=args.nrow)
+    print(f"wrote {args.n} samples to {path}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------ main
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _usage(msg: str) -> _UsageError:
+    return _UsageError(msg)
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+COMMANDS: list[Callable] = [_add_train, _add_evaluate, _add_sample]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = _Parser(prog="flowgan", description="Flow-GANs: exact-likelihood GANs (Grover, Dhar & Ermon, AAAI 2018).")
+    parser.add_argument("--version", action="version", version=f"flowgan {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .errors import FlowganError, NonFiniteError
+
+    debug = bool(os.environ.get("FLOWGAN_DEBUG"))
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        _err("flowgan: interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as e:  # noqa: BLE001 - turned into one line below
+        if debug:
+            raise
+        from .training import Interrupted
+
+        if isinstance(e, Interrupted):
+            _err(f"flowgan: {e}")
+            return EXIT_INTERRUPTED
+        if isinstance(e, NonFiniteError):
+            _err(f"flowgan: {e}")
+            return EXIT_NONFINITE
+        if isinstance(e, (FlowganError, _UsageError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError)):
+            _err(f"flowgan {args.command}: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+            return EXIT_USAGE
+        _err(f"flowgan {args.command}: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} (set FLOWGAN_DEBUG=1 for the traceback)")
+        return 1
+
+
+def entry() -> None:  # pragma: no cover
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Training configuration: one frozen dataclass, presets with the paper's hyperparameters.
+
+Where the values come from (the paper's Appendix A points to the README of the original code,
+ermongroup/flow-gan, for the hyperparameters):
+
+* MNIST / NICE: Adam, lr 1e-4, β1 0.5, batch 100, logit a = 1e-7, logistic prior.
+* CIFAR-10 / Real-NVP, MLE: Adam lr 1e-3, β1 0.9, batch 64, lr decay 0.999995 per step.
+* The original used β2 = 0.9 for every optimizer (generator and critic); so do we.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import FlowganError
+
+OBJECTIVES = ("mle", "wgan-gp", "ce", "kl", "rkl", "hellinger", "tv", "lsgan")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # data and model
+    dataset: str = "mnist5k"
+    data_dir: str | None = None
+    model: str = "nice-small"
+    model_options: dict = field(default_factory=dict)
+    # objective: "mle", or an adversarial loss; lam > 0 adds lam * NLL to the generator loss (Eq. 7)
+    objective: str = "mle"
+    lam: float = 0.0
+    critic: str = "auto"
+    critic_options: dict = field(default_factory=dict)
+    n_critic: int = 5
+    gp_weight: float = 10.0
+    # optimisation
+    epochs: float = 1.0
+    max_steps: int | None = None
+    batch_size: int = 100
+    lr: float = 1e-4
+    beta1: float = 0.5
+    beta2: float = 0.9
+    lr_decay: float = 1.0  # multiplied into the learning rate after every generator step
+    min_lr: float = 0.0
+    critic_lr: float | None = None  # None: same as lr
+    critic_beta1: float | None = None
+    critic_beta2: float = 0.9
+    seed: int = 0
+    # evaluation and logging
+    eval_every: int = 500  # generator steps between evaluations
+    eval_samples: int | None = None  # validation images per evaluation (None: the whole split)
+    train_eval_samples: int = 2000  # training images whose exact NLL is logged at each evaluation
+    eval_batch_size: int = 500
+    score_metrics: tuple = ()  # sample scores computed at each evaluation, e.g. ("mode",)
+    score_samples: int = 2000
+    grid_samples: int = 64
+    log_every: int = 50
+    # system
+    device: str = "auto"
+    precision: str = "fp32"  # or "bf16" (autocast; the NLL is always evaluated in float32)
+    compile: bool = False
+    on_nonfinite: str = "stop"  # or "rollback"
+    preset: str | None = None
+
+    def __post_init__(self):
+        problems = []
+        if self.objective not in OBJECTIVES:
+            problems.append(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.batch_size < 1:
+            problems.append("batch size must be positive")
+        if self.lr <= 0:
+            problems.append("learning rate must be positive")
+        if self.lam < 0:
+            problems.append("lambda must be >= 0")
+        if self.epochs <= 0 and not self.max_steps:
+            problems.append("epochs must be positive")
+        if self.eval_every < 1:
+            problems.append("eval_every must be >= 1")
+        if self.n_critic < 1 and self.objective != "mle":
+            problems.append("n_critic must be >= 1 for adversarial objectives")
+        if self.precision not in ("fp32", "bf16"):
+            problems.append(f"precision must be fp32 or bf16, got {self.precision!r}")
+        if self.on_nonfinite not in ("stop", "rollback"):
+            problems.append(f"on_nonfinite must be stop or rollback, got {self.on_nonfinite!r}")
+        if problems:
+            raise FlowganError("; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["score_metrics"] = list(self.score_metrics)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in d.items() if k in names}
+        if "score_metrics" in values:
+            values["score_metrics"] = tuple(values["score_metrics"])
+        return cls(**values)
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def adversarial(self) -> bool:
+        return self.objective != "mle"
+
+    def describe(self) -> str:
+        what = "MLE" if not self.adversarial else (f"{self.objective} + {self.lam:g}·NLL" if self.lam else self.objective)
+        return f"{self.model} on {self.dataset}, {what}"
+
+
+_MNIST = dict(dataset="mnist", model="nice-mnist", lr=1e-4, beta1=0.5, batch_size=100)
+_CIFAR = dict(dataset="cifar10", model="realnvp-cifar10", batch_size=64)
+
+#: The paper's configurations (Tables 1 and 2; hyperparameters from the original README).
+PRESETS: dict[str, dict[str, Any]] = {
+    "mnist-mle": dict(_MNIST, objective="mle", epochs=500, score_metrics=("mode",)),
+    "mnist-adv": dict(_MNIST, objective="wgan-gp", lam=0.0, n_critic=5, epochs=500, score_metrics=("mode",)),
+    "mnist-hybrid": dict(_MNIST, objective="wgan-gp", lam=0.1, n_critic=5, epochs=500, score_metrics=("mode",)),
+    "cifar10-mle": dict(_CIFAR, objective="mle", lr=1e-3, beta1=0.9, lr_decay=0.999995, epochs=300, score_metrics=("is",)),
+    "cifar10-adv": dict(_CIFAR, objective="wgan-gp", lam=0.0, lr=1e-4, beta1=0.5, epochs=300, score_metrics=("is",)),
+    "cifar10-hybrid": dict(
+        _CIFAR, objective="wgan-gp", lam=1.0, lr=1e-3, beta1=0.5, lr_decay=0.99999, epochs=500, score_metrics=("is",)
+    ),
+}
+
+#: Defaults by model family when no preset is given.
+FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "nice": dict(lr=1e-4, beta1=0.5, batch_size=100),
+    "realnvp": dict(lr=1e-3, beta1=0.9, batch_size=64, lr_decay=0.999995),
+}
+
+
+def resolve_config(preset: str | None = None, **options: Any) -> TrainConfig:
+    """Build a :class:`TrainConfig`: defaults, then the model family's, the preset's, then ``options``
+    (``None`` values in ``options`` mean "not given")."""
+    from .models import MODELS
+
+    given = {k: v for k, v in options.items() if v is not None}
+    values: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise FlowganError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+        values.update(PRESETS[preset])
+        values["preset"] = preset
+    model = given.get("model", values.get("model", TrainConfig.model))
+    if model not in MODELS:
+        raise FlowganError(f"unknown model {model!r}; choose from {', '.join(sorted(MODELS))}")
+    family = FAMILY_DEFAULTS[MODELS[model][0]]
+    values = {**family, **values, **given}
+    try:
+        return TrainConfig(**values)
+    except TypeError as e:
+        raise FlowganError(str(e)) from None
+
+
+def config_to_json(cfg: TrainConfig) -> str:
+    return json.dumps(cfg.to_dict(), indent=2, sort_keys=True)

@@ -1,0 +1,626 @@
+"""The trainer: one loop for every objective (MLE, adversarial, hybrid), exact resume, run directories.
+
+A run directory holds::
+
+    config.json          the resolved TrainConfig (+ model and environment), written first
+    metrics.jsonl        one JSON object per line: {"kind": "train" | "eval" | "event", "step", ...}
+    checkpoints/         latest.pt, best_nll.pt (and best_<score>.pt), written atomically
+    samples/             step_000000.png, ... a grid of G(z) for a fixed z at every evaluation
+    tb/                  TensorBoard events (when tensorboard is installed)
+
+Exactness of resume: every source of randomness of training (data order, dequantization noise,
+flips, prior samples, gradient-penalty interpolation) comes from the run's own CPU generator
+and a data stream whose position is saved; model, critic, optimizers, learning-rate state and the
+running averages of the logs are checkpointed too. A run interrupted (SIGINT/SIGTERM or
+``max_steps``) and resumed with ``--resume`` ends with the same parameters as an uninterrupted
+one.
+
+Global randomness for data parallelism: each process draws the noise of the *global* batch and
+keeps its shard, so ``N`` processes see exactly the samples one process would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import signal
+import threading
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from . import __version__
+from .checkpoint import FORMAT, VERSION, atomic_save, link_or_copy, load_checkpoint
+from .config import TrainConfig
+from .critics import build_critic, default_critic
+from .data import ImageDataset, load_dataset
+from .errors import CheckpointError, FlowganError, NonFiniteError
+from .images import save_grid
+from .likelihood import dequantize, nats_to_bpd, nll_report
+from .models import build_model, model_config
+from .objectives import build_objective
+
+
+class Interrupted(FlowganError):
+    """Training was stopped by a signal; the latest checkpoint holds the state at ``step``."""
+
+
+def _mix_seed(*values: int) -> int:
+    return int(np.random.SeedSequence([int(v) for v in values]).generate_state(1)[0])
+
+
+class BatchStream:
+    """Deterministic stream of global batches of training indices, epoch after epoch.
+
+    Epoch ``e`` visits a permutation drawn from ``(seed, e)``; the last incomplete batch of an
+    epoch is dropped. The position ``(epoch, batch)`` is the whole state.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        if n < batch_size:
+            raise FlowganError(f"batch size {batch_size} is larger than the training set ({n} images)")
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.batches_per_epoch = n // batch_size
+        self.epoch, self.batch = 0, 0
+        self._perm: torch.Tensor | None = None
+
+    def _permutation(self) -> torch.Tensor:
+        if self._perm is None:
+            gen = torch.Generator().manual_seed(_mix_seed(self.seed, self.epoch, 7))
+            self._perm = torch.randperm(self.n, generator=gen)
+        return self._perm
+
+    def next(self) -> torch.Tensor:
+        start = self.batch * self.batch_size
+        idx = self._permutation()[start : start + self.batch_size]
+        self.batch += 1
+        if self.batch == self.batches_per_epoch:
+            self.epoch, self.batch, self._perm = self.epoch + 1, 0, None
+        return idx
+
+    @property
+    def progress(self) -> float:
+        """Epochs completed, fractional."""
+        return self.epoch + self.batch / self.batches_per_epoch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "batch": self.batch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.batch, self._perm = int(state["epoch"]), int(state["batch"]), None
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise FlowganError(f"unknown device {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FlowganError("device cuda requested but CUDA is not available")
+    return device
+
+
+def make_adam(params, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
+    """Adam with the fused kernel where available (a large share of a NICE step on a CPU)."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)
+
+
+class _Averages:
+    """Running sums of detached scalar logs between two log lines (tensors: no sync per step)."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self._pending: list[dict[str, torch.Tensor]] = []
+
+    def add(self, logs: dict[str, torch.Tensor]) -> None:
+        self._pending.append(logs)
+
+    def _flush(self) -> None:
+        for logs in self._pending:
+            for k, v in logs.items():
+                self.sums[k] = self.sums.get(k, 0.0) + float(v)
+                self.counts[k] = self.counts.get(k, 0) + 1
+        self._pending = []
+
+    def pop(self) -> dict[str, float]:
+        self._flush()
+        out = {k: self.sums[k] / self.counts[k] for k in self.sums}
+        self.sums, self.counts = {}, {}
+        return out
+
+    def state_dict(self) -> dict:
+        self._flush()
+        return {"sums": dict(self.sums), "counts": dict(self.counts)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sums, self.counts, self._pending = dict(state["sums"]), dict(state["counts"]), []
+
+
+class Trainer:
+    """Train a flow with ``config`` into ``run_dir``; ``fit()`` runs to the end and returns a summary.
+
+    ``resume=True`` continues the run in ``run_dir`` from its latest checkpoint (``config`` then
+    only overrides ``epochs``/``max_steps``; pass ``None`` to keep the stored config).
+    ``callbacks`` are called as ``cb(trainer)`` after every generator step (tests use them to plant
+    faults). ``rank``/``world_size`` are set for data-parallel runs (see :mod:`flowgan.distributed`).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig | None,
+        run_dir: str | Path,
+        *,
+        resume: bool = False,
+        dataset: ImageDataset | None = None,
+        callbacks: tuple[Callable[["Trainer"], None], ...] = (),
+        rank: int = 0,
+        world_size: int = 1,
+        progress: bool = True,
+        score_fn: Callable[..., dict] | None = None,
+    ):
+        self.run_dir = Path(run_dir)
+        self.rank, self.world_size = rank, world_size
+        self.is_main = rank == 0
+        self.callbacks = tuple(callbacks)
+        self.show_progress = progress and self.is_main
+        self._checkpoint: dict | None = None
+        if resume:
+            self._checkpoint = load_checkpoint(self.run_dir / "checkpoints" / "latest.pt")
+            stored = TrainConfig.from_dict(self._checkpoint["config"])
+            overrides = {}
+            if config is not None:
+                overrides = {k: getattr(config, k) for k in ("epochs", "max_steps") if getattr(config, k) != getattr(stored, k)}
+            config = stored.replace(**overrides)
+        elif config is None:
+            raise FlowganError("a config is needed to start a run")
+        else:
+            self._check_fresh()
+        self.config = cfg = config
+
+        if world_size > 1 and cfg.batch_size % world_size:
+            raise FlowganError(f"batch size {cfg.batch_size} is not divisible by {world_size} processes")
+        self.local_batch = cfg.batch_size // world_size
+        self.device = resolve_device(cfg.device)
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+
+        self.dataset = dataset or load_dataset(cfg.dataset, cfg.data_dir)
+        shape = self.dataset.shape
+        torch.manual_seed(cfg.seed)  # parameter initialisation
+        self.model = build_model(cfg.model, shape=shape, **cfg.model_options).to(self.device, torch.float32)
+        self.objective = build_objective(cfg.objective, cfg.lam, cfg.n_critic, cfg.gp_weight)
+        self.critic = None
+        if self.objective.critic_steps:
+            critic_name = default_critic(shape, cfg.model) if cfg.critic == "auto" else cfg.critic
+            self.critic = build_critic(critic_name, shape, **cfg.critic_options).to(self.device, torch.float32)
+        self.G, self.D = self._wrap(self.model), self._wrap(self.critic)
+        self.opt = make_adam(self.model.parameters(), cfg.lr, (cfg.beta1, cfg.beta2))
+        self.critic_opt = None
+        if self.critic is not None:
+            self.critic_opt = make_adam(
+                self.critic.parameters(),
+                cfg.critic_lr or cfg.lr,
+                (cfg.beta1 if cfg.critic_beta1 is None else cfg.critic_beta1, cfg.critic_beta2),
+            )
+
+        self.rng = torch.Generator().manual_seed(_mix_seed(cfg.seed, 1))
+        self.stream = BatchStream(len(self.dataset.train), cfg.batch_size, cfg.seed)
+        self.step = 0
+        self.lr_scale = 1.0  # halved by non-finite rollbacks
+        self.elapsed = 0.0
+        self.best: dict[str, dict] = {}
+        self.averages = _Averages()
+        self.rollbacks = 0
+        self._stop_signal: str | None = None
+        self.score_fn = score_fn
+
+        # fixed evaluation material
+        self.grid_z = self.model.prior.sample(
+            (cfg.grid_samples, *shape), generator=torch.Generator().manual_seed(_mix_seed(cfg.seed, 2)), dtype=torch.float32
+        )
+        val = self.dataset.val.images
+        self.val_images = val[: cfg.eval_samples] if cfg.eval_samples else val
+        train = self.dataset.train.images
+        pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[: cfg.train_eval_samples]
+        self.train_eval_images = train[pick.sort().values]
+
+        if self._checkpoint is not None:
+            self._restore(self._checkpoint)
+        self.writer = None
+
+    # ------------------------------------------------------------------ set-up helpers
+
+    def _check_fresh(self) -> None:
+        if self.is_main and (self.run_dir / "config.json").exists():
+            raise FlowganError(
+                f"run directory {self.run_dir} already holds a run; continue it with --resume {self.run_dir} "
+                "or choose another --out"
+            )
+
+    def _wrap(self, module):
+        if module is None or self.world_size == 1:
+            return module
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return DDP(module, device_ids=device_ids)
+
+    def _shard(self, x: torch.Tensor) -> torch.Tensor:
+        if self.world_size == 1:
+            return x
+        return x[self.rank * self.local_batch : (self.rank + 1) * self.local_batch]
+
+    def _real_batch(self) -> torch.Tensor:
+        idx = self.stream.next()
+        images = self.dataset.train.images[idx]
+        noise = torch.rand(images.shape, generator=self.rng, dtype=torch.float32)
+        if self.dataset.flip:
+            flip = torch.rand(len(images), generator=self.rng, dtype=torch.float32) < 0.5
+            images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
+        x = dequantize(self._shard(images), self._shard(noise))
+        return x.to(self.device, non_blocking=True)
+
+    def _latents(self) -> torch.Tensor:
+        z = self.model.prior.sample((self.config.batch_size, *self.model.shape), generator=self.rng, dtype=torch.float32)
+        return self._shard(z).to(self.device, non_blocking=True)
+
+    def _rand(self, n_local: int) -> torch.Tensor:
+        return self._shard(torch.rand(n_local * self.world_size, generator=self.rng, dtype=torch.float32))
+
+    def _autocast(self):
+        if self.config.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def current_lr(self) -> float:
+        cfg = self.config
+        return max(cfg.lr * cfg.lr_decay**self.step, cfg.min_lr) * self.lr_scale
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "flowgan_version": __version__,
+            "config": self.config.to_dict(),
+            "model_spec": self.model.spec,
+            "model": self.model.state_dict(),
+            "critic_spec": None if self.critic is None else self.critic.spec,
+            "critic": None if self.critic is None else self.critic.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "critic_optimizer": None if self.critic_opt is None else self.critic_opt.state_dict(),
+            "rng": self.rng.get_state(),
+            "stream": self.stream.state_dict(),
+            "step": self.step,
+            "epoch": self.stream.progress,
+            "lr_scale": self.lr_scale,
+            "elapsed": self.elapsed,
+            "best": self.best,
+            "averages": self.averages.state_dict(),
+            "rollbacks": self.rollbacks,
+            "dataset": self.dataset.name,
+        }
+
+    def _restore(self, ckpt: dict) -> None:
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            self.opt.load_state_dict(ckpt["optimizer"])
+            if self.critic is not None:
+                self.critic.load_state_dict(ckpt["critic"])
+                self.critic_opt.load_state_dict(ckpt["critic_optimizer"])
+            self.rng.set_state(ckpt["rng"])
+            self.stream.load_state_dict(ckpt["stream"])
+            self.step = int(ckpt["step"])
+            self.lr_scale = float(ckpt["lr_scale"])
+            self.elapsed = float(ckpt["elapsed"])
+            self.best = dict(ckpt["best"])
+            self.averages.load_state_dict(ckpt["averages"])
+            self.rollbacks = int(ckpt.get("rollbacks", 0))
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise CheckpointError(f"checkpoint does not match this run: {str(e).splitlines()[0][:200]}") from None
+
+    def save_checkpoint(self, name: str = "latest") -> None:
+        if self.is_main:
+            atomic_save(self.state_dict(), self.run_dir / "checkpoints" / f"{name}.pt")
+
+    # ------------------------------------------------------------------ logging
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if not self.is_main:
+            return
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k not in ("step",):
+                    self.writer.add_scalar(f"{record['kind']}/{k}", v, record["step"])
+
+    def _open_run_dir(self, fresh: bool) -> None:
+        if not self.is_main:
+            return
+        if fresh:
+            self._check_fresh()
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            info = {
+                "config": self.config.to_dict(),
+                "model": {"spec": self.model.spec, "resolved": _jsonable(model_config(self.config.model, shape=self.dataset.shape, **self.config.model_options))},
+                "critic": None if self.critic is None else self.critic.spec,
+                "dataset": {"name": self.dataset.name, "shape": list(self.dataset.shape), "train": len(self.dataset.train), "val": len(self.dataset.val), "test": len(self.dataset.test)},
+                "parameters": {"model": sum(p.numel() for p in self.model.parameters()), "critic": 0 if self.critic is None else sum(p.numel() for p in self.critic.parameters())},
+                "environment": {"flowgan": __version__, "torch": torch.__version__, "python": platform.python_version(), "device": str(self.device), "world_size": self.world_size, "threads": torch.get_num_threads()},
+            }
+            tmp = self.run_dir / ".config.json.tmp"
+            tmp.write_text(json.dumps(info, indent=2, sort_keys=True))
+            tmp.replace(self.run_dir / "config.json")
+        else:
+            _truncate_metrics(self.run_dir / "metrics.jsonl", self.step)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.run_dir / "tb"))
+        except Exception:  # tensorboard is optional
+            self.writer = None
+
+    # ------------------------------------------------------------------ training
+
+    def _update(self, opt, params, loss: torch.Tensor, what: str) -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grads = [p.grad for p in params if p.grad is not None]
+        grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else loss.new_zeros(())
+        loss_value, norm_value = float(loss.detach()), float(grad_norm)
+        if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
+            bad = "loss" if not math.isfinite(loss_value) else "gradient"
+            raise NonFiniteError(f"non-finite {what} {bad} at step {self.step + 1}")
+        opt.step()
+        return grad_norm
+
+    def train_step(self) -> None:
+        """One generator update, preceded by ``objective.critic_steps`` critic updates."""
+        obj = self.objective
+        lr = self.current_lr()
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        critic_params = [] if self.critic is None else list(self.critic.parameters())
+        for _ in range(obj.critic_steps):
+            with self._autocast():
+                loss, logs = obj.critic_loss(self.G, self.D, self._real_batch(), self._latents(), self._rand)
+            logs["critic_grad_norm"] = self._update(self.critic_opt, critic_params, loss, "critic")
+            self.averages.add(logs)
+        real = self._real_batch() if obj.generator_uses_data else None
+        with self._autocast():
+            loss, logs = obj.generator_loss(self.G, self.D, real, self._latents(), self._rand)
+        logs["grad_norm"] = self._update(self.opt, list(self.model.parameters()), loss, "generator")
+        logs["loss"] = loss.detach()
+        self.averages.add(logs)
+        self.step += 1
+
+    def _check_parameters(self) -> None:
+        for name, module in (("generator", self.model), ("critic", self.critic)):
+            if module is None:
+                continue
+            for pname, p in module.named_parameters():
+                if not torch.isfinite(p).all():
+                    raise NonFiniteError(f"non-finite {name} parameter {pname} at step {self.step}")
+
+    def total_steps(self) -> int:
+        cfg = self.config
+        per_step = self.objective.critic_steps + int(self.objective.generator_uses_data)
+        by_epochs = int(math.floor(cfg.epochs * self.stream.batches_per_epoch / max(per_step, 1)))
+        return min(by_epochs, cfg.max_steps) if cfg.max_steps else by_epochs
+
+    # ------------------------------------------------------------------ evaluation
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, Any]:
+        cfg = self.config
+        self._check_parameters()
+        val = nll_report(self.model, self.val_images, batch_size=cfg.eval_batch_size)
+        train = nll_report(self.model, self.train_eval_images, batch_size=cfg.eval_batch_size)
+        record = {
+            "kind": "eval",
+            "step": self.step,
+            "epoch": round(self.stream.progress, 4),
+            "time": round(self.elapsed, 2),
+            "val_nll_nats": val["nll_nats"],
+            "val_nll_bpd": val["nll_bpd"],
+            "train_nll_nats": train["nll_nats"],
+            "train_nll_bpd": train["nll_bpd"],
+        }
+        if self.score_fn is not None and cfg.score_metrics:
+            record.update(self.score_fn(self))
+        if self.is_main:
+            was_training = self.model.training
+            self.model.eval()
+            grid = self.model.decode(self.grid_z.to(self.device)).clamp(0, 1)
+            self.model.train(was_training)
+            save_grid(grid, self.run_dir / "samples" / f"step_{self.step:07d}.png")
+        return record
+
+    def _is_better(self, metric: str, value: float) -> bool:
+        best = self.best.get(metric)
+        if best is None or not math.isfinite(best["value"]):
+            return math.isfinite(value)
+        lower = metric.endswith("nll_nats") or metric in ("fid", "kid")
+        return value < best["value"] if lower else value > best["value"]
+
+    def _after_eval(self, record: dict[str, Any]) -> None:
+        self._log(record)
+        targets = {"val_nll_nats": "best_nll", **{m: f"best_{m}" for m in self.config.score_metrics if m in record}}
+        improved = []
+        for metric, name in targets.items():
+            if self._is_better(metric, float(record[metric])):
+                self.best[metric] = {"value": float(record[metric]), "step": self.step, "checkpoint": name}
+                improved.append(name)
+        self.save_checkpoint("latest")
+        if self.is_main:
+            ckdir = self.run_dir / "checkpoints"
+            for name in improved:  # the same state: link (or copy) instead of serialising again
+                link_or_copy(ckdir / "latest.pt", ckdir / f"{name}.pt")
+
+    # ------------------------------------------------------------------ main loop
+
+    def _install_signal_handlers(self):
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {}
+
+        def handler(signum, frame):
+            self._stop_signal = signal.Signals(signum).name
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+        return previous
+
+    def fit(self) -> dict[str, Any]:
+        """Train to the end (or until interrupted); returns a summary of the run."""
+        fresh = self._checkpoint is None
+        self._open_run_dir(fresh)
+        total = self.total_steps()
+        cfg = self.config
+        previous = self._install_signal_handlers()
+        progress = None
+        if self.show_progress:
+            from tqdm.auto import tqdm
+
+            progress = tqdm(total=total, initial=self.step, desc=cfg.describe(), unit="step", dynamic_ncols=True)
+        try:
+            if fresh:
+                self._after_eval(self.evaluate())
+            last_eval_step = self.step if fresh else None
+            clock = time.perf_counter()
+            window_start, window_steps = clock, 0
+            self.model.train()
+            if self.critic is not None:
+                self.critic.train()
+            while self.step < total:
+                try:
+                    self.train_step()
+                    for cb in self.callbacks:
+                        cb(self)
+                except NonFiniteError as e:
+                    self._handle_nonfinite(e)
+                    clock = time.perf_counter()
+                    continue
+                now = time.perf_counter()
+                self.elapsed += now - clock
+                clock = now
+                window_steps += 1
+                if progress is not None:
+                    progress.update(1)
+                if self.step % cfg.log_every == 0 or self.step == total:
+                    rate = window_steps / max(now - window_start, 1e-9)
+                    logs = self.averages.pop()
+                    per_step = self.objective.critic_steps + int(self.objective.generator_uses_data)
+                    record = {"kind": "train", "step": self.step, "epoch": round(self.stream.progress, 4), "time": round(self.elapsed, 2), "lr": self.current_lr(), "steps_per_s": rate, "images_per_s": rate * cfg.batch_size * max(per_step, 1), **logs}
+                    self._log(record)
+                    window_start, window_steps = now, 0
+                    if progress is not None:
+                        shown = {k: f"{logs[k]:.4g}" for k in ("train_nll", "critic_loss", "generator_loss") if k in logs}
+                        progress.set_postfix(shown, refresh=False)
+                if self.step % cfg.eval_every == 0 or self.step == total:
+                    try:
+                        record = self.evaluate()
+                    except NonFiniteError as e:
+                        self._handle_nonfinite(e)
+                        clock = time.perf_counter()
+                        continue
+                    self._after_eval(record)
+                    last_eval_step = self.step
+                    if progress is not None:
+                        progress.set_postfix({"val_nll": f"{record['val_nll_nats']:.1f}"}, refresh=False)
+                    now = time.perf_counter()
+                    self.elapsed += now - clock  # wall time includes evaluation
+                    clock = window_start = now  # ... throughput does not
+                    window_steps = 0
+                if self._stop_signal:
+                    if last_eval_step != self.step:
+                        self.save_checkpoint("latest")
+                    self._log({"kind": "event", "step": self.step, "event": "interrupted", "signal": self._stop_signal})
+                    raise Interrupted(
+                        f"interrupted by {self._stop_signal} at step {self.step}; the latest checkpoint is saved: "
+                        f"continue with flowgan train --resume {self.run_dir}"
+                    )
+            if last_eval_step != self.step:
+                self._after_eval(self.evaluate())
+        finally:
+            if progress is not None:
+                progress.close()
+            for sig, h in previous.items():
+                signal.signal(sig, h)
+            if self.writer is not None:
+                self.writer.close()
+        return self.summary()
+
+    def _handle_nonfinite(self, error: NonFiniteError) -> None:
+        if self.config.on_nonfinite == "stop" or self.rollbacks >= 10:
+            self._log({"kind": "event", "step": self.step, "event": "nonfinite", "message": str(error)})
+            raise NonFiniteError(f"{error}; stopped, the last good checkpoint is {self.run_dir / 'checkpoints' / 'latest.pt'}")
+        ckpt = load_checkpoint(self.run_dir / "checkpoints" / "latest.pt")
+        failed_step = self.step
+        self._restore(ckpt)
+        self.rollbacks += 1
+        self.lr_scale *= 0.5
+        self._log({"kind": "event", "step": self.step, "event": "rollback", "message": str(error), "failed_step": failed_step, "lr_scale": self.lr_scale})
+
+    def summary(self) -> dict[str, Any]:
+        return {"run_dir": str(self.run_dir), "step": self.step, "epoch": self.stream.progress, "time": self.elapsed, "best": self.best}
+
+
+def _jsonable(obj):
+    import dataclasses
+
+    d = dataclasses.asdict(obj)
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop log lines written after the checkpoint a run resumes from (they will be redone)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a kill
+        if rec.get("step", 0) <= step:
+            keep.append(line)
+    tmp = path.with_name(".metrics.jsonl.tmp")
+    tmp.write_text("".join(k + "\n" for k in keep))
+    tmp.replace(path)
+
+
+def read_metrics(run_dir: str | Path, kind: str | None = None) -> list[dict[str, Any]]:
+    """The records of a run's ``metrics.jsonl`` (optionally only those of one ``kind``)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        raise FlowganError(f"{run_dir} has no metrics.jsonl")
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if kind is None or rec.get("kind") == kind:
+            out.append(rec)
+    return out
+
+
+def train(config: TrainConfig, run_dir: str | Path, **kwargs) -> dict[str, Any]:
+    """Train a new run (library entry point); see :class:`Trainer`."""
+    return Trainer(config, run_dir, **kwargs).fit()

@@ -1,0 +1,147 @@
+"""The command line: help, the train/evaluate/sample round trip, and one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from flowgan.cli import main
+
+
+def run(capsys, *argv):
+    try:
+        code = main(list(argv))
+    except SystemExit as e:  # argparse (--help, usage errors)
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, expected_code=2):
+    assert code == expected_code
+    lines = [l for l in err.splitlines() if l.strip() and "%|" not in l]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["sample"]])
+def test_help(capsys, command):
+    code, out, _ = run(capsys, *command, "--help")
+    assert code == 0 and "usage: flowgan" in out
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("cli") / "run"
+    code = main(["train", "--dataset", "mnist5k", "--model", "nice-small", "--max-steps", "4", "--eval-every", "2", "--out", str(run_dir), "--no-progress"])
+    assert code == 0
+    return run_dir
+
+
+def test_train_writes_a_run(trained_run):
+    assert json.loads((trained_run / "config.json").read_text())["config"]["max_steps"] == 4
+    assert (trained_run / "checkpoints" / "latest.pt").is_file()
+
+
+def test_evaluate_twice_gives_identical_numbers(capsys, trained_run, tmp_path):
+    results = []
+    for i in range(2):
+        code, out, _ = run(capsys, "evaluate", str(trained_run), "--split", "test", "-o", str(tmp_path / f"e{i}.json"))
+        assert code == 0
+        results.append(json.loads((tmp_path / f"e{i}.json").read_text()))
+        assert json.loads(out) == results[-1]
+    assert results[0]["nll_nats"] == results[1]["nll_nats"] and results[0]["nll_bpd"] == results[1]["nll_bpd"]
+    assert results[0]["n_images"] == 500 and results[0]["split"] == "test"
+
+
+def test_evaluate_writes_into_the_run_by_default(capsys, trained_run):
+    code, _, _ = run(capsys, "evaluate", str(trained_run), "--split", "val", "--checkpoint", "latest")
+    assert code == 0
+    assert json.loads((trained_run / "eval" / "latest_val.json").read_text())["step"] == 4
+
+
+def test_sample_writes_a_grid(capsys, trained_run, tmp_path):
+    code, _, _ = run(capsys, "sample", str(trained_run), "-n", "9", "-o", str(tmp_path / "g.png"))
+    assert code == 0
+    w, h = Image.open(tmp_path / "g.png").size
+    assert w == h == 2 * (3 * 30 + 2)  # 3x3 tiles of 28 px + 2 px padding, scaled 2x
+
+
+def test_resume_via_cli_extends_a_run(capsys, trained_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_run, copy)
+    code, out, _ = run(capsys, "train", "--resume", str(copy), "--max-steps", "6", "--no-progress")
+    assert code == 0 and "6 steps" in out
+
+
+def test_missing_data_is_one_line(capsys, tmp_path):
+    code, _, err = run(capsys, "train", "--dataset", "mnist", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "r"))
+    assert_one_line_error(code, err)
+    assert "mnist not found" in err
+
+
+def test_malformed_data_is_one_line(capsys, tmp_path):
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03\x00\x00\x00\x05\x00\x00\x00\x1c\x00\x00\x00\x1c" + b"\x00" * 10)
+    for name in ("train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (tmp_path / name).write_bytes(b"junk")
+    code, _, err = run(capsys, "train", "--dataset", "mnist", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r"))
+    assert_one_line_error(code, err)
+    assert "truncated or malformed" in err or "not an IDX file" in err
+
+
+def test_bad_npz_is_one_line(capsys, tmp_path):
+    import numpy as np
+
+    np.savez(tmp_path / "d.npz", x_train=np.zeros((10, 4, 4), dtype=np.float32), x_test=np.zeros((5, 4, 4), dtype=np.float32))
+    code, _, err = run(capsys, "train", "--dataset", str(tmp_path / "d.npz"), "--out", str(tmp_path / "r"))
+    assert_one_line_error(code, err)
+    assert "uint8" in err
+
+
+def test_corrupt_checkpoint_is_one_line(capsys, tmp_path):
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    for command in (["evaluate", str(tmp_path / "bad.pt")], ["sample", str(tmp_path / "bad.pt")]):
+        code, _, err = run(capsys, *command)
+        assert_one_line_error(code, err)
+        assert "corrupt" in err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["evaluate", "/no/such/run"], "neither a run directory nor a checkpoint"),
+        (["train", "--model", "dcgan"], "unknown model"),
+        (["train", "--objective", "gan"], "objective must be one of"),
+        (["train", "--batch-size", "0"], "batch size"),
+        (["train", "--batch-size", "many"], "invalid int"),
+        (["train", "--preset", "imagenet"], "unknown preset"),
+        (["train", "--model-option", "widht=3", "--max-steps", "1"], "no option"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_options_are_one_line(capsys, tmp_path, argv, message):
+    if argv[0] == "train":
+        argv = argv + ["--out", str(tmp_path / "r")]
+    code, _, err = run(capsys, *argv)
+    assert_one_line_error(code, err)
+    assert message in err
+
+
+def test_existing_run_directory_and_bad_resume_are_one_line(capsys, trained_run):
+    code, _, err = run(capsys, "train", "--dataset", "mnist5k", "--out", str(trained_run), "--max-steps", "1")
+    assert_one_line_error(code, err)
+    assert "already holds a run" in err
+    code, _, err = run(capsys, "train", "--resume", str(trained_run), "--lr", "0.1")
+    assert_one_line_error(code, err)
+    assert "only --epochs and --max-steps" in err
+
+
+def test_console_script_runs_without_traceback(tmp_path):
+    ok = subprocess.run([sys.executable, "-m", "flowgan", "--help"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "train" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "flowgan", "evaluate", str(tmp_path / "x")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

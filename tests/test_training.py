@@ -1,0 +1,140 @@
+"""MLE training on real data: it learns, it resumes exactly, it keeps its run directory sound."""
+
+import json
+
+import pytest
+import torch
+
+from flowgan.checkpoint import load_checkpoint
+from flowgan.config import TrainConfig
+from flowgan.data import load_dataset
+from flowgan.errors import CheckpointError, FlowganError
+from flowgan.training import BatchStream, Interrupted, Trainer, read_metrics
+
+
+@pytest.fixture(scope="module")
+def mnist5k():
+    return load_dataset("mnist5k")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def _cfg(**kw):
+    base = dict(dataset="mnist5k", model="nice-small", batch_size=100, epochs=1.0, eval_every=10, train_eval_samples=200, log_every=5)
+    return TrainConfig(**{**base, **kw})
+
+
+def _final_state(run_dir):
+    return load_checkpoint(run_dir / "checkpoints" / "latest.pt")
+
+
+def _assert_same_state(a, b):
+    for key in ("model", "critic"):
+        if a[key] is None:
+            assert b[key] is None
+            continue
+        assert a[key].keys() == b[key].keys()
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), f"{key}.{name} differs"
+    assert a["step"] == b["step"] and a["stream"] == b["stream"]
+    assert torch.equal(a["rng"], b["rng"])
+
+
+def test_one_epoch_of_mle_on_mnist5k_lowers_validation_nll(tmp_path, mnist5k):
+    summary = Trainer(_cfg(), tmp_path / "run", dataset=mnist5k, progress=False).fit()
+    evals = read_metrics(tmp_path / "run", "eval")
+    assert evals[0]["step"] == 0 and evals[-1]["step"] == summary["step"] == 40
+    assert evals[-1]["val_nll_nats"] < evals[0]["val_nll_nats"] - 1000  # from the uniform density (0 nats)
+    assert evals[-1]["val_nll_bpd"] < 4.5
+    assert summary["best"]["val_nll_nats"]["step"] == 40
+    for rec in evals:
+        assert {"step", "time", "val_nll_nats", "val_nll_bpd", "train_nll_nats", "train_nll_bpd"} <= set(rec)
+    assert (tmp_path / "run" / "samples" / "step_0000040.png").is_file()
+    assert (tmp_path / "run" / "checkpoints" / "best_nll.pt").is_file()
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["config"]["model"] == "nice-small" and config["dataset"]["train"] == 4000
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        dict(dataset="mnist5k", model="nice-small", epochs=0.5),
+        # batch norm inside the s/t nets: running statistics must resume too
+        dict(dataset="digits", model="realnvp-small", batch_size=64, epochs=1.0, model_options={"channels": 8}),
+    ],
+    ids=["nice", "realnvp-batchnorm"],
+)
+def test_stopped_and_resumed_run_equals_uninterrupted(tmp_path, cfg, mnist5k, digits):
+    data = mnist5k if cfg["dataset"] == "mnist5k" else digits
+    full = Trainer(_cfg(eval_every=7, **cfg), tmp_path / "full", dataset=data, progress=False)
+    full.fit()
+    Trainer(_cfg(eval_every=7, max_steps=9, **cfg), tmp_path / "part", dataset=data, progress=False).fit()
+    assert _final_state(tmp_path / "part")["step"] == 9
+    resumed = Trainer(_cfg(eval_every=7, max_steps=None, **cfg), tmp_path / "part", resume=True, dataset=data, progress=False)
+    resumed.fit()
+    _assert_same_state(_final_state(tmp_path / "full"), _final_state(tmp_path / "part"))
+    # the resumed run's log equals the uninterrupted one's, apart from timings and the extra
+    # evaluation that ended the first part at step 9
+    strip = lambda recs: [{k: v for k, v in r.items() if k not in ("time", "steps_per_s", "images_per_s")} for r in recs]
+    part = [r for r in read_metrics(tmp_path / "part", "eval") if r["step"] != 9]
+    assert strip(read_metrics(tmp_path / "full", "eval")) == strip(part)
+
+
+def test_signal_interrupt_saves_state_and_resumes_exactly(tmp_path, mnist5k):
+    Trainer(_cfg(epochs=0.5), tmp_path / "full", dataset=mnist5k, progress=False).fit()
+
+    def kill_at_step_6(trainer):
+        if trainer.step == 6:
+            trainer._stop_signal = "SIGTERM"
+
+    with pytest.raises(Interrupted, match="step 6"):
+        Trainer(_cfg(epochs=0.5), tmp_path / "killed", dataset=mnist5k, progress=False, callbacks=(kill_at_step_6,)).fit()
+    assert _final_state(tmp_path / "killed")["step"] == 6
+    Trainer(None, tmp_path / "killed", resume=True, dataset=mnist5k, progress=False).fit()
+    _assert_same_state(_final_state(tmp_path / "full"), _final_state(tmp_path / "killed"))
+    events = read_metrics(tmp_path / "killed", "event")
+    assert events and events[0]["event"] == "interrupted"
+
+
+def test_resume_truncates_log_lines_written_after_the_checkpoint(tmp_path, mnist5k):
+    Trainer(_cfg(max_steps=10), tmp_path / "run", dataset=mnist5k, progress=False).fit()
+    with open(tmp_path / "run" / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"kind": "train", "step": 13, "loss": 1.0}) + "\n")
+        f.write('{"kind": "train", "st')  # a line cut by a kill
+    Trainer(_cfg(max_steps=20), tmp_path / "run", resume=True, dataset=mnist5k, progress=False).fit()
+    steps = [r["step"] for r in read_metrics(tmp_path / "run", "train")]
+    assert steps == sorted(steps) and steps.count(15) == 1
+
+
+def test_a_run_directory_is_never_overwritten(tmp_path, mnist5k):
+    Trainer(_cfg(max_steps=2), tmp_path / "run", dataset=mnist5k, progress=False).fit()
+    with pytest.raises(FlowganError, match="already holds a run"):
+        Trainer(_cfg(max_steps=2), tmp_path / "run", dataset=mnist5k, progress=False).fit()
+
+
+def test_corrupt_checkpoint_is_reported(tmp_path, mnist5k):
+    Trainer(_cfg(max_steps=2), tmp_path / "run", dataset=mnist5k, progress=False).fit()
+    (tmp_path / "run" / "checkpoints" / "latest.pt").write_bytes(b"\x80\x02garbage")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        Trainer(None, tmp_path / "run", resume=True, dataset=mnist5k, progress=False)
+
+
+def test_batch_stream_covers_each_epoch_once_and_is_reproducible():
+    s = BatchStream(10, 3, seed=4)
+    epoch0 = torch.cat([s.next() for _ in range(3)])
+    assert len(set(epoch0.tolist())) == 9 and s.epoch == 1 and s.batch == 0
+    t = BatchStream(10, 3, seed=4)
+    t.load_state_dict({"epoch": 1, "batch": 1})
+    s.next()
+    assert torch.equal(s.next(), t.next())
+
+
+def test_learning_rate_schedule_decays_per_step(mnist5k, tmp_path):
+    trainer = Trainer(_cfg(lr=1e-3, lr_decay=0.5, min_lr=1e-4), tmp_path / "r", dataset=mnist5k, progress=False)
+    trainer.step = 2
+    assert trainer.current_lr() == pytest.approx(2.5e-4)
+    trainer.step = 10
+    assert trainer.current_lr() == pytest.approx(1e-4)
