@@ -282,19 +282,26 @@ def _cmd_sample(args) -> int:
 # ------------------------------------------------------------------------------------ main
 
 
-class _UsageError(Exception):
-    pass
+class UsageError(Exception):
+    """Raised by a command for bad arguments: printed as one line, exit status 2."""
 
 
-def _usage(msg: str) -> _UsageError:
-    return _UsageError(msg)
+def _usage(msg: str) -> UsageError:
+    return UsageError(msg)
 
 
-def _err(msg: str) -> None:
+def err(msg: str) -> None:
+    """Print a message for the user on stderr."""
     print(msg, file=sys.stderr, flush=True)
 
 
+_err = err
+
 COMMANDS: list[Callable] = [_add_train, _add_evaluate, _add_sample]
+
+#: Modules that add subcommands with ``register(subparsers)``. They must import heavy libraries
+#: (torch, matplotlib) inside their command functions, so that ``flowgan --help`` stays fast.
+PLUGINS: list[str] = []
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -306,6 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for add in COMMANDS:
         add(sub)
+    import importlib
+
+    for name in PLUGINS:
+        importlib.import_module(name).register(sub)
     return parser
 
 
@@ -331,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, NonFiniteError):
             _err(f"flowgan: {e}")
             return EXIT_NONFINITE
-        if isinstance(e, (FlowganError, _UsageError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError)):
+        if isinstance(e, (FlowganError, UsageError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError)):
             _err(f"flowgan {args.command}: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
             return EXIT_USAGE
         _err(f"flowgan {args.command}: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} (set FLOWGAN_DEBUG=1 for the traceback)")
