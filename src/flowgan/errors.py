@@ -14,4 +14,8 @@ class CheckpointError(FlowganError):
 
 
 class NonFiniteError(FlowganError):
-    """A NaN or Inf appeared in training."""
+    """A NaN or Inf appeared in training, at generator step ``step``."""
+
+    def __init__(self, message: str, step: int | None = None):
+        super().__init__(message)
+        self.step = step

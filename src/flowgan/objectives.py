@@ -117,13 +117,11 @@ class Adversarial(Objective):
         loss = loss_real + loss_fake
         logs = {"critic_loss": loss.detach(), "critic_real": v_real.detach().mean(), "critic_fake": v_fake.detach().mean()}
         if self.loss.gradient_penalty:
+            logs["wasserstein"] = v_real.detach().mean() - v_fake.detach().mean()
+        if self.loss.gradient_penalty and self.gp_weight > 0:
             gp = gradient_penalty(D, real, fake, rand(real.shape[0]).to(real.device))
             loss = loss + self.gp_weight * gp
-            logs.update(
-                gradient_penalty=gp.detach(),
-                wasserstein=(v_real.detach().mean() - v_fake.detach().mean()),
-                critic_loss=loss.detach(),
-            )
+            logs.update(gradient_penalty=gp.detach(), critic_loss=loss.detach())
         return loss, logs
 
     def generator_loss(self, G, D, real, z, rand):

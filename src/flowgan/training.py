@@ -385,7 +385,7 @@ class Trainer:
         loss_value, norm_value = float(loss.detach()), float(grad_norm)
         if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
             bad = "loss" if not math.isfinite(loss_value) else "gradient"
-            raise NonFiniteError(f"non-finite {what} {bad} at step {self.step + 1}")
+            raise NonFiniteError(f"non-finite {what} {bad} at step {self.step + 1}", step=self.step + 1)
         opt.step()
         return grad_norm
 
@@ -415,7 +415,7 @@ class Trainer:
                 continue
             for pname, p in module.named_parameters():
                 if not torch.isfinite(p).all():
-                    raise NonFiniteError(f"non-finite {name} parameter {pname} at step {self.step}")
+                    raise NonFiniteError(f"non-finite {name} parameter {pname} at step {self.step}", step=self.step)
 
     def total_steps(self) -> int:
         cfg = self.config
@@ -569,9 +569,9 @@ class Trainer:
     def _handle_nonfinite(self, error: NonFiniteError) -> None:
         if self.config.on_nonfinite == "stop" or self.rollbacks >= 10:
             self._log({"kind": "event", "step": self.step, "event": "nonfinite", "message": str(error)})
-            raise NonFiniteError(f"{error}; stopped, the last good checkpoint is {self.run_dir / 'checkpoints' / 'latest.pt'}")
+            raise NonFiniteError(f"{error}; stopped, the last good checkpoint is {self.run_dir / 'checkpoints' / 'latest.pt'}", step=error.step)
         ckpt = load_checkpoint(self.run_dir / "checkpoints" / "latest.pt")
-        failed_step = self.step
+        failed_step = error.step
         self._restore(ckpt)
         self.rollbacks += 1
         self.lr_scale *= 0.5
