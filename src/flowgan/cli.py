@@ -116,7 +116,9 @@ def _cmd_train(args) -> int:
             from .config import TrainConfig
 
             stored = TrainConfig.from_dict(load_checkpoint(Path(args.resume) / "checkpoints" / "latest.pt")["config"])
-            config = stored.replace(**{k: v for k, v in (("epochs", args.epochs), ("max_steps", args.max_steps)) if v is not None})
+            # --epochs alone extends by epochs (dropping a stored step limit); --max-steps alone keeps the epochs
+            changes = {"epochs": args.epochs, "max_steps": args.max_steps} if args.epochs is not None else {"max_steps": args.max_steps}
+            config = stored.replace(**changes)
         run_dir, resume = Path(args.resume), True
     else:
         config = resolve_config(args.preset, **options)

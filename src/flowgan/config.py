@@ -35,8 +35,8 @@ class TrainConfig:
     n_critic: int = 5
     gp_weight: float = 10.0
     # optimisation
-    epochs: float = 1.0
-    max_steps: int | None = None
+    epochs: float | None = None  # passes over the training data; with max_steps, the smaller wins
+    max_steps: int | None = None  # generator updates; neither given: one epoch
     batch_size: int = 100
     lr: float = 1e-4
     beta1: float = 0.5
@@ -73,8 +73,10 @@ class TrainConfig:
             problems.append("learning rate must be positive")
         if self.lam < 0:
             problems.append("lambda must be >= 0")
-        if self.epochs <= 0 and not self.max_steps:
+        if self.epochs is not None and self.epochs <= 0:
             problems.append("epochs must be positive")
+        if self.max_steps is not None and self.max_steps < 0:
+            problems.append("max_steps must be >= 0")
         if self.eval_every < 1:
             problems.append("eval_every must be >= 1")
         if self.n_critic < 1 and self.objective != "mle":

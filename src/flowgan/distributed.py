@@ -1,4 +1,12 @@
-"""Process-group helpers for ``torchrun``; filled in with the data-parallel trainer."""
+"""Data-parallel helpers for ``torchrun`` (gloo on CPUs, nccl on GPUs).
+
+``torchrun --nproc-per-node N -m flowgan train ...`` starts N processes; each reads ``RANK``,
+``WORLD_SIZE`` and ``LOCAL_RANK`` from its environment. The trainer wraps generator and critic
+in ``DistributedDataParallel``, gives every process its shard of the *global* batch (all
+processes draw the same global noise, so N processes compute what one would), evaluates the
+exact NLL on shards and sums the results, and lets rank 0 alone write files. Multi-node runs use
+torchrun's usual rendezvous flags (``--nnodes``, ``--rdzv-backend``, ``--rdzv-endpoint``).
+"""
 
 from __future__ import annotations
 
@@ -8,13 +16,51 @@ import torch
 import torch.distributed as dist
 
 
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", 0))
+
+
 def init_process_group() -> None:
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(local_rank())
     dist.init_process_group(backend=backend)
 
 
 def destroy_process_group() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
+    """Sum a few floats over all processes (float64)."""
+    if not is_distributed():
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t.tolist()
+
+
+def all_reduce_max(values: list[float], device: torch.device) -> list[float]:
+    if not is_distributed():
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.tolist()
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def broadcast_object(obj, src: int = 0):
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]

@@ -136,8 +136,12 @@ class Adversarial(Objective):
 
 
 def _generator_module(G):
-    """The flow model inside a (possibly DDP-wrapped or compiled) generator."""
-    return getattr(G, "module", G)
+    """The flow model inside a (possibly compiled and/or DDP-wrapped) generator."""
+    while True:
+        inner = getattr(G, "_orig_mod", None) or getattr(G, "module", None)
+        if inner is None:
+            return G
+        G = inner
 
 
 def build_objective(objective: str, lam: float = 0.0, n_critic: int = 5, gp_weight: float = 10.0) -> Objective:

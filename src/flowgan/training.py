@@ -41,7 +41,7 @@ from .critics import build_critic, default_critic
 from .data import ImageDataset, load_dataset
 from .errors import CheckpointError, FlowganError, NonFiniteError
 from .images import save_grid
-from .likelihood import dequantize, nats_to_bpd, nll_report
+from .likelihood import dequantize, log_likelihoods, nats_to_bpd, nll_report
 from .models import build_model, model_config
 from .objectives import build_objective
 
@@ -193,6 +193,10 @@ class Trainer:
             raise FlowganError(f"batch size {cfg.batch_size} is not divisible by {world_size} processes")
         self.local_batch = cfg.batch_size // world_size
         self.device = resolve_device(cfg.device)
+        if self.device.type == "cuda" and world_size > 1 and self.device.index is None:
+            from .distributed import local_rank
+
+            self.device = torch.device("cuda", local_rank())
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -207,6 +211,9 @@ class Trainer:
             critic_name = default_critic(shape, cfg.model) if cfg.critic == "auto" else cfg.critic
             self.critic = build_critic(critic_name, shape, **cfg.critic_options).to(self.device, torch.float32)
         self.G, self.D = self._wrap(self.model), self._wrap(self.critic)
+        if cfg.compile:
+            self.G = torch.compile(self.G)
+            self.D = None if self.D is None else torch.compile(self.D)
         self.opt = make_adam(self.model.parameters(), cfg.lr, (cfg.beta1, cfg.beta2))
         self.critic_opt = None
         if self.critic is not None:
@@ -244,7 +251,7 @@ class Trainer:
     # ------------------------------------------------------------------ set-up helpers
 
     def _check_fresh(self) -> None:
-        if self.is_main and (self.run_dir / "config.json").exists():
+        if (self.run_dir / "config.json").exists():
             raise FlowganError(
                 f"run directory {self.run_dir} already holds a run; continue it with --resume {self.run_dir} "
                 "or choose another --out"
@@ -253,8 +260,12 @@ class Trainer:
     def _wrap(self, module):
         if module is None or self.world_size == 1:
             return module
+        import warnings
+
         from torch.nn.parallel import DistributedDataParallel as DDP
 
+        # conv weight gradients of single-channel inputs come with unusual strides: harmless
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         return DDP(module, device_ids=device_ids)
 
@@ -336,6 +347,10 @@ class Trainer:
     def save_checkpoint(self, name: str = "latest") -> None:
         if self.is_main:
             atomic_save(self.state_dict(), self.run_dir / "checkpoints" / f"{name}.pt")
+        if self.world_size > 1:
+            from .distributed import barrier
+
+            barrier()
 
     # ------------------------------------------------------------------ logging
 
@@ -383,6 +398,12 @@ class Trainer:
         grads = [p.grad for p in params if p.grad is not None]
         grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else loss.new_zeros(())
         loss_value, norm_value = float(loss.detach()), float(grad_norm)
+        if self.world_size > 1:  # every process must take the same decision
+            from .distributed import all_reduce_max
+
+            bad_loss, bad_grad = all_reduce_max([float(not math.isfinite(loss_value)), float(not math.isfinite(norm_value))], self.device)
+            loss_value = float("nan") if bad_loss else loss_value
+            norm_value = float("nan") if bad_grad else norm_value
         if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
             bad = "loss" if not math.isfinite(loss_value) else "gradient"
             raise NonFiniteError(f"non-finite {what} {bad} at step {self.step + 1}", step=self.step + 1)
@@ -420,8 +441,11 @@ class Trainer:
     def total_steps(self) -> int:
         cfg = self.config
         per_step = self.objective.critic_steps + int(self.objective.generator_uses_data)
-        by_epochs = int(math.floor(cfg.epochs * self.stream.batches_per_epoch / max(per_step, 1)))
-        return min(by_epochs, cfg.max_steps) if cfg.max_steps else by_epochs
+        epochs = cfg.epochs if cfg.epochs is not None or cfg.max_steps is not None else 1.0
+        by_epochs = int(math.floor(epochs * self.stream.batches_per_epoch / max(per_step, 1))) if epochs else None
+        if cfg.max_steps is None:
+            return by_epochs
+        return cfg.max_steps if by_epochs is None else min(by_epochs, cfg.max_steps)
 
     # ------------------------------------------------------------------ evaluation
 
@@ -429,8 +453,8 @@ class Trainer:
     def evaluate(self) -> dict[str, Any]:
         cfg = self.config
         self._check_parameters()
-        val = nll_report(self.model, self.val_images, batch_size=cfg.eval_batch_size)
-        train = nll_report(self.model, self.train_eval_images, batch_size=cfg.eval_batch_size)
+        val = self._nll(self.val_images)
+        train = self._nll(self.train_eval_images)
         record = {
             "kind": "eval",
             "step": self.step,
@@ -442,7 +466,12 @@ class Trainer:
             "train_nll_bpd": train["nll_bpd"],
         }
         if self.score_fn is not None and cfg.score_metrics:
-            record.update(self.score_fn(self))
+            scores = self.score_fn(self) if self.is_main else None
+            if self.world_size > 1:
+                from .distributed import broadcast_object
+
+                scores = broadcast_object(scores)
+            record.update(scores)
         if self.is_main:
             was_training = self.model.training
             self.model.eval()
@@ -450,6 +479,20 @@ class Trainer:
             self.model.train(was_training)
             save_grid(grid, self.run_dir / "samples" / f"step_{self.step:07d}.png")
         return record
+
+    def _nll(self, images: torch.Tensor) -> dict[str, float]:
+        """Exact NLL of uint8 images; with several processes each takes a contiguous shard (its
+        noise follows the global image index) and the sums are reduced."""
+        if self.world_size == 1:
+            return nll_report(self.model, images, batch_size=self.config.eval_batch_size)
+        from .distributed import all_reduce_sum
+
+        n = len(images)
+        lo, hi = n * self.rank // self.world_size, n * (self.rank + 1) // self.world_size
+        lp = log_likelihoods(self.model, images[lo:hi], batch_size=self.config.eval_batch_size, index_offset=lo)
+        total, count = all_reduce_sum([float(lp.sum()), float(len(lp))], self.device)
+        nats = -total / count
+        return {"nll_nats": nats, "nll_bpd": float(nats_to_bpd(nats, self.model.dim))}
 
     def _is_better(self, metric: str, value: float) -> bool:
         best = self.best.get(metric)
@@ -547,6 +590,11 @@ class Trainer:
                     self.elapsed += now - clock  # wall time includes evaluation
                     clock = window_start = now  # ... throughput does not
                     window_steps = 0
+                if self.world_size > 1:
+                    from .distributed import all_reduce_max
+
+                    if all_reduce_max([float(self._stop_signal is not None)], self.device)[0] and not self._stop_signal:
+                        self._stop_signal = "SIGTERM"
                 if self._stop_signal:
                     if last_eval_step != self.step:
                         self.save_checkpoint("latest")

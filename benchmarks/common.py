@@ -1,0 +1,49 @@
+"""Shared helpers of the benchmarks: the machine's matmul peak, timing, FLOP counts."""
+
+from __future__ import annotations
+
+import platform
+import time
+
+import torch
+
+
+def machine() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), platform.processor())
+    except OSError:
+        name = platform.processor()
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return f"{name}, {torch.get_num_threads()} threads, torch {torch.__version__}{gpu}"
+
+
+def timeit(fn, *, warmup: int = 3, min_time: float = 2.0, min_reps: int = 5, sync=None) -> float:
+    """Seconds per call (median of repeated timings after ``warmup`` calls)."""
+    for _ in range(warmup):
+        fn()
+    if sync:
+        sync()
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_reps or time.perf_counter() - start < min_time:
+        t = time.perf_counter()
+        fn()
+        if sync:
+            sync()
+        times.append(time.perf_counter() - t)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def matmul_flops(n: int = 2048, dtype=torch.float32, device="cpu") -> float:
+    """FLOP/s of an ``n × n`` matmul (2n³ FLOP) on this machine, measured now."""
+    a = torch.randn(n, n, dtype=dtype, device=device)
+    b = torch.randn(n, n, dtype=dtype, device=device)
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else None
+    return 2 * n**3 / timeit(lambda: a @ b, sync=sync)
+
+
+def linear_macs(model: torch.nn.Module, batch: int = 1) -> int:
+    """Multiply-accumulates of all ``nn.Linear`` layers for ``batch`` inputs (one forward pass)."""
+    return batch * sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear))
