@@ -137,7 +137,7 @@ def test_existing_run_directory_and_bad_resume_are_one_line(capsys, trained_run)
     assert "already holds a run" in err
     code, _, err = run(capsys, "train", "--resume", str(trained_run), "--lr", "0.1")
     assert_one_line_error(code, err)
-    assert "only --epochs and --max-steps" in err
+    assert "only --epochs, --max-steps and --max-minutes" in err
 
 
 def test_console_script_runs_without_traceback(tmp_path):

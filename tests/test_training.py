@@ -138,3 +138,13 @@ def test_learning_rate_schedule_decays_per_step(mnist5k, tmp_path):
     assert trainer.current_lr() == pytest.approx(2.5e-4)
     trainer.step = 10
     assert trainer.current_lr() == pytest.approx(1e-4)
+
+
+def test_time_limit_ends_the_run_with_a_final_evaluation(tmp_path, mnist5k):
+    def slow(trainer):
+        if trainer.step == 4:
+            trainer.elapsed += 1000.0  # pretend step 4 took long
+
+    summary = Trainer(_cfg(time_limit=500.0, eval_every=100), tmp_path / "run", dataset=mnist5k, progress=False, callbacks=(slow,)).fit()
+    assert summary["stopped_by"] == "time_limit" and summary["step"] == 4
+    assert read_metrics(tmp_path / "run", "eval")[-1]["step"] == 4

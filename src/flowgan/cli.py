@@ -54,6 +54,7 @@ def _add_train(sub) -> None:
     p.add_argument("--gp-weight", type=float, help="gradient-penalty weight (default 10)")
     p.add_argument("--epochs", type=float, help="passes over the training data")
     p.add_argument("--max-steps", type=int, help="stop after this many generator updates")
+    p.add_argument("--max-minutes", type=float, help="end the run after this much wall time (summed over resumes)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="learning rate (Adam)")
     p.add_argument("--beta1", type=float)
@@ -90,6 +91,7 @@ def _cmd_train(args) -> int:
         gp_weight=args.gp_weight,
         epochs=args.epochs,
         max_steps=args.max_steps,
+        time_limit=None if args.max_minutes is None else 60.0 * args.max_minutes,
         batch_size=args.batch_size,
         lr=args.lr,
         beta1=args.beta1,
@@ -107,17 +109,21 @@ def _cmd_train(args) -> int:
     )
     rank, world = _dist_rank_world()
     if args.resume:
-        changed = {k: v for k, v in options.items() if v is not None and k not in ("epochs", "max_steps")}
+        changed = {k: v for k, v in options.items() if v is not None and k not in ("epochs", "max_steps", "time_limit")}
         if changed or args.preset:
-            raise _usage(f"--resume continues a run with its stored config; only --epochs and --max-steps may change (got {', '.join(sorted(changed)) or '--preset'})")
+            raise _usage(f"--resume continues a run with its stored config; only --epochs, --max-steps and --max-minutes may change (got {', '.join(sorted(changed)) or '--preset'})")
         config = None
-        if args.epochs is not None or args.max_steps is not None:
+        if args.epochs is not None or args.max_steps is not None or args.max_minutes is not None:
             from .checkpoint import load_checkpoint
             from .config import TrainConfig
 
             stored = TrainConfig.from_dict(load_checkpoint(Path(args.resume) / "checkpoints" / "latest.pt")["config"])
             # --epochs alone extends by epochs (dropping a stored step limit); --max-steps alone keeps the epochs
             changes = {"epochs": args.epochs, "max_steps": args.max_steps} if args.epochs is not None else {"max_steps": args.max_steps}
+            if args.epochs is None and args.max_steps is None:
+                changes = {}
+            if args.max_minutes is not None:
+                changes["time_limit"] = 60.0 * args.max_minutes
             config = stored.replace(**changes)
         run_dir, resume = Path(args.resume), True
     else:

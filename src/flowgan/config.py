@@ -37,6 +37,7 @@ class TrainConfig:
     # optimisation
     epochs: float | None = None  # passes over the training data; with max_steps, the smaller wins
     max_steps: int | None = None  # generator updates; neither given: one epoch
+    time_limit: float | None = None  # seconds of wall time (summed over resumes) after which the run ends
     batch_size: int = 100
     lr: float = 1e-4
     beta1: float = 0.5

@@ -152,7 +152,7 @@ class Trainer:
     """Train a flow with ``config`` into ``run_dir``; ``fit()`` runs to the end and returns a summary.
 
     ``resume=True`` continues the run in ``run_dir`` from its latest checkpoint (``config`` then
-    only overrides ``epochs``/``max_steps``; pass ``None`` to keep the stored config).
+    only overrides ``epochs``/``max_steps``/``time_limit``; pass ``None`` to keep the stored config).
     ``callbacks`` are called as ``cb(trainer)`` after every generator step (tests use them to plant
     faults). ``rank``/``world_size`` are set for data-parallel runs (see :mod:`flowgan.distributed`).
     """
@@ -181,7 +181,7 @@ class Trainer:
             stored = TrainConfig.from_dict(self._checkpoint["config"])
             overrides = {}
             if config is not None:
-                overrides = {k: getattr(config, k) for k in ("epochs", "max_steps") if getattr(config, k) != getattr(stored, k)}
+                overrides = {k: getattr(config, k) for k in ("epochs", "max_steps", "time_limit") if getattr(config, k) != getattr(stored, k)}
             config = stored.replace(**overrides)
         elif config is None:
             raise FlowganError("a config is needed to start a run")
@@ -232,6 +232,7 @@ class Trainer:
         self.averages = _Averages()
         self.rollbacks = 0
         self._stop_signal: str | None = None
+        self.stopped_by = "steps"  # or "time_limit"
         self.score_fn = score_fn
 
         # fixed evaluation material
@@ -551,6 +552,9 @@ class Trainer:
             if self.critic is not None:
                 self.critic.train()
             while self.step < total:
+                if cfg.time_limit is not None and self.elapsed >= cfg.time_limit:
+                    self.stopped_by = "time_limit"
+                    break
                 try:
                     self.train_step()
                     for cb in self.callbacks:
@@ -626,7 +630,7 @@ class Trainer:
         self._log({"kind": "event", "step": self.step, "event": "rollback", "message": str(error), "failed_step": failed_step, "lr_scale": self.lr_scale})
 
     def summary(self) -> dict[str, Any]:
-        return {"run_dir": str(self.run_dir), "step": self.step, "epoch": self.stream.progress, "time": self.elapsed, "best": self.best}
+        return {"run_dir": str(self.run_dir), "step": self.step, "epoch": self.stream.progress, "time": self.elapsed, "best": self.best, "stopped_by": self.stopped_by}
 
 
 def _jsonable(obj):
