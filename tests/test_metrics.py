@@ -194,6 +194,16 @@ def test_shipped_mnist_classifier():
     assert clf.num_classes == 10 and clf.shape == (1, 28, 28)
 
 
+def test_shipped_cifar10_classifier_is_labelled_with_its_data():
+    path = shipped_weights("cifar10")
+    assert path is not None and path.stat().st_size < 2_000_000
+    clf = load_classifier(path, source="shipped")
+    assert clf.trained_on == "cifar10-5k (3600 training images)" and clf.info["family"] == "cifar10"
+    assert 0.6 <= clf.test_accuracy < 0.9 and clf.shape == (3, 32, 32)
+    summary = clf.summary()
+    assert "cifar10-5k" in summary["classifier"] and summary["classifier_trained_on"].startswith("cifar10-5k")
+
+
 def test_classifier_families():
     assert classifier_family("mnist") == classifier_family("mnist5k") == "mnist"
     assert classifier_family("cifar10") == "cifar10" and classifier_family("fashion-mnist") == "fashion-mnist"
@@ -338,3 +348,47 @@ def test_evaluate_samples_is_deterministic_and_restores_the_mode(mnist5k):
     assert a["is"] > 8.5 and a["mode"] > 8.5 and a["fid"] < 5.0
     c = evaluate_samples(model, mnist5k, ["is"], n_samples=1000, seed=1)
     assert c["is"] != a["is"]
+
+
+# ------------------------------------------------------------------------------ slow: classifier accuracy
+
+
+@pytest.mark.slow
+def test_classifier_trained_on_mnist5k_reaches_95_percent(mnist5k):
+    from flowgan.metrics.classifiers import accuracy, train_classifier
+
+    clf, meta = train_classifier(mnist5k, seed=0)  # default: 40 epochs, about 4-8 minutes on one CPU core
+    print(f"\nmnist5k classifier: test accuracy {100 * meta['test_accuracy']:.2f}% ({meta['train_seconds']:.0f} s)")
+    assert meta["test_accuracy"] >= 0.95
+    assert accuracy(clf, mnist5k.test.images, mnist5k.test.labels) == meta["test_accuracy"]
+
+
+@pytest.mark.slow
+def test_shipped_classifier_accuracy_on_full_mnist(shared_data_dir):
+    from flowgan.metrics.classifiers import accuracy
+
+    mnist = load_dataset("mnist", shared_data_dir)
+    clf = load_classifier(shipped_weights("mnist"))
+    acc = accuracy(clf.module, mnist.test.images, mnist.test.labels)
+    assert acc == clf.test_accuracy and acc >= 0.99
+    r = score_split(mnist, "test", ["is", "mode", "fid"], classifier=clf)
+    print(f"\nreal MNIST test: IS {r['is']:.3f} ± {r['is_std']:.3f}, MODE {r['mode']:.3f}, FID vs val {r['fid']:.4f}")
+    assert r["is"] > 9.5 and r["mode"] > 9.5 and r["fid"] < 1.0
+
+
+@pytest.mark.slow
+def test_shipped_cifar10_classifier_accuracy(shared_data_dir):
+    import os
+
+    from flowgan.metrics.classifiers import accuracy
+
+    path = os.path.join(shared_data_dir, "cifar10-5k", "cifar10-5k.npz")
+    if not os.path.isfile(path):
+        pytest.skip("cifar10-5k not available offline")
+    data = load_dataset(path)
+    clf = find_classifier(data)
+    assert clf.source == "shipped" and clf.name == "cifar10-resnet"
+    assert accuracy(clf.module, data.test.images, data.test.labels) == clf.test_accuracy >= 0.6
+    r = score_split(data, "test", ["is", "mode"])
+    print(f"\nreal cifar10-5k test: IS {r['is']:.3f} ± {r['is_std']:.3f}, MODE {r['mode']:.3f}")
+    assert r["is"] > 4
