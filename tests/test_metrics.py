@@ -392,3 +392,14 @@ def test_shipped_cifar10_classifier_accuracy(shared_data_dir):
     r = score_split(data, "test", ["is", "mode"])
     print(f"\nreal cifar10-5k test: IS {r['is']:.3f} ± {r['is_std']:.3f}, MODE {r['mode']:.3f}")
     assert r["is"] > 4
+
+
+def test_torchscript_classifier_for_other_images_fails_in_one_line(tmp_path, mnist5k):
+    import warnings
+
+    clf = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10)).float().eval()  # for 3x32x32 only
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.script(clf), str(tmp_path / "rgb.pt"))
+    with pytest.raises(FlowganError, match=r"failed on images of shape \(1, 28, 28\)"):
+        score_images(torch.rand(4, 1, 28, 28, dtype=torch.float32), mnist5k, ["is"], classifier=str(tmp_path / "rgb.pt"))

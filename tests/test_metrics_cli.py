@@ -105,7 +105,7 @@ def test_classifier_train_and_info(capsys, tmp_path):
         (["score", "--dataset", "mnist5k", "--classifier", "/no/such/file.pt"], "does not exist"),
         (["score", "--dataset", "digits"], "flowgan classifier train --dataset digits"),
         (["score", "--dataset", "mnist5k", "--samples", "1"], "--samples"),
-        (["classifier", "train", "--dataset", "mnist", "--data-dir", "/no/such/dir"], "mnist not found"),
+        (["classifier", "train", "--dataset", "/no/such/data.npz"], "does not exist"),
         (["classifier", "train", "--dataset", "mnist5k", "--epochs", "0"], "--epochs"),
         (["evaluate", "/no/such/run", "--metrics", "is"], "neither a run directory"),
     ],

@@ -223,13 +223,19 @@ class ScoreClassifier:
         try:
             for start in range(0, len(images), batch_size):
                 x = images[start : start + batch_size].to(device=device, dtype=torch.float32)
-                if self.run is not None:
-                    lg, ft = self.run(x, features)
-                elif features and self.has_features:
-                    ft = module.features(x)
-                    lg = _head(module, ft) if _has_head(module) else module(x)
-                else:
-                    lg, ft = module(x), None
+                try:
+                    if self.run is not None:
+                        lg, ft = self.run(x, features)
+                    elif features and self.has_features:
+                        ft = module.features(x)
+                        lg = _head(module, ft) if _has_head(module) else module(x)
+                    else:
+                        lg, ft = module(x), None
+                except RuntimeError as e:  # e.g. a TorchScript module made for other images
+                    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                    raise FlowganError(f"classifier {self.name} failed on images of shape {tuple(x.shape[1:])}: {first[:200]}") from None
+                if lg.dim() != 2:
+                    raise FlowganError(f"classifier {self.name} returned logits of shape {tuple(lg.shape)}, expected (N, classes)")
                 if features and ft is None:
                     ft = lg
                 logits.append(lg.double().cpu())
