@@ -1,0 +1,148 @@
+"""``flowgan classifier train|info`` and ``flowgan score``: a plugin of :mod:`flowgan.cli`.
+
+Nothing heavy is imported here at import time (torch is imported inside the commands), so that
+``flowgan --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+SCORES = ("is", "mode", "fid", "kid")
+
+
+def _parse_scores(text: str) -> list[str]:
+    from ..cli import UsageError
+
+    scores = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in scores if s not in SCORES]
+    if unknown or not scores:
+        raise UsageError(f"unknown score(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(SCORES)}")
+    return scores
+
+
+def register(sub) -> None:
+    """Add the ``classifier`` and ``score`` subcommands to the ``flowgan`` parser."""
+    p = sub.add_parser(
+        "classifier",
+        help="train or inspect the classifiers behind the IS/MODE/FID/KID scores",
+        description="The classifiers that the sample scores use (flowgan's own, offline; or Inception-v3).",
+    )
+    csub = p.add_subparsers(dest="classifier_command", metavar="SUBCOMMAND", parser_class=sub._parser_class)
+    csub.required = True
+
+    t = csub.add_parser(
+        "train",
+        help="train the classifier of a dataset and save it where the scores find it",
+        description=(
+            "Train a small CNN (grey-scale data) or ResNet (colour data) on a dataset's training split and save it, "
+            "with its test accuracy, to the classifier cache ($FLOWGAN_CACHE/classifiers/<family>.pt, else "
+            "~/.cache/flowgan/classifiers/<family>.pt) or to --out."
+        ),
+    )
+    t.add_argument("--dataset", required=True, help="mnist, mnist5k, fashion-mnist, cifar10, digits, or a path to a .npz with labels")
+    t.add_argument("--data-dir", help="folder with the dataset files (default $FLOWGAN_DATA or ~/.cache/flowgan/data)")
+    t.add_argument("--epochs", type=int, help="passes over the training split (default by dataset: mnist 8, mnist5k 40, cifar10 60, ...)")
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW, one-cycle schedule; default 2e-3)")
+    t.add_argument("--out", metavar="PATH", help="classifier file to write (default: the cache, <family>.pt)")
+    t.add_argument("--device", default="auto", help="auto (default), cpu, cuda, ...")
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=_cmd_classifier_train)
+
+    i = csub.add_parser(
+        "info",
+        help="show which classifier scores a dataset (or what a classifier file holds)",
+        description="Print, as JSON, the classifier the scores would use for --dataset (lookup: --classifier PATH > cache > shipped weights).",
+    )
+    i.add_argument("--dataset", help="dataset name or .npz path")
+    i.add_argument("--classifier", help="a classifier file (flowgan format or TorchScript)")
+    i.set_defaults(func=_cmd_classifier_info)
+
+    s = sub.add_parser(
+        "score",
+        help="IS/MODE/FID/KID of a dataset's real images (the reference for a model's samples)",
+        description=(
+            "Score real images of a split exactly as `flowgan evaluate --metrics ...` scores a model's samples. Images are "
+            "dequantized as the likelihood sees them, (k + u)/256 with the fixed evaluation noise. FID/KID compare them "
+            "with --reference-split (default test, or val when scoring the test split)."
+        ),
+    )
+    s.add_argument("--dataset", required=True, help="mnist, mnist5k, fashion-mnist, cifar10, digits, or a path to a .npz")
+    s.add_argument("--split", default="test", choices=["train", "val", "test"], help="images to score (default test)")
+    s.add_argument("--reference-split", choices=["train", "val", "test"], help="FID/KID reference (default test; val when --split test)")
+    s.add_argument("--data-dir")
+    s.add_argument("--metrics", default="is,mode,fid,kid", help="comma-separated: is,mode,fid,kid (default all)")
+    s.add_argument("--samples", type=int, help="score a fixed random subset of N images of the split (default all)")
+    s.add_argument("--classifier", help="a classifier file (flowgan format or TorchScript), or 'inception'")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--output", "-o", help="also write the JSON to this file")
+    s.set_defaults(func=_cmd_score)
+
+
+def _cmd_classifier_train(args) -> int:
+    import torch
+
+    from ..cli import UsageError, err
+    from ..data import load_dataset
+    from ..training import resolve_device
+    from .classifiers import classifier_family, default_classifier_dir, save_classifier, train_classifier
+
+    if args.epochs is not None and args.epochs < 1:
+        raise UsageError("--epochs must be >= 1")
+    if args.batch_size < 1:
+        raise UsageError("--batch-size must be >= 1")
+    device = resolve_device(args.device)
+    dataset = load_dataset(args.dataset, args.data_dir)
+    family = classifier_family(dataset)
+    out = Path(args.out) if args.out else default_classifier_dir() / f"{family}.pt"
+    err(f"flowgan: training the {family} classifier on {dataset.describe()} ({torch.get_num_threads()} threads, {device})")
+    clf, meta = train_classifier(dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=device, log=err)
+    save_classifier(out, clf, meta)
+    acc = meta["test_accuracy"]
+    print(json.dumps({"path": str(out), **{k: meta[k] for k in ("family", "trained_on", "test_accuracy", "test_images", "val_accuracy", "epochs", "train_seconds")}}, indent=2))
+    err(f"flowgan: wrote {out} (test accuracy {100 * acc:.2f}% on {meta['test_images']} {dataset.name} test images)" if acc is not None else f"flowgan: wrote {out}")
+    return 0
+
+
+def _cmd_classifier_info(args) -> int:
+    from ..cli import UsageError
+    from .classifiers import classifier_family, find_classifier
+
+    if not args.dataset and not args.classifier:
+        raise UsageError("give --dataset or --classifier")
+    if args.classifier:
+        clf = find_classifier(args.dataset or "?", args.classifier)
+    else:
+        clf = find_classifier(args.dataset)
+    info = {"family": classifier_family(args.dataset) if args.dataset else None, "source": clf.source, "path": clf.path, "name": clf.name, **clf.summary()}
+    info.update({k: v for k, v in clf.info.items() if k not in ("history", "normalization", "format", "version")})
+    print(json.dumps(info, indent=2, default=str))
+    return 0
+
+
+def _cmd_score(args) -> int:
+    from ..cli import UsageError, err
+    from ..data import load_dataset
+    from ..training import resolve_device
+    from . import score_split
+
+    scores = _parse_scores(args.metrics)
+    if args.samples is not None and args.samples < 2:
+        raise UsageError("--samples must be >= 2")
+    device = resolve_device(args.device)
+    dataset = load_dataset(args.dataset, args.data_dir)
+    reference = args.reference_split or ("val" if args.split == "test" else "test")
+    t = time.perf_counter()
+    result = score_split(dataset, args.split, scores, n_images=args.samples, classifier=args.classifier, device=device, reference_split=reference)
+    result["score_seconds"] = round(time.perf_counter() - t, 2)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.output:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+        err(f"flowgan: wrote {out}")
+    return 0

@@ -1,0 +1,70 @@
+"""Sample scores during training: :func:`score_hook`, the trainer's ``score_fn``.
+
+At each evaluation (``Trainer.evaluate``) with ``config.score_metrics`` non-empty, e.g. ``("mode",)``
+for MNIST or ``("is",)`` for CIFAR-10 as in the paper's Tables 1-2 and Appendix B, the hook draws
+``config.score_samples`` samples and returns the scores; the trainer logs them in
+``metrics.jsonl`` and keeps ``best_<metric>.pt`` checkpoints (higher is better, except FID/KID).
+
+* Samples come from their own CPU generators seeded from ``(config.seed, step)``: the trainer's
+  training generator (``trainer.rng``) and the global random state (forked around the hook) are
+  not touched, so a run with scores ends with exactly the parameters of the same run without
+  them, and resumes bit-exactly.
+* FID/KID compare with the **validation** split (model selection must not look at test data).
+* The classifier is the dataset's default (cache, else shipped weights); if there is none, a
+  :class:`FlowganError` says how to train it. It is loaded once per process.
+* The model is sampled in eval mode and put back in its previous mode.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ..errors import FlowganError
+
+_CLASSIFIERS: dict = {}
+
+
+def _classifier(dataset):
+    from .classifiers import classifier_family, default_classifier_dir, find_classifier, shipped_weights
+
+    family = classifier_family(dataset)
+    cached = default_classifier_dir() / f"{family}.pt"
+    stamp = cached.stat().st_mtime_ns if cached.is_file() else None
+    key = (family, str(cached), stamp, str(shipped_weights(family)))
+    if key not in _CLASSIFIERS:
+        _CLASSIFIERS.clear()
+        _CLASSIFIERS[key] = find_classifier(dataset)
+    return _CLASSIFIERS[key]
+
+
+def score_hook(trainer) -> dict:
+    """The scores in ``trainer.config.score_metrics`` of ``trainer.config.score_samples`` samples of
+    ``trainer.model`` at ``trainer.step``: keys named as the metrics (``mode`` and ``mode_paper``,
+    ``is`` and ``is_std``, ``fid``, ``kid`` and ``kid_std``) plus ``score_seconds``."""
+    import torch
+
+    from ..training import _mix_seed
+    from .evaluate import check_scores, evaluate_samples
+
+    cfg = trainer.config
+    scores = check_scores(cfg.score_metrics)
+    if cfg.score_samples < 2:
+        raise FlowganError("score_samples must be at least 2")
+    start = time.perf_counter()
+    device = torch.device(trainer.device)
+    # samples use their own generators; the fork guards the global state against anything else
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        result = evaluate_samples(
+            trainer.model,
+            trainer.dataset,
+            scores,
+            n_samples=cfg.score_samples,
+            classifier=_classifier(trainer.dataset),
+            device=device,
+            split="val",
+            seed=_mix_seed(cfg.seed, trainer.step, 5),
+        )
+    keys = {"is": ("is", "is_std"), "mode": ("mode", "mode_paper"), "fid": ("fid",), "kid": ("kid", "kid_std")}
+    out = {k: result[k] for s in scores for k in keys[s]}
+    out["score_seconds"] = round(time.perf_counter() - start, 3)
+    return out

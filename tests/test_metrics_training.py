@@ -1,0 +1,108 @@
+"""Scores during training: best_<metric>.pt checkpoints, and no effect on the training itself."""
+
+import pytest
+import torch
+
+from flowgan.checkpoint import load_checkpoint
+from flowgan.config import TrainConfig
+from flowgan.data import load_dataset
+from flowgan.errors import FlowganError
+from flowgan.metrics.training import score_hook
+from flowgan.training import Trainer, read_metrics
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(monkeypatch, tmp_path_factory):
+    monkeypatch.setenv("FLOWGAN_CACHE", str(tmp_path_factory.getbasetemp() / "flowgan-cache-training"))
+
+
+@pytest.fixture(scope="module")
+def mnist5k():
+    return load_dataset("mnist5k")
+
+
+def _config(**kw):
+    base = dict(dataset="mnist5k", model="nice-small", max_steps=4, eval_every=2, score_metrics=("mode",), score_samples=200, train_eval_samples=100)
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, mnist5k):
+    """The same 4-step run with MODE scores at every evaluation and without any."""
+    base = tmp_path_factory.mktemp("hook")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FLOWGAN_CACHE", str(base / "cache"))
+    try:
+        Trainer(_config(), base / "scored", dataset=mnist5k, progress=False, score_fn=score_hook).fit()
+        Trainer(_config(score_metrics=()), base / "plain", dataset=mnist5k, progress=False).fit()
+    finally:
+        mp.undo()
+    return base / "scored", base / "plain"
+
+
+def test_training_with_mode_scores_keeps_best_mode_checkpoint(runs):
+    scored, _ = runs
+    evals = read_metrics(scored, "eval")
+    assert [e["step"] for e in evals] == [0, 2, 4]
+    for e in evals:
+        assert 1.0 <= e["mode_paper"] <= 10.0 and 0.0 < e["mode"] <= e["mode_paper"] + 1e-9
+        assert e["score_seconds"] > 0
+    best = max(evals, key=lambda e: e["mode"])
+    ckpt = scored / "checkpoints" / "best_mode.pt"
+    assert ckpt.is_file()
+    assert load_checkpoint(ckpt)["step"] == best["step"]
+    assert load_checkpoint(scored / "checkpoints" / "latest.pt")["best"]["mode"]["value"] == pytest.approx(best["mode"])
+
+
+def test_scores_do_not_perturb_training(runs):
+    scored, plain = runs
+    a, b = load_checkpoint(scored / "checkpoints" / "latest.pt"), load_checkpoint(plain / "checkpoints" / "latest.pt")
+    assert a["model"].keys() == b["model"].keys()
+    for name in a["model"]:
+        assert torch.equal(a["model"][name], b["model"][name]), name
+    assert torch.equal(a["rng"], b["rng"]) and a["stream"] == b["stream"]
+    plain_evals = read_metrics(plain, "eval")
+    assert all("mode" not in e for e in plain_evals)
+    assert [e["val_nll_nats"] for e in plain_evals] == [e["val_nll_nats"] for e in read_metrics(scored, "eval")]
+
+
+class _FakeTrainer:
+    def __init__(self, model, data, **cfg):
+        self.model, self.dataset = model, data
+        self.config = _config(**cfg)
+        self.step, self.device = 7, torch.device("cpu")
+        self.rng = torch.Generator().manual_seed(0)
+
+
+def test_hook_restores_the_model_mode_and_leaves_random_states_alone(mnist5k):
+    from flowgan.models import build_model
+
+    model = build_model("nice-small").to(torch.float32)
+    for training in (True, False):
+        trainer = _FakeTrainer(model.train(training), mnist5k, score_metrics=("is", "mode", "fid"), score_samples=100)
+        rng, global_state = trainer.rng.get_state(), torch.get_rng_state()
+        out = score_hook(trainer)
+        assert model.training is training
+        assert set(out) == {"is", "is_std", "mode", "mode_paper", "fid", "score_seconds"}
+        assert torch.equal(rng, trainer.rng.get_state()) and torch.equal(global_state, torch.get_rng_state())
+    again = score_hook(trainer)
+    assert {k: v for k, v in again.items() if k != "score_seconds"} == {k: v for k, v in out.items() if k != "score_seconds"}
+    trainer.step = 8
+    assert score_hook(trainer)["is"] != out["is"]  # fresh samples at every evaluation step
+
+
+def test_hook_without_a_classifier_says_how_to_get_one():
+    from flowgan.models import build_model
+
+    digits = load_dataset("digits")
+    trainer = _FakeTrainer(build_model("nice-small", shape=(1, 8, 8)).float(), digits, dataset="digits")
+    with pytest.raises(FlowganError, match="flowgan classifier train --dataset digits"):
+        score_hook(trainer)
+
+
+def test_hook_rejects_unknown_scores(mnist5k):
+    from flowgan.models import build_model
+
+    trainer = _FakeTrainer(build_model("nice-small").float(), mnist5k, score_metrics=("bleu",))
+    with pytest.raises(FlowganError, match="unknown score"):
+        score_hook(trainer)
