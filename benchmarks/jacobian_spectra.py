@@ -28,6 +28,15 @@ import flowgan  # noqa: E402
 from flowgan.analysis.jacobian import jacobian_spectra  # noqa: E402
 
 
+def reference_gflops(n: int = 4096) -> float:
+    """Speed of a large float32 matrix product on this machine right now (for judging load)."""
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    a @ b
+    t = time.perf_counter()
+    a @ b
+    return 2 * n**3 / (time.perf_counter() - t) / 1e9
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=64)
@@ -51,6 +60,7 @@ def main() -> None:
                 p_.add_(0.01 * torch.randn_like(p_))
         source = "fresh nice-mnist, parameters perturbed by N(0, 0.01^2)"
     dtype = getattr(torch, args.dtype)
+    ref = reference_gflops()
     runs = []
     for _ in range(args.repeats):
         spectra = jacobian_spectra(model, args.n, dtype=dtype, method=args.method)
@@ -70,6 +80,7 @@ def main() -> None:
         "mean_logdet": summary["mean_logdet"],
         "mean_logdet_flow": summary["mean_logdet_flow"],
         "max_abs_logdet_diff": summary["max_abs_logdet_diff"],
+        "reference_gemm_gflops": ref,
         "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
         "torch": torch.__version__,
@@ -79,7 +90,7 @@ def main() -> None:
     print(f"  Jacobians {result['jacobian_s']:.2f} s + singular values {result['svd_s']:.2f} s = {result['singular_values_s']:.2f} s (target <= 10 s)")
     print(f"  log-det check (float64 flow, not timed in the target): {result['check_s']:.2f} s; "
           f"mean log|det| {result['mean_logdet']:.2f} vs flow {result['mean_logdet_flow']:.2f} (max diff {result['max_abs_logdet_diff']:.2e})")
-    print(f"  threads {result['threads']}, load average {result['load_average']}")
+    print(f"  same-run reference: float32 GEMM 4096^3 at {ref:.0f} GFLOPS; threads {result['threads']}, load average {result['load_average']}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
 

@@ -348,7 +348,7 @@ def _add_analyze(sub) -> None:
     lk.add_argument("--kde-samples", type=_positive, default=10000, help="model samples for the KDE (default 10,000)")
     lk.add_argument("--kde-val", type=_positive, default=1000, help="validation images for the KDE bandwidth (default 1000)")
     lk.add_argument("--seed", type=int, default=0)
-    lk.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
+    lk.add_argument("--device", default="auto", help="auto (default: cuda if available), cpu, cuda, cuda:1, ...")
     lk.add_argument("--out", help="output directory (default analysis/likelihoods-<time>)")
     lk.add_argument("--no-progress", action="store_true")
     lk.set_defaults(func=_cmd_likelihoods)
@@ -370,6 +370,7 @@ def _add_analyze(sub) -> None:
     jc.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="Jacobian precision (SVD always float64; default float32)")
     jc.add_argument("--method", choices=["auto", "coupling", "autograd"], default="auto", help="auto: layer-wise for NICE, autograd otherwise")
     jc.add_argument("--seed", type=int, default=0)
+    jc.add_argument("--device", default="auto", help="auto (default: cuda if available), cpu, cuda, ...")
     jc.add_argument("--title", help="figure title")
     jc.add_argument("--out", help="output directory (default analysis/jacobian-<time>)")
     jc.add_argument("--no-progress", action="store_true")
@@ -472,17 +473,19 @@ def _cmd_jacobian(args) -> int:
 
     from ..checkpoint import load_model
     from ..cli import err
+    from ..training import resolve_device
     from .jacobian import jacobian_spectra
     from .plots import plot_singular_value_cdf
 
     labels = _labels(args.runs, args.labels)
+    device = resolve_device(args.device)
     progress = _progress_default(args)
     out = _out_dir(args.out, "jacobian")
     dtype = getattr(torch, args.dtype)
     results, curves, arrays = [], {}, {}
     for run, label in zip(args.runs, labels):
         ckpt_path, ckpt_name = _pick_checkpoint(run, args.checkpoint)
-        model, ckpt = load_model(ckpt_path)
+        model, ckpt = load_model(ckpt_path, device=device)
         err(f"flowgan analyze jacobian: {label} ({ckpt_name}, step {ckpt.get('step')}): {args.n} Jacobians of {tuple(model.shape)}")
         spectra = jacobian_spectra(model, args.n, seed=args.seed, dtype=dtype, method=args.method, progress=progress)
         summary = spectra.summary()

@@ -120,8 +120,10 @@ def mixture_log_prob(
     n, d = x.shape
     m = prep.shifted.shape[0]
     k = len(sig)
-    inv64 = torch.tensor([1.0 / (2.0 * s * s) for s in sig], dtype=torch.float64)
-    const = torch.tensor([-math.log(m) - 0.5 * d * (_LOG_2PI + 2.0 * math.log(s)) for s in sig], dtype=torch.float64)
+    device = prep.shifted.device  # computed where the centres are; the result is on the CPU
+    inv64 = torch.tensor([1.0 / (2.0 * s * s) for s in sig], dtype=torch.float64, device=device)
+    const = torch.tensor([-math.log(m) - 0.5 * d * (_LOG_2PI + 2.0 * math.log(s)) for s in sig], dtype=torch.float64, device=device)
+    offset = prep.offset.to(device)
     out = torch.empty(n, k, dtype=torch.float64)
     chunk_rows, chunk_centres = max(1, int(chunk_rows)), max(1, int(chunk_centres))
     blocks = [(r, c) for r in range(0, n, chunk_rows) for c in range(0, m, chunk_centres)]
@@ -132,13 +134,13 @@ def mixture_log_prob(
         bar = tqdm(total=len(blocks), desc="mixture log p", unit="block", leave=False)
     centres_t = prep.shifted.T  # (D, m) view; addmm handles the transpose without a copy
     for r0 in range(0, n, chunk_rows):
-        xr64 = x[r0 : r0 + chunk_rows].to(torch.float64) - prep.offset
+        xr64 = x[r0 : r0 + chunk_rows].to(device=device, dtype=torch.float64) - offset
         xr = xr64.to(dtype)
         b = xr.shape[0]
         x_sq = xr64.square().sum(1)  # float64
-        run_min = torch.full((b,), math.inf, dtype=torch.float64)
-        run_arg = torch.zeros(b, dtype=torch.long)
-        run_lse = torch.full((b, k), -math.inf, dtype=torch.float64)  # log Σ exp(-(d'_j)·inv), d' = ‖c‖² - 2x·c
+        run_min = torch.full((b,), math.inf, dtype=torch.float64, device=device)
+        run_arg = torch.zeros(b, dtype=torch.long, device=device)
+        run_lse = torch.full((b, k), -math.inf, dtype=torch.float64, device=device)  # log Σ exp(-(d'_j)·inv), d' = ‖c‖² - 2x·c
         buf = None
         for c0 in range(0, m, chunk_centres):
             c1 = min(m, c0 + chunk_centres)
@@ -163,7 +165,7 @@ def mixture_log_prob(
             log_sum = run_lse - x_sq.unsqueeze(1) * inv64  # log Σ exp(-‖x-c‖²·inv)
         else:
             # Substitute the nearest centre's term, recomputed exactly in float64.
-            nearest = prep.centres[run_arg].to(torch.float64) - prep.offset
+            nearest = prep.centres[run_arg].to(torch.float64) - offset
             d2_exact = (xr64 - nearest).square().sum(1)
             d2_approx = run_min + x_sq
             # A = log of (Σ_j exp(-(d'_j - min)·inv)) >= 0: the min term contributes exactly 1.
@@ -171,7 +173,7 @@ def mixture_log_prob(
             others = torch.log(torch.expm1(a))  # log Σ_{j ≠ nearest} (relative), -inf if none
             delta = (d2_exact - d2_approx).unsqueeze(1) * inv64
             log_sum = -d2_exact.unsqueeze(1) * inv64 + torch.logaddexp(torch.zeros_like(others), others + delta)
-        out[r0 : r0 + b] = log_sum + const
+        out[r0 : r0 + b] = (log_sum + const).cpu()
     if bar is not None:
         bar.close()
     return out
@@ -260,7 +262,7 @@ class GaussianMixtureBaseline(nn.Module):
     def log_prob_sigmas(self, x: torch.Tensor, sigmas, progress: bool = False) -> torch.Tensor:
         """``log p_σ(x)`` for several bandwidths at the cost of one pass: float64 ``(N, K)``."""
         return mixture_log_prob(
-            _flat(x, self._shape).cpu(), self._prep(), sigmas, precision=self.precision,
+            _flat(x, self._shape), self._prep(), sigmas, precision=self.precision,
             chunk_rows=self.chunk_rows, chunk_centres=self.chunk_centres, progress=progress,
         )
 
@@ -282,10 +284,10 @@ class GaussianMixtureBaseline(nn.Module):
     ):
         """``n`` images ``c_I + σ·ε`` (``I`` uniform, ``ε ~ N(0, I)``), clamped to ``[0, 1]`` unless
         ``clamp=False`` (as the flows' ``sample``); with ``return_index`` also the ``I``."""
-        m = self.num_components
+        m, device = self.num_components, self.centres.device
         idx = torch.randint(0, m, (int(n),), generator=generator)
-        eps = torch.randn((int(n), self.centres.shape[1]), generator=generator, dtype=self.centres.dtype)
-        x = (self.centres.cpu()[idx] + self._sigma * eps).reshape(int(n), *self._shape)
+        eps = torch.randn((int(n), self.centres.shape[1]), generator=generator, dtype=self.centres.dtype).to(device)
+        x = (self.centres[idx.to(device)] + self._sigma * eps).reshape(int(n), *self._shape)
         if clamp:
             x = x.clamp(0.0, 1.0)
         return (x, idx) if return_index else x

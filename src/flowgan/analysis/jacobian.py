@@ -142,7 +142,7 @@ def _block(order_pos: torch.Tensor, idx: torch.Tensor) -> slice | None:
     """The slice of stored rows holding ``idx`` (in order), if they are contiguous."""
     pos = order_pos[idx]
     start = int(pos[0])
-    if torch.equal(pos, torch.arange(start, start + len(idx))):
+    if torch.equal(pos, torch.arange(start, start + len(idx), device=pos.device)):
         return slice(start, start + len(idx))
     return None
 
@@ -160,9 +160,10 @@ def _coupling_jacobians(model, z: torch.Tensor, dtype: torch.dtype) -> tuple[tor
     layers = _flat_layers(model.flow)
     n, d = z.shape[0], math.prod(model.shape)
     h = z.to(dtype)
-    jac = torch.eye(d, dtype=dtype).expand(n, d, d).clone()
-    order = torch.arange(d)  # stored row r holds the derivative of flat output element order[r]
-    pos = torch.arange(d)  # inverse permutation: pos[order[r]] = r
+    dev = h.device
+    jac = torch.eye(d, dtype=dtype, device=dev).expand(n, d, d).clone()
+    order = torch.arange(d, device=dev)  # stored row r holds the derivative of flat output element order[r]
+    pos = torch.arange(d, device=dev)  # inverse permutation: pos[order[r]] = r
     for layer in reversed(layers):
         if isinstance(layer, Reshape):
             h = layer.inverse(h)
@@ -172,10 +173,10 @@ def _coupling_jacobians(model, z: torch.Tensor, dtype: torch.dtype) -> tuple[tor
             h = layer.inverse(h)
         elif isinstance(layer, AdditiveCoupling):
             # inverse: y_cond = h_cond, y_change = h_change - t(h_cond)
-            cond_idx, change_idx = _index_split(layer.partition, tuple(h.shape[1:]))
+            cond_idx, change_idx = (i.to(dev) for i in _index_split(layer.partition, tuple(h.shape[1:])))
             a, b = _block(pos, cond_idx), _block(pos, change_idx)
             if a is None or b is None:  # re-order the stored rows: [cond | change | rest]
-                rest = torch.ones(d, dtype=torch.bool)
+                rest = torch.ones(d, dtype=torch.bool, device=dev)
                 rest[cond_idx] = False
                 rest[change_idx] = False
                 new_order = torch.cat([cond_idx, change_idx, torch.nonzero(rest).reshape(-1)])
@@ -192,7 +193,7 @@ def _coupling_jacobians(model, z: torch.Tensor, dtype: torch.dtype) -> tuple[tor
             log_deriv = -nn.functional.softplus(h64) - nn.functional.softplus(-h64) - math.log1p(-2.0 * layer.alpha)
             jac = jac.to(torch.float64) * torch.exp(log_deriv).unsqueeze(2)
             h = layer.inverse(h)
-    if not torch.equal(order, torch.arange(d)):
+    if not torch.equal(order, torch.arange(d, device=dev)):
         jac = jac[:, pos]
     return jac.to(torch.float64), h
 
@@ -237,8 +238,9 @@ def generator_jacobians(
 
         steps = tqdm(steps, desc=f"Jacobians ({method})", unit="chunk", leave=False)
     try:
+        device = next(iter(model.parameters()), torch.empty(0)).device
         for s in steps:
-            parts.append(fn(model, z[s : s + chunk].cpu(), dtype)[0])
+            parts.append(fn(model, z[s : s + chunk].to(device), dtype)[0])
     finally:
         for p in params:
             p.requires_grad_(True)
@@ -255,7 +257,7 @@ def singular_values(jac: torch.Tensor, threads: int | None = None) -> torch.Tens
 
     jac = jac.to(torch.float64)
     threads = max(1, int(threads or torch.get_num_threads()))
-    if threads == 1 or len(jac) == 1:
+    if jac.device.type != "cpu" or threads == 1 or len(jac) == 1:
         return torch.linalg.svdvals(jac)
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -271,7 +273,8 @@ def singular_values(jac: torch.Tensor, threads: int | None = None) -> torch.Tens
 def flow_logdet_at(model, z: torch.Tensor) -> torch.Tensor:
     """``−log|det ∂f/∂x|`` at ``x = G(z)``: the generator's log-det from the flow itself (float64)."""
     m = copy.deepcopy(model).to(torch.float64).eval()
-    x = m.decode(z.to(torch.float64))
+    device = next(iter(m.parameters()), torch.empty(0)).device
+    x = m.decode(z.to(device=device, dtype=torch.float64))
     return -m.flow(x)[1]
 
 
@@ -341,10 +344,10 @@ def jacobian_spectra(
     t0 = time.perf_counter()
     jac, used = generator_jacobians(model, z, dtype=dtype, method=method, progress=progress)
     t1 = time.perf_counter()
-    s = singular_values(jac, threads)
+    s = singular_values(jac, threads).cpu()
     t2 = time.perf_counter()
     del jac
-    logdet_flow = flow_logdet_at(model, z.to(torch.float64)) if check else torch.full((len(z),), float("nan"), dtype=torch.float64)
+    logdet_flow = flow_logdet_at(model, z.to(torch.float64)).cpu() if check else torch.full((len(z),), float("nan"), dtype=torch.float64)
     t3 = time.perf_counter()
     return JacobianSpectra(s, logdet_flow.cpu(), used, str(dtype).replace("torch.", ""),
                            {"jacobian": t1 - t0, "svd": t2 - t1, "check": t3 - t2, "total": t3 - t0})
