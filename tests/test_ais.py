@@ -77,6 +77,24 @@ def test_ais_improves_with_more_steps_and_is_a_lower_bound(linear_problem):
     assert float(errors[0].mean()) < -1.0 and float(errors[1].mean()) < 0
 
 
+def test_wu_et_al_step_size_rule_also_converges(linear_problem):
+    """``adapt_rate=None``: the original x1.02 / x0.98 rule, slower to adapt but just as valid."""
+    w, b, sigma, x, exact = linear_problem
+    r = ais_log_likelihood(lambda z: z @ w.T + b, StandardNormal(), x, (3,), sigma=sigma, n_steps=500, n_chains=16,
+                           n_leapfrog=5, step_size=0.1, adapt_rate=None, generator=torch.Generator().manual_seed(1))
+    err = r.log_likelihood - exact
+    assert abs(float(err.mean())) < 0.1 and float(err.abs().max()) < 1.0
+
+
+def test_step_size_reaches_the_target_acceptance_quickly(linear_problem):
+    """From a 100x too small initial step size, the proportional rule reaches ~0.65 acceptance."""
+    w, b, sigma, x, _ = linear_problem
+    r = ais_log_likelihood(lambda z: z @ w.T + b, StandardNormal(), x, (3,), sigma=sigma, n_steps=60, n_chains=8,
+                           n_leapfrog=5, step_size=0.001, generator=torch.Generator().manual_seed(2))
+    assert float(r.step_size.min()) > 0.02  # grew by more than 20x within 60 steps
+    assert 0.5 < r.acceptance < 0.85
+
+
 def test_ais_is_deterministic_given_the_generator(linear_problem):
     a, b = _ais(linear_problem, 20, seed=5), _ais(linear_problem, 20, seed=5)
     assert torch.equal(a.log_likelihood, b.log_likelihood)

@@ -77,6 +77,16 @@ def test_analyze_likelihoods_writes_table3(capsys, runs, tmp_path):
     assert "| A |" in md and "Ranking" in md and "AIS" in md
 
 
+def test_analyze_likelihoods_selects_the_ais_sigma_on_validation(capsys, runs, tmp_path):
+    code, out, err = run(capsys, "analyze", "likelihoods", runs[0], "--methods", "ais", "--ais-sigma", "auto", "--ais-val", 4,
+                         "--n-test", 5, "--ais-steps", 4, "--ais-chains", 2, "--ais-leapfrog", 1, "--out", tmp_path, "--no-progress")
+    assert code == 0, err
+    row = json.loads((tmp_path / "table3.json").read_text())["runs"][0]
+    assert set(row) >= {"ais"} and "exact" not in row and "kde" not in row
+    tried = {float(k): v for k, v in row["ais"]["sigma_selection"]["mean_val_ll"].items()}
+    assert len(tried) == 6 and row["ais"]["observation_sigma"] == max(tried, key=tried.get)
+
+
 def test_analyze_jacobian_writes_figure4(capsys, runs, tmp_path):
     code, out, err = run(capsys, "analyze", "jacobian", *runs, "-n", 5, "--out", tmp_path, "--no-progress")
     assert code == 0, err
@@ -166,6 +176,7 @@ def test_bad_input_gives_one_line_errors(capsys, argv, tmp_path):
 def test_bad_options_on_real_runs(capsys, runs, tmp_path):
     for argv in (["analyze", "likelihoods", runs[0], "--methods", "exact,magic"],
                  ["analyze", "likelihoods", *runs, "--labels", "only-one"],
+                 ["analyze", "likelihoods", runs[0], "--ais-sigma", "wide"],
                  ["analyze", "jacobian", runs[0], "--checkpoint", "best_fid"],
                  ["baseline", "gmm", "--against", runs[0], "--dataset", "mnist5k"]):
         code, _, err = run(capsys, *argv, "--out", tmp_path / "o")

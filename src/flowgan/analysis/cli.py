@@ -343,7 +343,9 @@ def _add_analyze(sub) -> None:
     lk.add_argument("--ais-steps", type=_positive, default=100, help="AIS intermediate distributions (default 100)")
     lk.add_argument("--ais-chains", type=_positive, default=4, help="AIS chains per image (default 4)")
     lk.add_argument("--ais-leapfrog", type=_positive, default=5, help="leapfrog steps per HMC move (default 5)")
-    lk.add_argument("--ais-sigma", type=float, default=None, help="observation noise std (default sqrt(0.025) = 0.158, Wu et al.)")
+    lk.add_argument("--ais-sigma", default=None, help="observation noise std (default sqrt(0.025) = 0.158, Wu et al.'s MNIST value), "
+                    "or 'auto': the best of 0.01,0.02,0.05,0.1,0.158,0.3 by AIS on --ais-val validation images (Wu et al.'s procedure)")
+    lk.add_argument("--ais-val", type=_positive, default=20, help="validation images for --ais-sigma auto (default 20)")
     lk.add_argument("--ais-batch", type=_positive, default=50, help="test images per AIS batch (default 50)")
     lk.add_argument("--kde-samples", type=_positive, default=10000, help="model samples for the KDE (default 10,000)")
     lk.add_argument("--kde-val", type=_positive, default=1000, help="validation images for the KDE bandwidth (default 1000)")
@@ -389,7 +391,7 @@ def _cmd_likelihoods(args) -> int:
     from ..cli import err
     from ..likelihood import log_likelihoods
     from ..training import resolve_device
-    from .ais import DEFAULT_SIGMA, ais_estimate
+    from .ais import DEFAULT_SIGMA, ais_estimate, select_sigma
     from .kde import kde_estimate
     from .plots import table3_markdown
 
@@ -397,7 +399,11 @@ def _cmd_likelihoods(args) -> int:
     unknown = set(methods) - {"exact", "ais", "kde"}
     if unknown or not methods:
         raise _usage(f"--methods must be a subset of exact, ais, kde (got {args.methods})")
-    sigma = DEFAULT_SIGMA if args.ais_sigma is None else args.ais_sigma
+    auto_sigma = args.ais_sigma == "auto"
+    try:
+        sigma = DEFAULT_SIGMA if args.ais_sigma is None or auto_sigma else float(args.ais_sigma)
+    except ValueError:
+        raise _usage(f"--ais-sigma must be a positive number or 'auto', got {args.ais_sigma!r}") from None
     if not sigma > 0:
         raise _usage("--ais-sigma must be positive")
     labels = _labels(args.runs, args.labels)
@@ -427,10 +433,15 @@ def _cmd_likelihoods(args) -> int:
             row["exact"] = {"nll_nats": float(-ll.mean()), "sem": float(ll.std(correction=1) / math.sqrt(len(ll))) if len(ll) > 1 else None,
                             "nll_nats_full_test": float(-full.mean()), "n_full_test": len(full), "seconds": round(time.perf_counter() - t, 2)}
         if "ais" in methods:
-            res = ais_estimate(model, test, seed=args.seed, sigma=sigma, n_steps=args.ais_steps, n_chains=args.ais_chains,
-                               n_leapfrog=args.ais_leapfrog, batch_size=args.ais_batch, progress=progress)
+            budget = dict(n_steps=args.ais_steps, n_chains=args.ais_chains, n_leapfrog=args.ais_leapfrog, batch_size=args.ais_batch, progress=progress)
+            run_sigma, selection = sigma, None
+            if auto_sigma:
+                run_sigma, selection = select_sigma(model, ds.val.images[: args.ais_val], seed=args.seed, **budget)
+            res = ais_estimate(model, test, seed=args.seed, sigma=run_sigma, **budget)
             d = res.to_dict()
             row["ais"] = {**d, "sem": d["ll_sem"]}
+            if selection is not None:
+                row["ais"]["sigma_selection"] = {"val_images": min(args.ais_val, len(ds.val.images)), "mean_val_ll": {str(k): v for k, v in selection.items()}}
         if "kde" in methods:
             res = kde_estimate(model, ds.val.images[: args.kde_val], test, n_samples=args.kde_samples, seed=args.seed, progress=progress)
             d = res.to_dict()
@@ -450,7 +461,7 @@ def _cmd_likelihoods(args) -> int:
         "dataset": ", ".join(sorted({r["dataset"] for r in rows})),
         "n_test": args.n_test,
         "units": "nats, continuous density on [0,1]^D (the paper's MNIST convention); lower is better",
-        "settings": {"ais": {"sigma": sigma, "steps": args.ais_steps, "chains": args.ais_chains, "leapfrog": args.ais_leapfrog, "schedule": "sigmoid"},
+        "settings": {"ais": {"sigma": "auto" if auto_sigma else sigma, "steps": args.ais_steps, "chains": args.ais_chains, "leapfrog": args.ais_leapfrog, "schedule": "sigmoid"},
                      "kde": {"samples": args.kde_samples, "val_images": args.kde_val}, "seed": args.seed},
         "runs": rows,
         "rankings": rankings,
