@@ -97,7 +97,38 @@ def test_generator_includes_the_sigmoid():
 def test_parallel_singular_values_equal_serial():
     jac = torch.randn(5, 20, 20, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     torch.testing.assert_close(singular_values(jac, threads=2), singular_values(jac, threads=1), rtol=1e-13, atol=0)
-    torch.testing.assert_close(singular_values(jac, threads=1), torch.linalg.svdvals(jac))
+    torch.testing.assert_close(singular_values(jac, threads=1, method="svd"), torch.linalg.svdvals(jac))
+    torch.testing.assert_close(singular_values(jac, threads=2, method="svd"), torch.linalg.svdvals(jac))
+
+
+def _with_condition(kappa, d=200, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    u, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
+    s = torch.logspace(0, -math.log10(kappa), d, dtype=torch.float64)
+    return (u * s) @ v.T, s
+
+
+@pytest.mark.parametrize("kappa", [1e2, 8e3])
+def test_gram_path_is_accurate_for_well_conditioned_matrices(kappa):
+    jac, s = _with_condition(kappa)
+    from flowgan.analysis.jacobian import _singular_values
+
+    values, n_gram = _singular_values(jac.unsqueeze(0), 1, "auto", 1e4)
+    assert n_gram == 1  # taken from the eigenvalues of JᵀJ
+    rel = ((values[0] - s) / s).abs().max()
+    assert rel < 1e-6 if kappa < 1e3 else rel < 1e-5
+
+
+def test_ill_conditioned_matrices_take_the_svd():
+    from flowgan.analysis.jacobian import _singular_values
+
+    jac, s = _with_condition(1e9)
+    values, n_gram = _singular_values(jac.unsqueeze(0), 1, "auto", 1e4)
+    assert n_gram == 0 and torch.equal(values[0], torch.linalg.svdvals(jac))
+    assert ((values[0] - s) / s).abs().max() < 1e-5  # the SVD keeps relative accuracy here
+    gram, _ = _singular_values(jac.unsqueeze(0), 1, "gram", 1e4)
+    assert ((gram[0] - s) / s).abs().max() > 1e-2  # what squaring would have cost
 
 
 def test_summary_is_json_ready_and_sane():

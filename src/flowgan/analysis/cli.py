@@ -371,6 +371,7 @@ def _add_analyze(sub) -> None:
     jc.add_argument("-n", "--n-samples", dest="n", type=_positive, default=64, help="prior samples per run (default 64, as the paper)")
     jc.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="Jacobian precision (SVD always float64; default float32)")
     jc.add_argument("--method", choices=["auto", "coupling", "autograd"], default="auto", help="auto: layer-wise for NICE, autograd otherwise")
+    jc.add_argument("--svd", choices=["auto", "svd"], default="auto", help="auto: eigenvalues of J^T J when cond(J) <= 1e4, LAPACK SVD otherwise; svd: always the SVD")
     jc.add_argument("--seed", type=int, default=0)
     jc.add_argument("--device", default="auto", help="auto (default: cuda if available), cpu, cuda, ...")
     jc.add_argument("--title", help="figure title")
@@ -498,7 +499,7 @@ def _cmd_jacobian(args) -> int:
         ckpt_path, ckpt_name = _pick_checkpoint(run, args.checkpoint)
         model, ckpt = load_model(ckpt_path, device=device)
         err(f"flowgan analyze jacobian: {label} ({ckpt_name}, step {ckpt.get('step')}): {args.n} Jacobians of {tuple(model.shape)}")
-        spectra = jacobian_spectra(model, args.n, seed=args.seed, dtype=dtype, method=args.method, progress=progress)
+        spectra = jacobian_spectra(model, args.n, seed=args.seed, dtype=dtype, method=args.method, svd=args.svd, progress=progress)
         summary = spectra.summary()
         results.append({"label": label, "run": str(run), "checkpoint": str(ckpt_path), "checkpoint_name": ckpt_name, "step": ckpt.get("step"),
                         "objective": ckpt.get("config", {}).get("objective"), "lam": ckpt.get("config", {}).get("lam"), **summary})
