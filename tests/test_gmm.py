@@ -184,3 +184,13 @@ def test_default_score_fn_without_metrics(monkeypatch):
     monkeypatch.setitem(sys.modules, "flowgan.metrics", None)  # import raises ImportError
     fn, note = default_score_fn(None, ["mode"])
     assert fn is None and "not available" in note
+
+
+@pytest.mark.slow
+def test_mixture_on_full_mnist(shared_data_dir):
+    """The §3.4 baseline on the paper's MNIST split (50,000 centres, 10,000 validation images):
+    the validation optimum lies inside (0, 1] and the held-out NLL is of the order of −300 nats."""
+    data = flowgan.load_dataset("mnist", data_dir=shared_data_dir, download=False)
+    r = mixture_sweep(data.train.images, data.val.images, data.test.images[:2000], refine_rounds=2)
+    assert not r["search"]["at_boundary"] and 0.1 < r["best_sigma"] < 0.25
+    assert -400 < r["best_val_nll_nats"] < -250 and -400 < r["test_nll_nats"] < -250

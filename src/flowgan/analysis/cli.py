@@ -451,10 +451,14 @@ def _cmd_likelihoods(args) -> int:
         del model
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    rankings, agree = {}, {}
+    rankings, rankings_text, agree = {}, {}, {}
     for m in methods:
         values = {r["label"]: -r[m]["nll_nats"] for r in rows}
         rankings[m] = _ranking(values)
+        text = rankings[m][0]
+        for prev, cur in zip(rankings[m], rankings[m][1:]):
+            text += (" = " if values[prev] == values[cur] else " > ") + cur
+        rankings_text[m] = text
     for m in methods:
         if m != "exact" and "exact" in rankings:
             agree[m] = rankings[m] == rankings["exact"]
@@ -466,6 +470,7 @@ def _cmd_likelihoods(args) -> int:
                      "kde": {"samples": args.kde_samples, "val_images": args.kde_val}, "seed": args.seed},
         "runs": rows,
         "rankings": rankings,
+        "rankings_text": rankings_text,
         "rankings_agree": agree,
         "notes": [
             "AIS estimates log p_sigma(x) of the Gaussian observation model N(G(z), sigma^2 I), a stochastic lower bound in expectation; "

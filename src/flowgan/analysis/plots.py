@@ -178,7 +178,8 @@ def table3_markdown(table: dict[str, Any]) -> str:
         rk = table["rankings"].get(m)
         if rk:
             agree = "" if m == "exact" else (" (agrees with exact)" if table["rankings_agree"].get(m) else " (differs from exact)")
-            lines.append(f"* {names[m]}: {' > '.join(rk)}{agree}")
+            text = table.get("rankings_text", {}).get(m) or " > ".join(rk)
+            lines.append(f"* {names[m]}: {text}{agree}")
     notes = table.get("notes") or []
     if notes:
         lines += ["", *[f"* {n}" for n in notes]]
