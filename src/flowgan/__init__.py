@@ -36,6 +36,7 @@ _EXPORTS = {
     "load_model": "flowgan.checkpoint",
     "TrainConfig": "flowgan.config",
     "train": "flowgan.training",
+    "GaussianMixtureBaseline": "flowgan.analysis.gmm",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
