@@ -36,14 +36,33 @@ def timeit(fn, *, warmup: int = 3, min_time: float = 2.0, min_reps: int = 5, syn
     return times[len(times) // 2]
 
 
-def matmul_flops(n: int = 2048, dtype=torch.float32, device="cpu") -> float:
+def matmul_flops(n: int = 2048, dtype=torch.float32, device="cpu", min_time: float = 1.0) -> float:
     """FLOP/s of an ``n × n`` matmul (2n³ FLOP) on this machine, measured now."""
     a = torch.randn(n, n, dtype=dtype, device=device)
     b = torch.randn(n, n, dtype=dtype, device=device)
     sync = torch.cuda.synchronize if str(device).startswith("cuda") else None
-    return 2 * n**3 / timeit(lambda: a @ b, sync=sync)
+    return 2 * n**3 / timeit(lambda: a @ b, sync=sync, min_time=min_time)
 
 
 def linear_macs(model: torch.nn.Module, batch: int = 1) -> int:
     """Multiply-accumulates of all ``nn.Linear`` layers for ``batch`` inputs (one forward pass)."""
     return batch * sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+
+def interleaved_ratio(step, flop_per_call: float, rounds: int = 5, seconds: float = 2.0, peak_n: int = 2048):
+    """Median over ``rounds`` of (FLOP rate of ``step``) / (matmul peak measured right before it).
+
+    This VM's speed drifts by up to ±30% over tens of seconds; measuring the peak and the step in
+    alternation and taking the median of the per-round ratios cancels most of that drift.
+    Returns ``(median ratio, median seconds per call, median peak FLOP/s)``.
+    """
+    import statistics
+
+    ratios, secs, peaks = [], [], []
+    for _ in range(rounds):
+        peak = matmul_flops(peak_n)
+        sec = timeit(step, warmup=1, min_time=seconds)
+        ratios.append(flop_per_call / sec / peak)
+        secs.append(sec)
+        peaks.append(peak)
+    return statistics.median(ratios), statistics.median(secs), statistics.median(peaks)

@@ -14,38 +14,40 @@ from __future__ import annotations
 import argparse
 import tempfile
 
-import torch
-
-from common import linear_macs, machine, matmul_flops, timeit
+from common import interleaved_ratio, linear_macs, machine
 
 
-def measure(batch: int, precision: str = "fp32", compile: bool = False) -> dict:
+def trainer_step(batch: int, precision: str = "fp32", compile: bool = False):
+    """``(step function, FLOPs per step)`` of the trainer's own nice-mnist MLE step."""
     from flowgan.config import TrainConfig
     from flowgan.data import load_dataset
     from flowgan.training import Trainer
 
     cfg = TrainConfig(dataset="mnist5k", model="nice-mnist", batch_size=batch, lr=1e-4, beta1=0.5, precision=precision, compile=compile, max_steps=10**9)
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(cfg, tmp, dataset=load_dataset("mnist5k"), progress=False)
-        trainer.model.train()
-        sec = timeit(trainer.train_step, warmup=3, min_time=3.0)
-    flops = 6 * linear_macs(trainer.model, batch)
-    return {"batch": batch, "precision": precision, "images_per_s": batch / sec, "step_ms": sec * 1e3, "flop_per_s": flops / sec}
+    trainer = Trainer(cfg, tempfile.mkdtemp(), dataset=load_dataset("mnist5k"), progress=False)
+    trainer.model.train()
+    return trainer.train_step, 6 * linear_macs(trainer.model, batch)
+
+
+def measure(batch: int, precision: str = "fp32", rounds: int = 5) -> dict:
+    step, flops = trainer_step(batch, precision)
+    ratio, sec, peak = interleaved_ratio(step, flops, rounds=rounds)
+    return {"batch": batch, "precision": precision, "images_per_s": batch / sec, "step_ms": sec * 1e3, "flop_per_s": flops / sec, "ratio": ratio, "peak": peak}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, nargs="+", default=[100, 500])
     parser.add_argument("--precision", nargs="+", default=["fp32"])
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    peak = matmul_flops(2048)
     print(f"machine: {machine()}")
-    print(f"fp32 2048x2048 matmul peak: {peak / 1e9:.1f} GFLOP/s")
-    print(f"{'batch':>5} {'precision':>9} {'images/s':>9} {'ms/step':>8} {'GFLOP/s':>8} {'x peak':>7}")
+    print("ratio = NICE step FLOP rate / fp32 2048x2048 matmul FLOP rate, median of interleaved rounds")
+    print(f"{'batch':>5} {'precision':>9} {'images/s':>9} {'ms/step':>8} {'GFLOP/s':>8} {'peak':>7} {'x peak':>7}")
     for precision in args.precision:
         for b in args.batch:
-            r = measure(b, precision)
-            print(f"{b:>5} {precision:>9} {r['images_per_s']:>9.0f} {r['step_ms']:>8.1f} {r['flop_per_s'] / 1e9:>8.1f} {r['flop_per_s'] / peak:>7.2f}")
+            r = measure(b, precision, args.rounds)
+            print(f"{b:>5} {precision:>9} {r['images_per_s']:>9.0f} {r['step_ms']:>8.1f} {r['flop_per_s'] / 1e9:>8.1f} {r['peak'] / 1e9:>7.1f} {r['ratio']:>7.2f}", flush=True)
 
 
 if __name__ == "__main__":

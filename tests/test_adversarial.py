@@ -214,7 +214,7 @@ def _plant_nan_once(at_step):
 
 def test_planted_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, mnist5k):
     trainer = Trainer(_adv_cfg(), tmp_path / "run", dataset=mnist5k, progress=False, callbacks=(_plant_nan_once(4),))
-    with pytest.raises(NonFiniteError, match="step 5"):
+    with pytest.raises(NonFiniteError, match="non-finite parameter generator.* after update 4"):
         trainer.fit()
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")
     assert ckpt["step"] == 3
@@ -229,7 +229,7 @@ def test_planted_nan_with_rollback_restores_halves_lr_and_goes_on(tmp_path, mnis
     assert summary["step"] == 6 and trainer.lr_scale == 0.5
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
     events = read_metrics(tmp_path / "run", "event")
-    assert events[0]["event"] == "rollback" and events[0]["step"] == 3 and events[0]["failed_step"] == 5
+    assert events[0]["event"] == "rollback" and events[0]["step"] == 3 and events[0]["failed_step"] == 4
     assert read_metrics(tmp_path / "run", "train")[-1]["lr"] == pytest.approx(0.5 * cfg.lr)
 
 
@@ -251,3 +251,25 @@ def test_nan_in_a_loss_is_caught_before_the_update(tmp_path, mnist5k):
     assert trainer.step == 1
     assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())  # step 1 applied
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())  # step 2 was not
+
+
+def test_nan_gradient_between_logging_steps_stops_at_the_next_update(tmp_path, mnist5k):
+    # log_every=10: the gradient norm is not measured at update 3, whose gradient is poisoned;
+    # the NaN parameters it produces are caught at update 4 and the update that broke them named.
+    cfg = _adv_cfg(objective="mle", max_steps=6, log_every=10, eval_every=10)
+    trainer = Trainer(cfg, tmp_path / "run", dataset=mnist5k, progress=False)
+    param = next(trainer.model.parameters())
+    param.register_hook(lambda g: g * float("nan") if trainer.step == 2 else g)
+    with pytest.raises(NonFiniteError, match="after update 3"):
+        trainer.fit()
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["step"] == 0
+
+
+def test_nan_gradient_on_a_logging_step_is_caught_before_the_update(tmp_path, mnist5k):
+    cfg = _adv_cfg(objective="mle", max_steps=6, log_every=3, eval_every=10)
+    trainer = Trainer(cfg, tmp_path / "run", dataset=mnist5k, progress=False)
+    param = next(trainer.model.parameters())
+    param.register_hook(lambda g: g * float("nan") if trainer.step == 2 else g)
+    with pytest.raises(NonFiniteError, match="non-finite generator gradient at step 3"):
+        trainer.fit()
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())

@@ -393,23 +393,44 @@ class Trainer:
 
     # ------------------------------------------------------------------ training
 
-    def _update(self, opt, params, loss: torch.Tensor, what: str) -> torch.Tensor:
+    def _update(self, opt, params, loss: torch.Tensor, what: str, measure: bool) -> torch.Tensor | None:
+        """Backward and optimizer step, refusing non-finite values.
+
+        The loss is checked at every update (a scalar: free). The gradient norm is measured,
+        logged and checked on logging steps only: it reads every gradient (~6% of a NICE step on
+        a CPU). A non-finite gradient between two logging steps turns the parameters non-finite
+        in that update and the loss of the next one: the run then stops (or rolls back) one update
+        later, naming the update that broke the parameters; checkpoints are never written from a
+        broken state (parameters are checked before each evaluation).
+        """
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grads = [p.grad for p in params if p.grad is not None]
-        grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else loss.new_zeros(())
-        loss_value, norm_value = float(loss.detach()), float(grad_norm)
+        loss_value = float(loss.detach())
+        bad_loss = not math.isfinite(loss_value)
+        grad_norm, bad_grad = None, False
+        if not bad_loss:
+            loss.backward()
+            if measure:
+                grads = [p.grad for p in params if p.grad is not None]
+                grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else loss.new_zeros(())
+                bad_grad = not math.isfinite(float(grad_norm))
         if self.world_size > 1:  # every process must take the same decision
             from .distributed import all_reduce_max
 
-            bad_loss, bad_grad = all_reduce_max([float(not math.isfinite(loss_value)), float(not math.isfinite(norm_value))], self.device)
-            loss_value = float("nan") if bad_loss else loss_value
-            norm_value = float("nan") if bad_grad else norm_value
-        if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
-            bad = "loss" if not math.isfinite(loss_value) else "gradient"
+            bad_loss, bad_grad = (bool(v) for v in all_reduce_max([float(bad_loss), float(bad_grad)], self.device))
+        if bad_loss or bad_grad:
+            broken = [n for n, p in self._named_parameters() if not torch.isfinite(p).all()]
+            if broken:
+                raise NonFiniteError(f"non-finite parameter {broken[0]} after update {self.step}", step=self.step)
+            bad = "loss" if bad_loss else "gradient"
             raise NonFiniteError(f"non-finite {what} {bad} at step {self.step + 1}", step=self.step + 1)
         opt.step()
         return grad_norm
+
+    def _named_parameters(self):
+        for prefix, module in (("generator", self.model), ("critic", self.critic)):
+            if module is not None:
+                for name, p in module.named_parameters():
+                    yield f"{prefix}.{name}", p
 
     def train_step(self) -> None:
         """One generator update, preceded by ``objective.critic_steps`` critic updates."""
@@ -417,27 +438,29 @@ class Trainer:
         lr = self.current_lr()
         for group in self.opt.param_groups:
             group["lr"] = lr
+        measure = (self.step + 1) % self.config.log_every == 0
         critic_params = [] if self.critic is None else list(self.critic.parameters())
         for _ in range(obj.critic_steps):
             with self._autocast():
                 loss, logs = obj.critic_loss(self.G, self.D, self._real_batch(), self._latents(), self._rand)
-            logs["critic_grad_norm"] = self._update(self.critic_opt, critic_params, loss, "critic")
+            norm = self._update(self.critic_opt, critic_params, loss, "critic", measure)
+            if norm is not None:
+                logs["critic_grad_norm"] = norm
             self.averages.add(logs)
         real = self._real_batch() if obj.generator_uses_data else None
         with self._autocast():
             loss, logs = obj.generator_loss(self.G, self.D, real, self._latents(), self._rand)
-        logs["grad_norm"] = self._update(self.opt, list(self.model.parameters()), loss, "generator")
+        norm = self._update(self.opt, list(self.model.parameters()), loss, "generator", measure)
+        if norm is not None:
+            logs["grad_norm"] = norm
         logs["loss"] = loss.detach()
         self.averages.add(logs)
         self.step += 1
 
     def _check_parameters(self) -> None:
-        for name, module in (("generator", self.model), ("critic", self.critic)):
-            if module is None:
-                continue
-            for pname, p in module.named_parameters():
-                if not torch.isfinite(p).all():
-                    raise NonFiniteError(f"non-finite {name} parameter {pname} at step {self.step}", step=self.step)
+        for name, p in self._named_parameters():
+            if not torch.isfinite(p).all():
+                raise NonFiniteError(f"non-finite parameter {name} at step {self.step}", step=self.step)
 
     def total_steps(self) -> int:
         cfg = self.config
