@@ -36,7 +36,7 @@ class TrainConfig:
     gp_weight: float = 10.0
     # optimisation
     epochs: float | None = None  # passes over the training data; with max_steps, the smaller wins
-    max_steps: int | None = None  # generator updates; neither given: one epoch
+    max_steps: int | None = None  # generator updates; neither given: one epoch (or until time_limit)
     time_limit: float | None = None  # seconds of wall time (summed over resumes) after which the run ends
     batch_size: int = 100
     lr: float = 1e-4

@@ -465,7 +465,12 @@ class Trainer:
     def total_steps(self) -> int:
         cfg = self.config
         per_step = self.objective.critic_steps + int(self.objective.generator_uses_data)
-        epochs = cfg.epochs if cfg.epochs is not None or cfg.max_steps is not None else 1.0
+        if cfg.epochs is None and cfg.max_steps is None:
+            if cfg.time_limit is not None:
+                return 2**62  # only the time limit ends the run
+            epochs = 1.0
+        else:
+            epochs = cfg.epochs
         by_epochs = int(math.floor(epochs * self.stream.batches_per_epoch / max(per_step, 1))) if epochs else None
         if cfg.max_steps is None:
             return by_epochs
@@ -564,7 +569,7 @@ class Trainer:
         if self.show_progress:
             from tqdm.auto import tqdm
 
-            progress = tqdm(total=total, initial=self.step, desc=cfg.describe(), unit="step", dynamic_ncols=True)
+            progress = tqdm(total=None if total >= 2**62 else total, initial=self.step, desc=cfg.describe(), unit="step", dynamic_ncols=True)
         try:
             if fresh:
                 self._after_eval(self.evaluate())
