@@ -109,6 +109,17 @@ def test_forward_and_inverse_logdets_cancel(name):
     z, logdet = layer(x)
     inverse_logdet = brute_force_logdet(layer.inverse, z)
     assert torch.allclose(logdet + inverse_logdet, torch.zeros_like(logdet), atol=1e-8)
+    x_back, reported = layer.inverse_and_logdet(z)
+    assert torch.allclose(x_back, x, atol=1e-10) and torch.allclose(reported, inverse_logdet, atol=1e-8)
+
+
+def test_logit_inverse_logdet_stays_finite_where_pixels_saturate():
+    logit = F.Logit(1e-7)
+    h = torch.tensor([[-800.0, 0.0, 900.0]])
+    x, logdet = logit.inverse_and_logdet(h)
+    assert torch.equal(x.clamp(0, 1), torch.tensor([[0.0, 0.5, 1.0]]))  # sigmoid saturated
+    expected = -800.0 + 2 * math.log(0.5) - 900.0 - 3 * math.log1p(-2e-7)
+    assert torch.isfinite(logdet).all() and logdet.item() == pytest.approx(expected, rel=1e-12)
 
 
 def test_coupling_changes_only_one_half():

@@ -65,7 +65,10 @@ def test_generator_logdet_cancels_flow_logdet(case):
     z = model.encode(_images(model))
     x = model.decode(z)
     _, logdet_f = model.flow(x)
-    assert torch.allclose(brute_force_logdet(model.decode, z), -logdet_f, atol=1e-7, rtol=1e-10)
+    brute = brute_force_logdet(model.decode, z)
+    assert torch.allclose(brute, -logdet_f, atol=1e-7, rtol=1e-10)
+    x2, logdet_g = model.decode_and_logdet(z)
+    assert torch.allclose(x2, x) and torch.allclose(logdet_g, brute, atol=1e-7, rtol=1e-10)
 
 
 def test_paper_architectures():

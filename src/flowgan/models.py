@@ -155,6 +155,12 @@ class FlowModel(nn.Module):
         self._check(z, "latents")
         return self.flow.inverse(z)
 
+    def decode_and_logdet(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(G(z), log|det ∂G/∂z|)``: the generator's log-determinant computed layer by layer on the
+        way from ``z`` (finite even where pixels saturate at 0 or 1, unlike ``-flow(G(z))[1]``)."""
+        self._check(z, "latents")
+        return self.flow.inverse_and_logdet(z)
+
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` prior samples on the model's device and dtype (drawn on ``generator``'s device)."""
         device, dtype = device_dtype(self)

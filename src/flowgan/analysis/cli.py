@@ -514,7 +514,7 @@ def _cmd_jacobian(args) -> int:
     np.savez_compressed(out / "spectra.npz", **arrays)
     table = {"n_samples": args.n, "seed": args.seed, "jacobian_dtype": args.dtype, "runs": results, "figure": str(fig),
              "spectra": str(out / "spectra.npz"),
-             "note": "G includes the final sigmoid; mean_logdet = mean over samples of sum_i log s_i; mean_logdet_flow = -log|det df/dx| at G(z) from the flow (float64)."}
+             "note": "G includes the final sigmoid; mean_logdet = mean over samples of sum_i log s_i; mean_logdet_flow = log|det dG/dz| accumulated by the flow layer by layer from z (float64; finite where saturated pixels make singular values underflow)."}
     _write_json(out / "jacobian.json", table)
     md = ["# Singular values of dG/dz", "", f"{args.n} prior samples per run; log10 quantiles of the singular values pooled over samples.", "",
           "| run | mean log\\|det\\| | flow's log-det | max diff | q05 | q50 | q95 | median log10 cond |", "|---|---|---|---|---|---|---|---|"]

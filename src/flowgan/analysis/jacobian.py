@@ -306,11 +306,15 @@ def singular_values(jac: torch.Tensor, threads: int | None = None, method: str =
 
 @torch.no_grad()
 def flow_logdet_at(model, z: torch.Tensor) -> torch.Tensor:
-    """``−log|det ∂f/∂x|`` at ``x = G(z)``: the generator's log-det from the flow itself (float64)."""
+    """``log|det ∂G/∂z|`` from the flow itself (float64), accumulated layer by layer on the way from
+    ``z`` (:meth:`~flowgan.models.FlowModel.decode_and_logdet`). It equals ``−log|det ∂f/∂x|`` at
+    ``x = G(z)``, but stays finite where pixels saturate (an adversarially trained generator drives
+    some of its logits to hundreds or thousands: ``σ`` rounds to exactly 0 or 1 and the singular
+    values of those directions underflow, so ``Σ log s_i`` is ``-inf`` there while the exact value
+    is a large finite negative number)."""
     m = copy.deepcopy(model).to(torch.float64).eval()
     device = next(iter(m.parameters()), torch.empty(0)).device
-    x = m.decode(z.to(device=device, dtype=torch.float64))
-    return -m.flow(x)[1]
+    return m.decode_and_logdet(z.to(device=device, dtype=torch.float64))[1]
 
 
 @dataclass
@@ -318,7 +322,7 @@ class JacobianSpectra:
     """Singular values of ``∂G/∂z`` at ``K`` latents and the log-det checks."""
 
     singular_values: torch.Tensor  # (K, D) float64, descending
-    logdet_flow: torch.Tensor  # (K,) -log|det ∂f/∂x| at G(z), float64
+    logdet_flow: torch.Tensor  # (K,) log|det ∂G/∂z| from the flow, layer by layer (float64)
     method: str
     dtype: str
     seconds: dict = field(default_factory=dict)

@@ -32,6 +32,16 @@ class Flow(nn.Module):
     def inverse(self, z: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
+    def inverse_and_logdet(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x = f⁻¹(z)`` and ``log|det ∂f⁻¹(z)/∂z| = -log|det ∂f/∂x|`` at that ``x``.
+
+        The default evaluates ``forward`` at the pre-image. Layers override it where that loses
+        precision or costs a second pass (the logit step computes it from ``z`` directly, so it
+        stays finite where ``σ(z)`` rounds to 0 or 1; couplings reuse their inverse pass).
+        """
+        x = self.inverse(z)
+        return x, -self.forward(x)[1]
+
 
 class FlowSequence(Flow):
     """Composition ``f = f_K ∘ … ∘ f_1`` of flows; ``inverse`` runs the layers backwards."""
@@ -51,6 +61,13 @@ class FlowSequence(Flow):
         for flow in reversed(self.flows):
             z = flow.inverse(z)
         return z
+
+    def inverse_and_logdet(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logdet = z.new_zeros(z.shape[0])
+        for flow in reversed(self.flows):
+            z, ld = flow.inverse_and_logdet(z)
+            logdet = logdet + ld
+        return z, logdet
 
     def __len__(self) -> int:
         return len(self.flows)
@@ -79,3 +96,6 @@ class InverseFlow(Flow):
 
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
         return self.flow(z)[0]
+
+    def inverse_and_logdet(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.flow(z)[0], z.new_zeros(z.shape[0])

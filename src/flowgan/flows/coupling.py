@@ -148,6 +148,9 @@ class AdditiveCoupling(Flow):
         shift = self.partition.restrict(self.net(cond))
         return self.partition.merge(cond, change - shift)
 
+    def inverse_and_logdet(self, z):
+        return self.inverse(z), z.new_zeros(z.shape[0])
+
 
 class AffineCoupling(Flow):
     """Real-NVP coupling ``y_b = x_b ⊙ exp(s) + t`` with ``(ŝ, t) = net(x_a)``, ``s = γ ⊙ tanh(ŝ)``.
@@ -174,7 +177,10 @@ class AffineCoupling(Flow):
         return self.partition.merge(cond, y), sum_except_batch(log_scale)
 
     def inverse(self, z):
+        return self.inverse_and_logdet(z)[0]
+
+    def inverse_and_logdet(self, z):
         cond, change = self.partition.split(z)
         log_scale, shift = self._params(cond)
         x = (change - shift) * torch.exp(-log_scale)
-        return self.partition.merge(cond, x)
+        return self.partition.merge(cond, x), -sum_except_batch(log_scale)

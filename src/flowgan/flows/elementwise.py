@@ -42,6 +42,12 @@ class Logit(Flow):
         a = self.alpha
         return (torch.sigmoid(z) - a) / (1.0 - 2.0 * a)
 
+    def inverse_and_logdet(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # log|dx/dh| = log σ(h) + log(1 - σ(h)) - log(1 - 2a), finite for every h
+        n_dims = z[0].numel()
+        logdet = -sum_except_batch(F.softplus(z) + F.softplus(-z)) - n_dims * math.log1p(-2.0 * self.alpha)
+        return self.inverse(z), logdet
+
     def extra_repr(self) -> str:
         return f"alpha={self.alpha:g}"
 
@@ -62,3 +68,6 @@ class DiagonalScaling(Flow):
 
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
         return z * torch.exp(-self.log_scale)
+
+    def inverse_and_logdet(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.inverse(z), -self.log_scale.sum().expand(z.shape[0])

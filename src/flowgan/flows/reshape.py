@@ -25,6 +25,9 @@ class Reshape(Flow):
     def inverse(self, z):
         return z.reshape(z.shape[0], *self.in_shape)
 
+    def inverse_and_logdet(self, z):
+        return self.inverse(z), z.new_zeros(z.shape[0])
+
     def extra_repr(self):
         return f"{self.in_shape} -> {self.out_shape}"
 
@@ -50,6 +53,9 @@ class Squeeze(Flow):
         x = z.reshape(n, c // 4, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3)
         return x.reshape(n, c // 4, h * 2, w * 2)
 
+    def inverse_and_logdet(self, z):
+        return self.inverse(z), z.new_zeros(z.shape[0])
+
 
 class FactorOut(Flow):
     """Multi-scale architecture (Real-NVP, §3.6): half of the channels leave for the latent.
@@ -71,3 +77,8 @@ class FactorOut(Flow):
     def inverse(self, z):
         k = z.shape[1] // 2
         return torch.cat([z[:, :k], self.inner.inverse(z[:, k:])], dim=1)
+
+    def inverse_and_logdet(self, z):
+        k = z.shape[1] // 2
+        x_inner, logdet = self.inner.inverse_and_logdet(z[:, k:])
+        return torch.cat([z[:, :k], x_inner], dim=1), logdet

@@ -1,0 +1,86 @@
+"""Generator updates per second of adversarial (WGAN-GP) and hybrid training on the CPU, and where
+the time goes: sampling G(z) for the critic, critic passes (forward/backward/Adam on real and fake
+batches), the gradient penalty (its double backward), and the generator update.
+
+The whole step is the trainer's own ``Trainer.train_step``; the split re-runs the same pieces
+(the same model, critic, objective and batches) one at a time, so the parts add up to about the
+whole.
+
+    python benchmarks/adv_step.py [--models nice-mnist nice-small] [--batch 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import torch
+
+from common import machine, timeit
+
+
+def split(model_name: str, lam: float, batch: int, critic: str | None = None, seconds: float = 3.0) -> dict:
+    from flowgan.config import TrainConfig
+    from flowgan.data import load_dataset
+    from flowgan.objectives import gradient_penalty
+    from flowgan.training import Trainer
+
+    cfg = TrainConfig(dataset="mnist5k", model=model_name, objective="wgan-gp", lam=lam, n_critic=5, batch_size=batch,
+                      lr=1e-4, beta1=0.5, max_steps=10**9, critic=critic or "auto")
+    t = Trainer(cfg, tempfile.mkdtemp(), dataset=load_dataset("mnist5k"), progress=False)
+    t.model.train()
+    t.critic.train()
+    whole = timeit(t.train_step, warmup=2, min_time=seconds)
+
+    real, z = t._real_batch(), t._latents()
+    alpha = torch.rand(batch)
+    D, G, obj = t.critic, t.model, t.objective
+    with torch.no_grad():
+        fake = G.decode(z)
+
+    def sample():
+        with torch.no_grad():
+            G.decode(z)
+
+    def critic_pass():
+        t.critic_opt.zero_grad(set_to_none=True)
+        loss = obj.loss.real(D(real)).mean() + obj.loss.fake(D(fake)).mean()
+        loss.backward()
+        t.critic_opt.step()
+
+    def penalty():
+        t.critic_opt.zero_grad(set_to_none=True)
+        gradient_penalty(D, real, fake, alpha).backward()
+
+    def generator():
+        t.opt.zero_grad(set_to_none=True)
+        loss, _ = obj.generator_loss(G, D, real, z, t._rand)
+        loss.backward()
+        t.opt.step()
+
+    parts = {name: timeit(fn, warmup=2, min_time=seconds / 2) for name, fn in
+             (("sample G(z)", sample), ("critic passes", critic_pass), ("gradient penalty", penalty), ("generator update", generator))}
+    n = cfg.n_critic
+    per_step = {"sample G(z)": n * parts["sample G(z)"], "critic passes": n * parts["critic passes"],
+                "gradient penalty": n * parts["gradient penalty"], "generator update": parts["generator update"]}
+    return {"whole": whole, "parts": per_step, "critic": t.critic.spec["name"]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=["nice-mnist", "nice-small"])
+    p.add_argument("--batch", type=int, default=100)
+    args = p.parse_args()
+    print(f"machine: {machine()}")
+    print("n_critic = 5; times per generator update; parts measured separately (sum ~ whole)")
+    for model in args.models:
+        for lam, name in ((0.0, "adv"), (0.1, "hybrid")):
+            r = split(model, lam, args.batch)
+            total = sum(r["parts"].values())
+            shares = ", ".join(f"{k} {v * 1e3:.0f} ms ({v / total:.0%})" for k, v in r["parts"].items())
+            print(f"{model} ({r['critic']}) {name}: {1 / r['whole']:.2f} generator updates/s ({r['whole'] * 1e3:.0f} ms); {shares}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,258 @@
+"""``flowgan reproduce``: train MLE, ADV and Hybrid Flow-GANs, evaluate, analyse, report.
+
+Stages, each recorded in ``DIR/reproduce.json`` when done::
+
+    train-mle, train-adv, train-hybrid   run directories DIR/runs/<objective> (time-limited)
+    evaluate                             DIR/eval/<objective>.json and sample grids
+    gmm                                  DIR/gmm/ (flowgan baseline gmm --against the ADV run)
+    table3                               DIR/table3/ (flowgan analyze likelihoods)
+    jacobian                             DIR/jacobian/ (flowgan analyze jacobian)
+    report                               DIR/report.md, DIR/figures/, DIR/claims.json
+
+Re-running the same command reuses finished stages; an interrupted training run continues from its
+latest checkpoint (exactly), an interrupted analysis is redone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import FlowganError
+from .presets import LABELS, OBJECTIVES, PRESETS, Preset
+
+STAGES = ("train-mle", "train-adv", "train-hybrid", "evaluate", "gmm", "table3", "jacobian", "report")
+ANALYSIS_STAGES = ("evaluate", "gmm", "table3", "jacobian", "report")
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+class Reproduction:
+    def __init__(
+        self,
+        preset: str,
+        out: str | Path,
+        *,
+        budget_minutes: float | None = None,
+        data_dir: str | None = None,
+        device: str = "auto",
+        progress: bool = True,
+    ):
+        if preset not in PRESETS:
+            raise FlowganError(f"unknown reproduce preset {preset!r}; choose from {', '.join(PRESETS)}")
+        self.preset: Preset = PRESETS[preset]
+        self.root = Path(out)
+        self.state_path = self.root / "reproduce.json"
+        self.device, self.progress = device, progress
+        state = self._load_state()
+        if state and state.get("preset") != preset:
+            raise FlowganError(f"{self.root} holds a reproduction of preset {state.get('preset')!r}, not {preset!r}; choose another --out")
+        if budget_minutes is not None and budget_minutes <= 0:
+            raise FlowganError("--budget-minutes must be positive")
+        self.state = state or {"preset": preset, "stages": {}}
+        self.state.update(
+            preset=preset,
+            description=self.preset.description,
+            paper=self.preset.paper,
+            score=self.preset.score,
+            unit=self.preset.unit,
+            budget_minutes=budget_minutes or self.state.get("budget_minutes") or self.preset.budget_minutes,
+            data_dir=data_dir if data_dir is not None else self.state.get("data_dir"),
+            device=device,
+        )
+        self.budget = float(self.state["budget_minutes"]) * 60.0
+        self._dataset = None
+
+    # ------------------------------------------------------------------ state
+
+    def _load_state(self) -> dict | None:
+        if not self.state_path.is_file():
+            return None
+        try:
+            return json.loads(self.state_path.read_text())
+        except json.JSONDecodeError:
+            raise FlowganError(f"{self.state_path} is corrupt; move it away to start the reproduction afresh") from None
+
+    def _save_state(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_name(".reproduce.json.tmp")
+        tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True))
+        tmp.replace(self.state_path)
+
+    def done(self, stage: str) -> bool:
+        return self.state["stages"].get(stage, {}).get("status") == "done"
+
+    def _mark(self, stage: str, status: str, seconds: float, **extra) -> None:
+        entry = self.state["stages"].setdefault(stage, {})
+        entry.update(status=status, seconds=round(entry.get("seconds", 0.0) + seconds, 1), **extra)
+        self._save_state()
+
+    # ------------------------------------------------------------------ budget
+
+    def _stage_budget(self, stage: str) -> float:
+        """Seconds planned for a stage: training shares of the budget, the rest split evenly."""
+        shares = self.preset.training_share
+        if stage.startswith("train-"):
+            return shares[stage[6:]] * self.budget
+        rest = max(0.0, 1.0 - sum(shares.values())) * self.budget
+        return rest / len(ANALYSIS_STAGES)
+
+    def _eta(self, stage: str) -> str:
+        remaining = sum(self._stage_budget(s) for s in STAGES[STAGES.index(stage) :] if not self.done(s))
+        return time.strftime("%H:%M", time.localtime(time.time() + remaining))
+
+    # ------------------------------------------------------------------ stages
+
+    def run(self) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._save_state()
+        stages: dict[str, Callable[[], dict | None]] = {
+            "train-mle": lambda: self.train("mle"),
+            "train-adv": lambda: self.train("adv"),
+            "train-hybrid": lambda: self.train("hybrid"),
+            "evaluate": self.evaluate,
+            "gmm": self.gmm,
+            "table3": self.table3,
+            "jacobian": self.jacobian,
+            "report": self.report,
+        }
+        for i, stage in enumerate(STAGES, 1):
+            if self.done(stage) and stage != "report":
+                _say(f"[{i}/{len(STAGES)}] {stage}: done before, reused")
+                continue
+            _say(f"[{i}/{len(STAGES)}] {stage} (planned {self._stage_budget(stage) / 60:.1f} min; whole reproduction ETA {self._eta(stage)})")
+            start = time.perf_counter()
+            extra = stages[stage]() or {}
+            self._mark(stage, "done", time.perf_counter() - start, **extra)
+        return self.root / "report.md"
+
+    def _dataset_obj(self):
+        if self._dataset is None:
+            from ..data import load_dataset
+
+            self._dataset = load_dataset(self.preset.dataset, self.state.get("data_dir"))
+        return self._dataset
+
+    def run_config(self, objective: str):
+        from ..config import resolve_config
+
+        options = dict(self.preset.run_options[objective])
+        options.update(
+            score_metrics=(self.preset.score,),
+            time_limit=self._stage_budget(f"train-{objective}"),
+            data_dir=self.state.get("data_dir"),
+            device=self.device,
+        )
+        return resolve_config(self.preset.runs[objective], **options)
+
+    def train(self, objective: str) -> dict:
+        from ..cli import _score_fn
+        from ..training import Trainer
+
+        run_dir = self.root / "runs" / objective
+        config = self.run_config(objective)
+        latest = run_dir / "checkpoints" / "latest.pt"
+        resume = latest.is_file()
+        if run_dir.exists() and not resume:
+            shutil.rmtree(run_dir)  # started but never checkpointed: start again
+        trainer = Trainer(config, run_dir, resume=resume, dataset=self._dataset_obj(), progress=self.progress, score_fn=_score_fn(config))
+        summary = trainer.fit()
+        _say(f"  {LABELS[objective]}: {summary['step']} steps in {summary['time'] / 60:.1f} min (ended by {summary['stopped_by']})")
+        return {"steps": summary["step"], "stopped_by": summary["stopped_by"]}
+
+    def evaluate(self) -> dict:
+        import torch
+
+        from ..checkpoint import load_model
+        from ..images import save_grid
+        from ..likelihood import nll_report
+        from ..metrics import evaluate_samples
+        from ..training import resolve_device
+
+        device = resolve_device(self.device)
+        ds = self._dataset_obj()
+        out = self.root / "eval"
+        out.mkdir(parents=True, exist_ok=True)
+        score = self.preset.score
+        for obj in OBJECTIVES:
+            run = self.root / "runs" / obj
+            model, ckpt = load_model(run, "best_nll", device=device)
+            best_nll = {"checkpoint": "best_nll", "step": ckpt.get("step"), **_prefixed(nll_report(model, ds.test.images, progress=self.progress), "test_")}
+            which = f"best_{score}" if (run / "checkpoints" / f"best_{score}.pt").is_file() else "best_nll"
+            model, ckpt = load_model(run, which, device=device)
+            scores = evaluate_samples(model, ds, [score], n_samples=self.preset.score_samples, device=device, split="test")
+            best_score = {
+                "checkpoint": which,
+                "step": ckpt.get("step"),
+                "score_name": score,
+                "score": scores.get(score),
+                "scores": scores,
+                **_prefixed(nll_report(model, ds.test.images, progress=self.progress), "test_"),
+            }
+            with torch.no_grad():
+                grid = model.sample(64, generator=torch.Generator().manual_seed(0))
+            save_grid(grid, out / f"{obj}_samples.png")
+            result = {"objective": obj, "label": LABELS[obj], "run": str(run), "dataset": ds.name, "shape": list(model.shape), "best_nll": best_nll, "best_score": best_score}
+            (out / f"{obj}.json").write_text(json.dumps(result, indent=2) + "\n")
+            _say(f"  {LABELS[obj]}: test NLL {best_nll['test_nll_nats']:.1f} nats ({best_nll['test_nll_bpd']:.3f} bits/dim); {score} {best_score['score']:.3f} ({which}, step {best_score['step']})")
+        self.state["dim"] = math.prod(ds.shape)
+        return {}
+
+    def _flowgan(self, argv: list[str]) -> None:
+        from ..cli import main
+
+        if not self.progress:
+            argv = argv + ["--no-progress"]
+        code = main(argv)
+        if code != 0:
+            raise FlowganError(f"`flowgan {' '.join(argv[:2])}` failed (exit {code}); see the message above")
+
+    def _runs(self) -> list[str]:
+        return [str(self.root / "runs" / o) for o in OBJECTIVES]
+
+    def gmm(self) -> dict:
+        g = self.preset.gmm
+        argv = ["baseline", "gmm", "--against", str(self.root / "runs" / "adv"), "--out", str(self.root / "gmm"),
+                "--score", self.preset.score, "--samples-for-scores", str(g.get("samples_for_scores", 1000)), "--refine", str(g.get("refine", 3))]
+        for key in ("val_samples", "test_samples", "train_samples"):
+            if key in g:
+                argv += [f"--{key.replace('_', '-')}", str(g[key])]
+        self._flowgan(argv)
+        return {}
+
+    def table3(self) -> dict:
+        lk = self.preset.likelihoods
+        argv = ["analyze", "likelihoods", *self._runs(), "--labels", ",".join(LABELS[o] for o in OBJECTIVES), "--out", str(self.root / "table3"), "--device", self.device]
+        for key in ("n_test", "ais_steps", "ais_chains", "kde_samples", "kde_val"):
+            if key in lk:
+                argv += [f"--{key.replace('_', '-')}", str(lk[key])]
+        self._flowgan(argv)
+        return {}
+
+    def jacobian(self) -> dict:
+        argv = ["analyze", "jacobian", *self._runs(), "--labels", ",".join(LABELS[o] for o in OBJECTIVES), "--out", str(self.root / "jacobian"),
+                "-n", str(self.preset.jacobian.get("n", 64)), "--device", self.device]
+        self._flowgan(argv)
+        return {}
+
+    def report(self) -> dict:
+        from .report import build_report
+
+        self._save_state()
+        path = build_report(self.root)
+        claims = json.loads((self.root / "claims.json").read_text())
+        verdicts = {c["key"]: c["verdict"] for c in claims}
+        _say("  claims: " + ", ".join(f"{k} {v}" for k, v in verdicts.items()))
+        _say(f"  report: {path}")
+        return {"claims": verdicts}
+
+
+def _prefixed(d: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return {prefix + k: v for k, v in d.items()}

@@ -1,0 +1,358 @@
+"""``report.md`` and its figures, built only from what a reproduction directory holds on disk.
+
+Inputs (any may be missing; the report then says so and the claims that need it are N/A)::
+
+    DIR/reproduce.json                 preset, settings, stage status and timings
+    DIR/runs/{mle,adv,hybrid}/         run directories (metrics.jsonl, config.json)
+    DIR/eval/{mle,adv,hybrid}.json     test NLL of the best-validated checkpoint, score of the best-score one
+    DIR/eval/{mle,adv,hybrid}_samples.png   samples of the best-score checkpoint (Figure 1)
+    DIR/gmm/gmm.json, gmm_vs_run.png, samples_sigma_*.png   the mixture baseline (Figures 3/6, 7)
+    DIR/table3/table3.json             exact NLL vs AIS vs KDE (Table 3)
+    DIR/jacobian/jacobian.json, figure4.png                 singular values (Figure 4/8)
+
+Outputs: ``DIR/report.md``, ``DIR/figures/*.png`` and ``DIR/claims.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+from . import claims as C
+from .presets import LABELS, OBJECTIVES, PAPER, PRESETS
+
+LN2, LN256 = math.log(2.0), math.log(256.0)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
+    evals, trains = [], []
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return evals, trains
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        (evals if rec.get("kind") == "eval" else trains if rec.get("kind") == "train" else []).append(rec)
+    return evals, trains
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _fmt(v, spec=".2f", missing="—") -> str:
+    return format(v, spec) if isinstance(v, (int, float)) and math.isfinite(v) else missing
+
+
+class ReproductionData:
+    """Everything the report needs, read from a reproduction directory."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.meta = _read_json(self.root / "reproduce.json") or {}
+        preset = PRESETS.get(self.meta.get("preset", ""))
+        self.paper_name = self.meta.get("paper") or (preset.paper if preset else "mnist")
+        self.paper = PAPER[self.paper_name]
+        self.score = self.meta.get("score") or (preset.score if preset else "mode")
+        self.unit = self.meta.get("unit") or (preset.unit if preset else "nats")
+        self.evals, self.trains, self.configs = {}, {}, {}
+        for obj in OBJECTIVES:
+            run = self.root / "runs" / obj
+            self.evals[obj], self.trains[obj] = _read_metrics(run)
+            self.configs[obj] = (_read_json(run / "config.json") or {}).get("config", {})
+        self.results = {obj: _read_json(self.root / "eval" / f"{obj}.json") for obj in OBJECTIVES}
+        self.gmm = _read_json(self.root / "gmm" / "gmm.json")
+        self.table3 = _read_json(self.root / "table3" / "table3.json")
+        self.jacobian = _read_json(self.root / "jacobian" / "jacobian.json")
+        dim = self.meta.get("dim")
+        if not dim:
+            shape = next((r.get("shape") for r in self.results.values() if r and r.get("shape")), None)
+            dim = math.prod(shape) if shape else (784 if self.paper_name == "mnist" else 3072)
+        self.dim = int(dim)
+
+    def nll_in_unit(self, nats: float | None) -> float | None:
+        if not isinstance(nats, (int, float)):
+            return None
+        return nats if self.unit == "nats" else (nats + self.dim * LN256) / (self.dim * LN2)
+
+    def claim_inputs(self) -> dict[str, dict]:
+        out = {}
+        for obj, r in self.results.items():
+            if r:
+                out[obj] = {
+                    "test_nll_nats": r.get("best_nll", {}).get("test_nll_nats"),
+                    "test_nll_bpd": r.get("best_nll", {}).get("test_nll_bpd"),
+                    "score": r.get("best_score", {}).get("score"),
+                }
+        return out
+
+
+def compute_claims(d: ReproductionData) -> list[C.Claim]:
+    results = d.claim_inputs()
+    return [
+        C.check_c1(d.evals, d.trains, d.dim),
+        C.check_c2(results, d.unit),
+        C.check_c3(d.gmm),
+        C.check_c4(d.table3),
+        C.check_c5(d.jacobian, LABELS),
+        C.check_c6(results, d.paper_name),
+    ]
+
+
+# ----------------------------------------------------------------------------------- figures
+
+
+def figure_samples(d: ReproductionData, path: Path) -> Path | None:
+    grids = [(LABELS[o], d.root / "eval" / f"{o}_samples.png") for o in OBJECTIVES]
+    grids = [(l, p) for l, p in grids if p.is_file()]
+    if not grids:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(grids), figsize=(4 * len(grids), 4.3))
+    axes = [axes] if len(grids) == 1 else axes
+    for ax, (label, p) in zip(axes, grids):
+        ax.imshow(plt.imread(p), cmap="gray")
+        ax.set_title(label)
+        ax.axis("off")
+    fig.suptitle(f"Figure 1 analog: samples of the best-{d.score.upper()} checkpoints")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def figure_curves(d: ReproductionData, path: Path) -> Path | None:
+    objs = [o for o in OBJECTIVES if d.evals[o]]
+    if not objs:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(objs), figsize=(5 * len(objs), 4), squeeze=False)
+    unit = d.unit
+    for ax, obj in zip(axes[0], objs):
+        ev = d.evals[obj]
+        steps = [r["step"] for r in ev]
+        ax.plot(steps, [d.nll_in_unit(r["val_nll_nats"]) for r in ev], "o-", color="tab:blue", ms=3, label="validation NLL")
+        ax.plot(steps, [d.nll_in_unit(r.get("train_nll_nats")) for r in ev], "s--", color="tab:red", ms=3, label="train NLL")
+        ax.set_xlabel("generator step")
+        ax.set_ylabel(f"NLL ({unit})")
+        ax.set_title(LABELS[obj])
+        vals = [d.nll_in_unit(r["val_nll_nats"]) for r in ev]
+        if unit == "bpd" and vals and min(vals) > 0 and max(vals) / min(vals) > 10:
+            ax.set_yscale("log")
+        crit = [(r["step"], r["critic_loss"]) for r in d.trains[obj] if isinstance(r.get("critic_loss"), (int, float))]
+        lines, labels = ax.get_legend_handles_labels()
+        if crit:
+            ax2 = ax.twinx()
+            ax2.plot([c[0] for c in crit], [c[1] for c in crit], "-", color="tab:green", lw=1, label="critic loss")
+            ax2.set_ylabel("critic loss (WGAN-GP)")
+            l2, lab2 = ax2.get_legend_handles_labels()
+            lines, labels = lines + l2, labels + lab2
+        ax.legend(lines, labels, fontsize=8, loc="best")
+        ax.grid(alpha=0.3)
+    fig.suptitle("Figure 2 analog: NLL learning curves (lower is better) and the critic loss")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def figure_scores(d: ReproductionData, path: Path) -> Path | None:
+    series = {o: [(r["step"], r[d.score]) for r in d.evals[o] if isinstance(r.get(d.score), (int, float))] for o in OBJECTIVES}
+    series = {o: s for o, s in series.items() if s}
+    if not series:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for o, s in series.items():
+        ax.plot([x for x, _ in s], [y for _, y in s], "o-", ms=3, label=LABELS[o])
+    ax.set_xlabel("generator step")
+    ax.set_ylabel(f"{d.score.upper()} score")
+    ax.set_title(f"Figure 5 analog: {d.score.upper()} score during training (higher is better)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _copy(src: Path, dst: Path) -> Path | None:
+    if not src.is_file():
+        return None
+    shutil.copyfile(src, dst)
+    return dst
+
+
+# ----------------------------------------------------------------------------------- markdown
+
+
+def _table_main(d: ReproductionData) -> list[str]:
+    paper = d.paper["table"]
+    sname = d.paper["score_name"]
+    u = "nats" if d.unit == "nats" else "bits/dim"
+    tnum = "1" if d.paper_name == "mnist" else "2"
+    lines = [
+        f"## Table {tnum} analog: best {sname} score and test NLL",
+        "",
+        f"Score: the best-{d.score} checkpoint re-scored on more samples (best during training in brackets). "
+        "Test NLL: the best-validated checkpoint (lowest validation NLL) on the whole test split, exact, fixed dequantization noise.",
+        "",
+        f"| Objective | {sname} score | Test NLL (nats) | Test NLL (bits/dim) | paper {sname} | paper NLL ({u}) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for obj in OBJECTIVES:
+        r = d.results.get(obj) or {}
+        bs, bn = r.get("best_score", {}), r.get("best_nll", {})
+        during = max((e[d.score] for e in d.evals[obj] if isinstance(e.get(d.score), (int, float))), default=None)
+        lam = d.configs[obj].get("lam")
+        name = LABELS[obj] + (f" (λ = {lam:g})" if obj == "hybrid" and lam is not None else "")
+        p = paper[obj]
+        score_cell = f"{_fmt(bs.get('score'), '.2f')} [{_fmt(during, '.2f')}]"
+        lines.append(
+            f"| {name} | {score_cell} | {_fmt(bn.get('test_nll_nats'), '.1f')} | {_fmt(bn.get('test_nll_bpd'), '.3f')} | {p['score']:.2f} | {p['nll']:.2f} |"
+        )
+    return lines
+
+
+def _table3(d: ReproductionData) -> list[str]:
+    lines = ["## Table 3 analog: exact NLL against AIS and KDE estimates (nats)", ""]
+    t = d.table3
+    if not t:
+        return lines + ["Not available (the likelihood analysis has not run)."]
+    p3 = d.paper.get("table3")
+    by_label = {r["label"]: r for r in t["runs"]}
+    head = "| Objective | Flow-GAN NLL (exact) | AIS | KDE |" + (" paper exact / AIS / KDE |" if p3 else "")
+    lines += [f"{t.get('n_test', '?')} test images of {t.get('dataset', '?')}; checkpoints with the best sample score (as in §5).", "", head, "|---|---|---|---|" + ("---|" if p3 else "")]
+    for obj in OBJECTIVES:
+        r = by_label.get(LABELS[obj])
+        if not r:
+            continue
+        cells = [_fmt(r.get(m, {}).get("nll_nats"), ".1f") for m in ("exact", "ais", "kde")]
+        extra = f" {p3[obj]['exact']:.1f} / {p3[obj]['ais']:.1f} / {p3[obj]['kde']:.1f} |" if p3 else ""
+        lines.append(f"| {LABELS[obj]} | " + " | ".join(cells) + " |" + extra)
+    rt = t.get("rankings_text", {})
+    lines += ["", "Rankings (best first): " + "; ".join(f"{m.upper() if m != 'exact' else 'exact'}: {rt[m]}" for m in ("exact", "ais", "kde") if m in rt)]
+    if p3:
+        lines.append("Paper: exact MLE > Hybrid > ADV; AIS ADV > Hybrid > MLE; KDE Hybrid > MLE > ADV.")
+    s = t.get("settings", {})
+    if s:
+        lines.append(f"Settings: AIS {s.get('ais')}, KDE {s.get('kde')}.")
+    return lines
+
+
+def _jacobian_section(d: ReproductionData, fig: Path | None) -> list[str]:
+    lines = ["## Figure 4 analog: singular values of the generator's Jacobian", ""]
+    j = d.jacobian
+    if not j:
+        return lines + ["Not available (the Jacobian analysis has not run)."]
+    if fig:
+        lines += [f"![Figure 4]({fig.relative_to(d.root)})", ""]
+    pl = d.paper.get("mean_logdet", {})
+    lines += ["| Objective | mean log\\|det dG/dz\\| (exact, from the flow) | Σ log s (from the singular values) | 5–95% range of log10 s | paper mean log\\|det\\| |", "|---|---|---|---|---|"]
+    by_label = {r["label"]: r for r in j.get("runs", [])}
+    for obj in OBJECTIVES:
+        r = by_label.get(LABELS[obj])
+        if not r:
+            continue
+        q = r.get("log10_singular_value_quantiles", {})
+        rng = (q.get("q95", math.nan) - q.get("q05", math.nan)) if q else math.nan
+        lines.append(f"| {LABELS[obj]} | {_fmt(r.get('mean_logdet_flow'), '.1f')} | {_fmt(r.get('mean_logdet'), '.1f', '−∞ (underflow)')} | {_fmt(rng, '.2f')} | {_fmt(pl.get(obj), '.2f')} |")
+    lines.append(f"\n{j.get('n_samples', '?')} prior samples per run. Where the generator saturates pixels, singular values underflow to 0 and their log-sum is −∞; the flow's layer-by-layer log-det stays exact.")
+    return lines
+
+
+def _gmm_section(d: ReproductionData, fig: Path | None, grids: list[Path]) -> list[str]:
+    lines = ["## Figures 3/6 and 7 analog: the Gaussian-mixture baseline against ADV", ""]
+    g = d.gmm
+    if not g:
+        return lines + ["Not available (the mixture baseline has not run)."]
+    if fig:
+        lines += [f"![Figure 3/6]({fig.relative_to(d.root)})", ""]
+    lines.append(
+        f"{g.get('n_components', '?')} centres; best σ = {_fmt(g.get('best_sigma'), '.4g')}: validation NLL {_fmt(g.get('best_val_nll_nats'), '.1f')} nats "
+        f"({_fmt(g.get('best_val_nll_bpd'), '.3f')} bits/dim)" + (f", test NLL {_fmt(g.get('test_nll_nats'), '.1f')} nats." if "test_nll_nats" in g else ".")
+    )
+    a = g.get("against") or {}
+    if a:
+        lines.append(
+            f"ADV's best {g.get('score_name')} {_fmt(a.get('best_score'), '.3f')} at step {a.get('best_score_step')}, validation NLL there {_fmt(a.get('nll_nats'), '.1f')} nats. "
+            f"The mixture is better on NLL at σ ∈ {{{', '.join(f'{s:.3g}' for s in g.get('beats_nll', [])) or '—'}}} and on both at σ ∈ {{{', '.join(f'{s:.3g}' for s in g.get('beats_both', [])) or '—'}}}."
+        )
+    if g.get("scores_note"):
+        lines.append(f"Note: {g['scores_note']}")
+    for p in grids:
+        lines += ["", f"![Figure 7: mixture samples]({p.relative_to(d.root)})"]
+    return lines
+
+
+def _settings_section(d: ReproductionData) -> list[str]:
+    m = d.meta
+    lines = [f"# Flow-GAN reproduction: preset `{m.get('preset', '?')}`", ""]
+    if m.get("description"):
+        lines += [m["description"] + ".", ""]
+    lines += ["| | MLE | ADV | Hybrid |", "|---|---|---|---|"]
+    rows = {
+        "objective": lambda c, e, t: f"{c.get('objective', '—')}" + (f", λ = {c.get('lam'):g}" if c.get("objective") not in (None, "mle") else ""),
+        "model / critic": lambda c, e, t: f"{c.get('model', '—')} / {c.get('critic', '—') if c.get('objective') not in (None, 'mle') else '—'}",
+        "dataset": lambda c, e, t: c.get("dataset", "—"),
+        "lr, β1, batch": lambda c, e, t: f"{c.get('lr', '—')}, {c.get('beta1', '—')}, {c.get('batch_size', '—')}",
+        "generator steps": lambda c, e, t: str(e[-1]["step"]) if e else "—",
+        "wall time (min)": lambda c, e, t: _fmt(e[-1]["time"] / 60, ".1f") if e else "—",
+    }
+    for name, f in rows.items():
+        lines.append(f"| {name} | " + " | ".join(f(d.configs[o], d.evals[o], d.trains[o]) for o in OBJECTIVES) + " |")
+    stages = m.get("stages", {})
+    if stages:
+        total = sum(s.get("seconds", 0) for s in stages.values())
+        lines += ["", "Stages: " + ", ".join(f"{k} {v.get('status')} ({v.get('seconds', 0) / 60:.1f} min)" for k, v in stages.items()) + f"; total {total / 60:.1f} min."]
+    return lines
+
+
+def build_report(root: str | Path) -> Path:
+    """Write ``report.md``, ``claims.json`` and ``figures/`` of a reproduction directory."""
+    d = ReproductionData(root)
+    figdir = d.root / "figures"
+    figdir.mkdir(parents=True, exist_ok=True)
+    f1 = figure_samples(d, figdir / "fig1_samples.png")
+    f2 = figure_curves(d, figdir / "fig2_nll_curves.png")
+    f5 = figure_scores(d, figdir / "fig5_scores.png")
+    f3 = _copy(d.root / "gmm" / "gmm_vs_run.png", figdir / "fig3_mixture_vs_adv.png")
+    f4 = _copy(d.root / "jacobian" / "figure4.png", figdir / "fig4_singular_values.png")
+    grids = []
+    for i, p in enumerate(sorted((d.root / "gmm").glob("samples_sigma_*.png"))):
+        grids.append(_copy(p, figdir / f"fig7_mixture_{p.stem}.png"))
+    claims = compute_claims(d)
+    md = _settings_section(d)
+    md += ["", *_table_main(d), ""]
+    for fig, title in ((f1, "Figure 1 analog"), (f2, "Figure 2 analog"), (f5, "Figure 5 analog")):
+        md += [f"![{title}]({fig.relative_to(d.root)})", ""] if fig else [f"{title}: not available.", ""]
+    md += [*_gmm_section(d, f3, [g for g in grids if g]), ""]
+    md += [*_table3(d), ""]
+    md += [*_jacobian_section(d, f4), ""]
+    md += ["## Claims", "", "Each claim is checked with fixed thresholds (see `flowgan.reproduce.claims`); a FAIL is reported as such.", "", "| | Claim | Verdict | Numbers |", "|---|---|---|---|"]
+    for c in claims:
+        md.append(f"| {c.key} | {c.statement} | **{c.verdict}** | {c.evidence} |")
+    notes = d.meta.get("notes") or []
+    if notes:
+        md += ["", "## Notes", "", *[f"* {n}" for n in notes]]
+    path = d.root / "report.md"
+    path.write_text("\n".join(md) + "\n")
+    (d.root / "claims.json").write_text(json.dumps([c.__dict__ for c in claims], indent=2, default=str) + "\n")
+    return path

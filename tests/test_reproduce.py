@@ -1,0 +1,159 @@
+"""The reproduction report: built from a synthetic set of logs, every table, figure and verdict."""
+
+import json
+import math
+
+import pytest
+
+from flowgan.cli import main
+from flowgan.images import save_grid
+from flowgan.reproduce.claims import check_c1, check_c2
+from flowgan.reproduce.presets import PRESETS
+from flowgan.reproduce.report import build_report
+
+DIM = 784
+
+
+def _bpd_to_nats(bpd):
+    return bpd * DIM * math.log(2) - DIM * math.log(256)
+
+
+def _write_run(root, obj, val_bpd, critic=None, score=None):
+    run = root / "runs" / obj
+    run.mkdir(parents=True)
+    cfg = {"objective": "mle" if obj == "mle" else "wgan-gp", "lam": {"mle": 0.0, "adv": 0.0, "hybrid": 0.1}[obj], "model": "nice-small",
+           "critic": "dcgan-small", "dataset": "mnist5k", "lr": 1e-4, "beta1": 0.5, "batch_size": 100}
+    (run / "config.json").write_text(json.dumps({"config": cfg}))
+    lines = []
+    for i, v in enumerate(val_bpd):
+        rec = {"kind": "eval", "step": 100 * i, "time": 10.0 * i, "val_nll_nats": _bpd_to_nats(v), "val_nll_bpd": v,
+               "train_nll_nats": _bpd_to_nats(v - 0.01), "train_nll_bpd": v - 0.01}
+        if score is not None:
+            rec["mode"] = score[i]
+        lines.append(rec)
+    for i, c in enumerate(critic or []):
+        lines.append({"kind": "train", "step": 10 * (i + 1), "critic_loss": c})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+
+
+def _write_eval(root, obj, nll_nats, score):
+    (root / "eval").mkdir(exist_ok=True)
+    bpd = (nll_nats + DIM * math.log(256)) / (DIM * math.log(2))
+    (root / "eval" / f"{obj}.json").write_text(json.dumps({
+        "objective": obj, "shape": [1, 28, 28],
+        "best_nll": {"step": 500, "test_nll_nats": nll_nats, "test_nll_bpd": bpd},
+        "best_score": {"checkpoint": "best_mode", "step": 400, "score": score, "test_nll_nats": nll_nats + 10},
+    }))
+    import torch
+
+    save_grid(torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(0)), root / "eval" / f"{obj}_samples.png")
+
+
+@pytest.fixture
+def synthetic(tmp_path):
+    """A reproduction in which every MNIST claim holds (numbers shaped like the paper's)."""
+    root = tmp_path / "rep"
+    root.mkdir()
+    (root / "reproduce.json").write_text(json.dumps({"preset": "quick", "paper": "mnist", "score": "mode", "unit": "nats", "dim": DIM,
+                                                     "stages": {"train-mle": {"status": "done", "seconds": 60}}}))
+    settle = [5.0, 3.0, 1.0, -1.0, -2.0, -2.1, -2.0, -2.05, -2.1, -2.0, -2.02, -2.04]
+    _write_run(root, "mle", [8.0, 3.0, 2.5, 2.2, 2.1, 2.0], score=[0.1, 2, 3, 4, 5, 6])
+    _write_run(root, "adv", [8.0, 5.0, 6.0, 7.5, 9.0, 11.0], critic=settle, score=[0.1, 5, 7, 8, 9, 9.2])
+    _write_run(root, "hybrid", [8.0, 3.1, 2.6, 2.25, 2.15, 2.05], critic=settle, score=[0.1, 4, 6, 8, 9, 9.3])
+    _write_eval(root, "mle", -3300.0, 7.4)
+    _write_eval(root, "adv", -1600.0, 9.2)
+    _write_eval(root, "hybrid", -3250.0, 9.3)
+    (root / "gmm").mkdir()
+    sweep = [{"sigma": s, "val_nll_nats": v, "val_nll_bpd": 0.0, "scores": {"mode": m}}
+             for s, v, m in [(0.05, -1000.0, 9.8), (0.1, -2000.0, 9.6), (0.2, -2200.0, 8.0), (0.5, -500.0, 1.0)]]
+    (root / "gmm" / "gmm.json").write_text(json.dumps({
+        "n_components": 4000, "best_sigma": 0.2, "best_val_nll_nats": -2200.0, "best_val_nll_bpd": 3.9, "score_name": "mode", "sweep": sweep,
+        "against": {"best_score": 9.2, "best_score_step": 400, "nll_nats": -1500.0}, "beats_nll": [0.1, 0.2], "beats_both": [0.1]}))
+    import torch
+
+    save_grid(torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(1)), root / "gmm" / "samples_sigma_0.1.png")
+    (root / "table3").mkdir()
+    rows = [{"label": "MLE", "exact": {"nll_nats": -3290.0}, "ais": {"nll_nats": -2580.0}, "kde": {"nll_nats": -167.0}},
+            {"label": "ADV", "exact": {"nll_nats": 26350.0}, "ais": {"nll_nats": -2916.0}, "kde": {"nll_nats": -3.0}},
+            {"label": "Hybrid", "exact": {"nll_nats": -3120.0}, "ais": {"nll_nats": -2703.0}, "kde": {"nll_nats": -205.0}}]
+    (root / "table3" / "table3.json").write_text(json.dumps({
+        "dataset": "mnist5k", "n_test": 50, "runs": rows,
+        "rankings": {"exact": ["MLE", "Hybrid", "ADV"], "ais": ["ADV", "Hybrid", "MLE"], "kde": ["Hybrid", "MLE", "ADV"]},
+        "rankings_text": {"exact": "MLE > Hybrid > ADV", "ais": "ADV > Hybrid > MLE", "kde": "Hybrid > MLE > ADV"}}))
+    (root / "jacobian").mkdir()
+    q = lambda lo, hi: {"q05": lo, "q95": hi}
+    (root / "jacobian" / "jacobian.json").write_text(json.dumps({"n_samples": 64, "runs": [
+        {"label": "MLE", "mean_logdet": -4170.0, "mean_logdet_flow": -4170.0, "log10_singular_value_quantiles": q(-3, -1)},
+        {"label": "ADV", "mean_logdet": -15588.0, "mean_logdet_flow": -15588.0, "log10_singular_value_quantiles": q(-12, -1)},
+        {"label": "Hybrid", "mean_logdet": -5184.0, "mean_logdet_flow": -5184.0, "log10_singular_value_quantiles": q(-4, -1)}]}))
+    return root
+
+
+def _verdicts(root):
+    return {c["key"]: c["verdict"] for c in json.loads((root / "claims.json").read_text())}
+
+
+def test_report_builds_every_table_figure_and_verdict(synthetic):
+    path = build_report(synthetic)
+    text = path.read_text()
+    for heading in ("Table 1 analog", "Table 3 analog", "Figure 4 analog", "Figures 3/6 and 7 analog", "## Claims"):
+        assert heading in text
+    for fig in ("fig1_samples.png", "fig2_nll_curves.png", "fig5_scores.png", "fig7_mixture_samples_sigma_0.1.png"):
+        assert (synthetic / "figures" / fig).is_file() and f"figures/{fig}" in text
+    assert "7.42" in text and "-3334.56" in text  # the paper's numbers beside ours
+    assert _verdicts(synthetic) == {"C1": "PASS", "C2": "PASS", "C3": "FAIL", "C4": "PASS", "C5": "PASS", "C6": "N/A"}
+    # C3 fails honestly: the mixture beats ADV on both only at one sigma (needs a range of >= 2)
+    assert "0.1 (1 of 4 grid values" in text
+
+
+def test_planted_failures_are_reported_as_fail(synthetic):
+    # ADV's NLL that does not rise, a hybrid whose NLL is 10% off MLE's, a log-det order broken
+    (synthetic / "runs" / "adv" / "metrics.jsonl").unlink()
+    (synthetic / "runs" / "adv" / "config.json").unlink()
+    (synthetic / "runs" / "adv").rmdir()
+    _write_run(synthetic, "adv", [8.0, 5.0, 4.0, 3.5, 3.4, 3.4], critic=[1.0] * 12, score=[0.1, 5, 7, 8, 9, 9.2])
+    _write_eval(synthetic, "hybrid", -2970.0, 9.3)
+    jac = json.loads((synthetic / "jacobian" / "jacobian.json").read_text())
+    jac["runs"][1]["mean_logdet"] = -1000.0
+    (synthetic / "jacobian" / "jacobian.json").write_text(json.dumps(jac))
+    build_report(synthetic)
+    v = _verdicts(synthetic)
+    assert v["C1"] == "FAIL" and v["C2"] == "FAIL" and v["C5"] == "FAIL"
+
+
+def test_missing_parts_make_claims_not_applicable(tmp_path):
+    root = tmp_path / "empty"
+    (root / "runs").mkdir(parents=True)
+    build_report(root)
+    assert set(_verdicts(root).values()) == {"N/A"}
+    assert "Not available" in (root / "report.md").read_text()
+
+
+def test_claim_checks_on_hand_numbers():
+    adv = [{"val_nll_nats": _bpd_to_nats(v)} for v in (8, 4, 5, 6)]
+    mle = [{"val_nll_nats": _bpd_to_nats(2.0)}]
+    trains = {"adv": [{"critic_loss": c} for c in (5, 2, 0, -1, -1, -1.1, -1, -1.05)]}
+    assert check_c1({"adv": adv, "mle": mle}, trains, DIM).verdict == "PASS"
+    adv_small_gap = [{"val_nll_nats": _bpd_to_nats(v)} for v in (8, 2.2, 2.5, 2.9)]
+    assert check_c1({"adv": adv_small_gap, "mle": mle}, trains, DIM).verdict == "FAIL"  # only 0.9 bit/dim worse
+    results = {"mle": {"test_nll_nats": -3000.0, "score": 5.0}, "hybrid": {"test_nll_nats": -2860.0, "score": 6.0}}
+    assert check_c2(results, "nats").verdict == "PASS"  # 4.7% apart
+    results["hybrid"]["test_nll_nats"] = -2840.0  # 5.3% apart
+    assert check_c2(results, "nats").verdict == "FAIL"
+
+
+def test_report_command(capsys, synthetic, tmp_path):
+    assert main(["report", str(synthetic)]) == 0
+    assert (synthetic / "report.md").is_file()
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+
+
+def test_reproduce_rejects_a_directory_of_another_preset(capsys, synthetic):
+    assert main(["reproduce", "--preset", "mnist", "--out", str(synthetic)]) == 2
+    assert "preset 'quick'" in capsys.readouterr().err
+
+
+def test_quick_preset_fits_its_budget():
+    p = PRESETS["quick"]
+    assert p.dataset == "mnist5k" and p.budget_minutes <= 15
+    assert sum(p.training_share.values()) < 1
