@@ -24,11 +24,8 @@ test-slow: setup
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
 demo: setup
-	$(BIN)/flowgan train --dataset mnist5k --model nice-small --epochs 150 --eval-every 1000 --out runs/demo-$$(date +%Y%m%d-%H%M%S) | tee .demo.log
-	@run=$$(sed -n 's/.*run in \(.*\)$$/\1/p' .demo.log | tail -1); \
-	$(BIN)/flowgan evaluate $$run --split val -o $$run/eval/best_nll_val.json | grep nll_; \
-	$(BIN)/flowgan evaluate $$run --split test | grep nll_; \
-	$(BIN)/flowgan sample $$run -n 64 -o $$run/samples.png; rm -f .demo.log
+	$(BIN)/flowgan reproduce --preset quick --out runs/demo
+	@echo "report: runs/demo/report.md, samples: runs/demo/figures/fig1_samples.png"
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py

@@ -46,6 +46,10 @@ from .models import build_model, model_config
 from .objectives import build_objective
 
 
+#: training logs repeated in every evaluation record (from the latest training log line)
+EVAL_CARRIED = ("loss", "train_nll", "critic_loss", "wasserstein", "gradient_penalty", "generator_loss")
+
+
 class Interrupted(FlowganError):
     """Training was stopped by a signal; the latest checkpoint holds the state at ``step``."""
 
@@ -134,10 +138,11 @@ class _Averages:
                 self.counts[k] = self.counts.get(k, 0) + 1
         self._pending = []
 
-    def pop(self) -> dict[str, float]:
+    def pop(self, reset: bool = True) -> dict[str, float]:
         self._flush()
         out = {k: self.sums[k] / self.counts[k] for k in self.sums}
-        self.sums, self.counts = {}, {}
+        if reset:
+            self.sums, self.counts = {}, {}
         return out
 
     def state_dict(self) -> dict:
@@ -230,6 +235,7 @@ class Trainer:
         self.elapsed = 0.0
         self.best: dict[str, dict] = {}
         self.averages = _Averages()
+        self.last_train_logs: dict[str, float] = {}
         self.rollbacks = 0
         self._stop_signal: str | None = None
         self.stopped_by = "steps"  # or "time_limit"
@@ -283,6 +289,8 @@ class Trainer:
             flip = torch.rand(len(images), generator=self.rng, dtype=torch.float32) < 0.5
             images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
         x = dequantize(self._shard(images), self._shard(noise))
+        if self.device.type == "cuda":
+            x = x.pin_memory()  # asynchronous host-to-device copy
         return x.to(self.device, non_blocking=True)
 
     def _latents(self) -> torch.Tensor:
@@ -323,6 +331,7 @@ class Trainer:
             "elapsed": self.elapsed,
             "best": self.best,
             "averages": self.averages.state_dict(),
+            "last_train_logs": dict(self.last_train_logs),
             "rollbacks": self.rollbacks,
             "dataset": self.dataset.name,
         }
@@ -341,6 +350,7 @@ class Trainer:
             self.elapsed = float(ckpt["elapsed"])
             self.best = dict(ckpt["best"])
             self.averages.load_state_dict(ckpt["averages"])
+            self.last_train_logs = dict(ckpt.get("last_train_logs", {}))
             self.rollbacks = int(ckpt.get("rollbacks", 0))
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
             raise CheckpointError(f"checkpoint does not match this run: {str(e).splitlines()[0][:200]}") from None
@@ -493,6 +503,7 @@ class Trainer:
             "val_nll_bpd": val["nll_bpd"],
             "train_nll_nats": train["nll_nats"],
             "train_nll_bpd": train["nll_bpd"],
+            **self.last_train_logs,  # the training losses of the latest log line (critic, generator, ...)
         }
         if self.score_fn is not None and cfg.score_metrics:
             scores = self.score_fn(self) if self.is_main else None
@@ -599,7 +610,10 @@ class Trainer:
                     progress.update(1)
                 if self.step % cfg.log_every == 0 or self.step == total:
                     rate = window_steps / max(now - window_start, 1e-9)
-                    logs = self.averages.pop()
+                    # a log line forced by the end of the run keeps its window open, so that a run
+                    # stopped there and resumed logs the same averages as an uninterrupted one
+                    logs = self.averages.pop(reset=self.step % cfg.log_every == 0)
+                    self.last_train_logs = {k: v for k, v in logs.items() if k in EVAL_CARRIED}
                     per_step = self.objective.critic_steps + int(self.objective.generator_uses_data)
                     record = {"kind": "train", "step": self.step, "epoch": round(self.stream.progress, 4), "time": round(self.elapsed, 2), "lr": self.current_lr(), "steps_per_s": rate, "images_per_s": rate * cfg.batch_size * max(per_step, 1), **logs}
                     self._log(record)

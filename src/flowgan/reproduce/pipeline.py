@@ -37,7 +37,7 @@ def _say(msg: str) -> None:
 class Reproduction:
     def __init__(
         self,
-        preset: str,
+        preset: str | Preset,
         out: str | Path,
         *,
         budget_minutes: float | None = None,
@@ -45,9 +45,13 @@ class Reproduction:
         device: str = "auto",
         progress: bool = True,
     ):
-        if preset not in PRESETS:
+        if isinstance(preset, Preset):  # a custom plan (tests, experiments)
+            self.preset = preset
+            preset = preset.name
+        elif preset in PRESETS:
+            self.preset = PRESETS[preset]
+        else:
             raise FlowganError(f"unknown reproduce preset {preset!r}; choose from {', '.join(PRESETS)}")
-        self.preset: Preset = PRESETS[preset]
         self.root = Path(out)
         self.state_path = self.root / "reproduce.json"
         self.device, self.progress = device, progress
@@ -184,7 +188,12 @@ class Reproduction:
         for obj in OBJECTIVES:
             run = self.root / "runs" / obj
             model, ckpt = load_model(run, "best_nll", device=device)
-            best_nll = {"checkpoint": "best_nll", "step": ckpt.get("step"), **_prefixed(nll_report(model, ds.test.images, progress=self.progress), "test_")}
+            best_nll = {
+                "checkpoint": "best_nll",
+                "step": ckpt.get("step"),
+                **_prefixed(nll_report(model, ds.val.images, progress=self.progress), "val_"),
+                **_prefixed(nll_report(model, ds.test.images, progress=self.progress), "test_"),
+            }
             which = f"best_{score}" if (run / "checkpoints" / f"best_{score}.pt").is_file() else "best_nll"
             model, ckpt = load_model(run, which, device=device)
             scores = evaluate_samples(model, ds, [score], n_samples=self.preset.score_samples, device=device, split="test")
@@ -201,7 +210,11 @@ class Reproduction:
             save_grid(grid, out / f"{obj}_samples.png")
             result = {"objective": obj, "label": LABELS[obj], "run": str(run), "dataset": ds.name, "shape": list(model.shape), "best_nll": best_nll, "best_score": best_score}
             (out / f"{obj}.json").write_text(json.dumps(result, indent=2) + "\n")
-            _say(f"  {LABELS[obj]}: test NLL {best_nll['test_nll_nats']:.1f} nats ({best_nll['test_nll_bpd']:.3f} bits/dim); {score} {best_score['score']:.3f} ({which}, step {best_score['step']})")
+            _say(
+                f"  {LABELS[obj]} (best-validated checkpoint, step {best_nll['step']}): validation NLL {best_nll['val_nll_nats']:.1f} nats "
+                f"({best_nll['val_nll_bpd']:.3f} bits/dim), test NLL {best_nll['test_nll_nats']:.1f} nats ({best_nll['test_nll_bpd']:.3f} bits/dim); "
+                f"{score} {best_score['score']:.3f} ({which}, step {best_score['step']})"
+            )
         self.state["dim"] = math.prod(ds.shape)
         return {}
 

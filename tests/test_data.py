@@ -1,0 +1,116 @@
+"""Dataset loaders: splits, formats, and one-line errors on missing or malformed files."""
+
+import gzip
+import os
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from flowgan.config import TrainConfig
+from flowgan.data import ImageDataset, Split, load_dataset, read_idx
+from flowgan.errors import DataError
+from flowgan.training import Trainer
+
+
+def test_mnist5k_is_real_and_stratified():
+    d = load_dataset("mnist5k")
+    assert (len(d.train), len(d.val), len(d.test)) == (4000, 500, 500)
+    assert d.train.images.dtype == torch.uint8 and d.shape == (1, 28, 28)
+    assert torch.bincount(d.train.labels).tolist() == [400] * 10
+    assert torch.bincount(d.test.labels).tolist() == [50] * 10
+    # the three splits are disjoint images
+    flat = lambda s: {bytes(x.numpy().tobytes()) for x in s.images}
+    assert not (flat(d.train) & flat(d.test))
+
+
+def test_digits_are_rescaled_to_bytes():
+    d = load_dataset("digits")
+    assert d.shape == (1, 8, 8) and len(d.train) + len(d.val) + len(d.test) == 1797
+    assert int(d.train.images.max()) == 255
+
+
+def _write_idx(path, array, gz=True):
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(">" + "I" * array.ndim, *array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    (gzip.open if gz else open)(path, "wb").write(data)
+
+
+def test_idx_reader_round_trip_and_errors(tmp_path):
+    a = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    _write_idx(tmp_path / "a.gz", a)
+    assert np.array_equal(read_idx(tmp_path / "a.gz"), a)
+    _write_idx(tmp_path / "b", a, gz=False)
+    assert np.array_equal(read_idx(tmp_path / "b"), a)
+    (tmp_path / "c").write_bytes((tmp_path / "b").read_bytes()[:-3])
+    with pytest.raises(DataError, match="truncated"):
+        read_idx(tmp_path / "c")
+    (tmp_path / "d").write_bytes(b"\x01\x02\x03\x04\x05\x06\x07\x08")
+    with pytest.raises(DataError, match="not an IDX"):
+        read_idx(tmp_path / "d")
+
+
+def test_full_mnist_uses_the_papers_split(shared_data_dir):
+    d = load_dataset("mnist", shared_data_dir, download=False)
+    assert (len(d.train), len(d.val), len(d.test)) == (50000, 10000, 10000)
+    assert d.test.labels[:5].tolist() == [7, 2, 1, 0, 4]  # the t10k file's first labels
+
+
+@pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"), reason="Debian's dataset-fashion-mnist not installed")
+def test_fashion_mnist_from_the_debian_package(tmp_path):
+    d = load_dataset("fashion-mnist", tmp_path, download=False)
+    assert (len(d.train), len(d.val), len(d.test)) == (50000, 10000, 10000)
+
+
+def test_cifar10_python_batches_are_read_with_a_5k_random_validation_split(tmp_path):
+    """The reader on files in CIFAR-10's python format (random pixels: a format test only)."""
+    base = tmp_path / "cifar-10-batches-py"
+    base.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, size=(10000, 3072), dtype=np.uint8)
+        with open(base / name, "wb") as f:
+            pickle.dump({"data": data, "labels": rng.integers(0, 10, size=10000).tolist()}, f)
+    d = load_dataset("cifar10", tmp_path, download=False)
+    assert (len(d.train), len(d.val), len(d.test)) == (45000, 5000, 10000)
+    assert d.shape == (3, 32, 32) and d.flip
+    batches = [pickle.load(open(base / f"data_batch_{i}", "rb"))["data"].reshape(-1, 3, 32, 32) for i in range(1, 6)]
+    originals = torch.from_numpy(np.concatenate(batches))
+    # train and val partition the 50,000 training images; val is a random subset, not the last 5,000
+    assert torch.equal(torch.cat([d.train.images, d.val.images]).sum(0, dtype=torch.int64), originals.sum(0, dtype=torch.int64))
+    assert not torch.equal(d.val.images, originals[45000:])
+
+
+def test_npz_layouts_holdout_and_errors(tmp_path):
+    x = np.random.default_rng(0).integers(0, 256, size=(50, 6, 6, 3), dtype=np.uint8)
+    np.savez(tmp_path / "nhwc.npz", x_train=x, x_test=x[:10], y_train=np.arange(50) % 3, y_test=np.arange(10) % 3)
+    d = load_dataset(str(tmp_path / "nhwc.npz"))
+    assert d.shape == (3, 6, 6) and (len(d.train), len(d.val), len(d.test)) == (45, 5, 10) and d.num_classes == 3
+    assert torch.equal(d.test.images[0], torch.from_numpy(x[0]).permute(2, 0, 1))
+    np.savez(tmp_path / "nhw.npz", x_train=x[..., 0], x_val=x[:5, ..., 0], x_test=x[:10, ..., 0])
+    d = load_dataset(str(tmp_path / "nhw.npz"))
+    assert d.shape == (1, 6, 6) and len(d.val) == 5 and d.train.labels is None
+    np.savez(tmp_path / "bad.npz", x_train=x)
+    with pytest.raises(DataError, match="x_test"):
+        load_dataset(str(tmp_path / "bad.npz"))
+    with pytest.raises(DataError, match="does not exist"):
+        load_dataset(str(tmp_path / "missing.npz"))
+    with pytest.raises(DataError, match="unknown dataset"):
+        load_dataset("imagenet")
+
+
+def test_flips_are_applied_to_training_batches_only_when_asked(tmp_path):
+    # one asymmetric image repeated: a flipped copy is told apart from the original
+    img = torch.zeros(1, 1, 4, 4, dtype=torch.uint8)
+    img[..., 0] = 255
+    images = img.repeat(40, 1, 1, 1)
+    split = Split(images)
+    for flip in (False, True):
+        ds = ImageDataset("toy", split, Split(images[:8]), Split(images[:8]), flip=flip)
+        cfg = TrainConfig(dataset="toy", model="nice-small", batch_size=40, max_steps=1, train_eval_samples=8)
+        trainer = Trainer(cfg, tmp_path / f"r{flip}", dataset=ds, progress=False)
+        batch = trainer._real_batch()
+        flipped = (batch[:, 0, :, -1] > 0.5).all(dim=1)
+        assert bool(flipped.any()) == flip and bool((~flipped).any())
