@@ -35,7 +35,7 @@ def measure(batch: int, precision: str = "fp32", rounds: int = 5) -> dict:
     return {"batch": batch, "precision": precision, "images_per_s": batch / sec, "step_ms": sec * 1e3, "flop_per_s": flops / sec, "ratio": ratio, "peak": peak}
 
 
-def measure_nll(batch: int = 500, n_images: int = 2000, rounds: int = 5) -> dict:
+def measure_nll(batch: int = 1000, n_images: int = 4000, rounds: int = 5) -> dict:
     """Exact NLL evaluation (``flowgan.nll``: dequantization, forward, prior) of nice-mnist, FLOP
     rate against the matmul peak. FLOPs counted: 2 × the coupling MLPs' multiply-accumulates."""
     import torch

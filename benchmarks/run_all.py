@@ -49,7 +49,7 @@ def main() -> None:
         r = nice_step.measure(b, "fp32", rounds)
         row(f"NICE MLE step, batch {b}, fp32: FLOP rate / fp32 matmul peak", f"{r['ratio']:.2f}x ({r['images_per_s']:.0f} images/s)", ">= 0.55x" if b == 100 else ">= 0.8x")
     r = nice_step.measure_nll(rounds=rounds)
-    row("exact NLL evaluation (nice-mnist, batch 500): FLOP rate / peak", f"{r['ratio']:.2f}x ({r['images_per_s']:.0f} images/s)", ">= 0.8x")
+    row("exact NLL evaluation (nice-mnist, batch 1000): FLOP rate / peak", f"{r['ratio']:.2f}x ({r['images_per_s']:.0f} images/s)", ">= 0.8x")
 
     try:
         import normflows  # noqa: F401

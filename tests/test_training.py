@@ -148,3 +148,26 @@ def test_time_limit_ends_the_run_with_a_final_evaluation(tmp_path, mnist5k):
     summary = Trainer(_cfg(time_limit=500.0, eval_every=100), tmp_path / "run", dataset=mnist5k, progress=False, callbacks=(slow,)).fit()
     assert summary["stopped_by"] == "time_limit" and summary["step"] == 4
     assert read_metrics(tmp_path / "run", "eval")[-1]["step"] == 4
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager(tmp_path, mnist5k):
+    """torch.compile (inductor, CPU) gives the same parameters as eager after a few updates."""
+    states = []
+    for compile in (False, True):
+        trainer = Trainer(_cfg(max_steps=5, compile=compile), tmp_path / f"c{compile}", dataset=mnist5k, progress=False)
+        trainer.fit()
+        states.append(trainer.model.state_dict())
+    for k in states[0]:
+        assert torch.allclose(states[0][k], states[1][k], rtol=1e-4, atol=1e-5), k
+
+
+def test_bf16_autocast_follows_fp32_and_evaluates_in_float32(tmp_path, mnist5k):
+    finals = {}
+    for precision in ("fp32", "bf16"):
+        trainer = Trainer(_cfg(max_steps=10, precision=precision), tmp_path / precision, dataset=mnist5k, progress=False)
+        trainer.fit()
+        assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+        finals[precision] = read_metrics(tmp_path / precision, "eval")[-1]["val_nll_nats"]
+    assert finals["fp32"] < -200  # it learned
+    assert abs(finals["bf16"] - finals["fp32"]) <= 0.05 * abs(finals["fp32"])

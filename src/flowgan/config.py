@@ -52,7 +52,7 @@ class TrainConfig:
     eval_every: int = 500  # generator steps between evaluations
     eval_samples: int | None = None  # validation images per evaluation (None: the whole split)
     train_eval_samples: int = 2000  # training images whose exact NLL is logged at each evaluation
-    eval_batch_size: int = 500
+    eval_batch_size: int = 1000
     score_metrics: tuple = ()  # sample scores computed at each evaluation, e.g. ("mode",)
     score_samples: int = 2000
     grid_samples: int = 64

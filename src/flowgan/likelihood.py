@@ -87,7 +87,7 @@ def log_likelihoods(
     *,
     seed: int = 0,
     draws: int = 1,
-    batch_size: int = 500,
+    batch_size: int = 1000,
     index_offset: int = 0,
     progress: bool = False,
 ) -> torch.Tensor:

@@ -79,6 +79,7 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, alpha: torc
 class Objective:
     critic_steps: int = 0
     generator_uses_data: bool = True
+    double_backward: bool = False  # the critic loss differentiates a gradient (torch.compile cannot)
 
     def critic_loss(self, G, D, real, z, rand):  # pragma: no cover - MLE has no critic
         raise NotImplementedError
@@ -108,6 +109,7 @@ class Adversarial(Objective):
         self.name, self.loss, self.lam, self.gp_weight = loss, LOSSES[loss], float(lam), float(gp_weight)
         self.critic_steps = int(n_critic)
         self.generator_uses_data = self.lam > 0
+        self.double_backward = self.loss.gradient_penalty and self.gp_weight > 0
 
     def critic_loss(self, G, D, real, z, rand):
         with torch.no_grad():

@@ -27,6 +27,7 @@ import platform
 import signal
 import threading
 import time
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable
@@ -97,6 +98,16 @@ class BatchStream:
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.batch, self._perm = int(state["epoch"]), int(state["batch"]), None
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU has bf16 matrix units (AMX-BF16 or AVX512-BF16), from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def resolve_device(name: str) -> torch.device:
@@ -218,7 +229,15 @@ class Trainer:
         self.G, self.D = self._wrap(self.model), self._wrap(self.critic)
         if cfg.compile:
             self.G = torch.compile(self.G)
-            self.D = None if self.D is None else torch.compile(self.D)
+            # a gradient penalty needs a double backward, which compiled modules do not support
+            if self.D is not None and not self.objective.double_backward:
+                self.D = torch.compile(self.D)
+        if cfg.precision == "bf16" and self.device.type == "cpu" and not cpu_has_fast_bf16():
+            warnings.warn(
+                "bf16 on this CPU (no AMX or AVX512-BF16) runs slower than fp32; see benchmarks/README.md",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         self.opt = make_adam(self.model.parameters(), cfg.lr, (cfg.beta1, cfg.beta2))
         self.critic_opt = None
         if self.critic is not None:
@@ -267,8 +286,6 @@ class Trainer:
     def _wrap(self, module):
         if module is None or self.world_size == 1:
             return module
-        import warnings
-
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         # conv weight gradients of single-channel inputs come with unusual strides: harmless
