@@ -54,7 +54,8 @@ def interleaved_ratio(step, flop_per_call: float, rounds: int = 5, seconds: floa
 
     This VM's speed drifts by up to ±30% over tens of seconds; measuring the peak and the step in
     alternation and taking the median of the per-round ratios cancels most of that drift.
-    Returns ``(median ratio, median seconds per call, median peak FLOP/s)``.
+    Returns ``(median ratio, median seconds per call, median peak FLOP/s)``; the per-round ratios
+    are kept in :data:`LAST_RATIOS` (to show the spread).
     """
     import statistics
 
@@ -65,4 +66,8 @@ def interleaved_ratio(step, flop_per_call: float, rounds: int = 5, seconds: floa
         ratios.append(flop_per_call / sec / peak)
         secs.append(sec)
         peaks.append(peak)
+    LAST_RATIOS[:] = ratios
     return statistics.median(ratios), statistics.median(secs), statistics.median(peaks)
+
+
+LAST_RATIOS: list[float] = []

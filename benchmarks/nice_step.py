@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 
-from common import interleaved_ratio, linear_macs, machine
+from common import LAST_RATIOS, interleaved_ratio, linear_macs, machine
 
 
 def trainer_step(batch: int, precision: str = "fp32", compile: bool = False):
@@ -32,7 +32,8 @@ def trainer_step(batch: int, precision: str = "fp32", compile: bool = False):
 def measure(batch: int, precision: str = "fp32", rounds: int = 5) -> dict:
     step, flops = trainer_step(batch, precision)
     ratio, sec, peak = interleaved_ratio(step, flops, rounds=rounds)
-    return {"batch": batch, "precision": precision, "images_per_s": batch / sec, "step_ms": sec * 1e3, "flop_per_s": flops / sec, "ratio": ratio, "peak": peak}
+    return {"batch": batch, "precision": precision, "images_per_s": batch / sec, "step_ms": sec * 1e3, "flop_per_s": flops / sec, "ratio": ratio, "peak": peak,
+            "ratio_range": (min(LAST_RATIOS), max(LAST_RATIOS))}
 
 
 def measure_nll(batch: int = 1000, n_images: int = 4000, rounds: int = 5) -> dict:
@@ -51,7 +52,8 @@ def measure_nll(batch: int = 1000, n_images: int = 4000, rounds: int = 5) -> dic
     images = load_dataset("mnist5k").train.images[:n_images]
     flops = 2 * linear_macs(model, n_images)
     ratio, sec, peak = interleaved_ratio(lambda: flowgan.nll(model, images, "nats", batch_size=batch), flops, rounds=rounds)
-    return {"batch": batch, "images_per_s": n_images / sec, "flop_per_s": flops / sec, "ratio": ratio, "peak": peak}
+    return {"batch": batch, "images_per_s": n_images / sec, "flop_per_s": flops / sec, "ratio": ratio, "peak": peak,
+            "ratio_range": (min(LAST_RATIOS), max(LAST_RATIOS))}
 
 
 def main() -> None:
