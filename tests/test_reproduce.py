@@ -189,6 +189,7 @@ def test_smoke_run_of_a_reduced_quick_preset_and_its_resume(tmp_path):
         assert (tmp_path / "rep" / "figures" / name).is_file()
     state = json.loads((tmp_path / "rep" / "reproduce.json").read_text())
     assert all(state["stages"][s]["status"] == "done" for s in state["stages"])
+    assert state["stages"]["train-adv"]["steps"] == state["stages"]["train-hybrid"]["steps"] == state["stages"]["train-mle"]["steps"] == 6
     mtime = (tmp_path / "rep" / "table3" / "table3.json").stat().st_mtime_ns
     Reproduction(tiny, tmp_path / "rep", progress=False).run()  # reuses finished stages
     assert (tmp_path / "rep" / "table3" / "table3.json").stat().st_mtime_ns == mtime

@@ -2,7 +2,8 @@
 
 Stages, each recorded in ``DIR/reproduce.json`` when done::
 
-    train-mle, train-adv, train-hybrid   run directories DIR/runs/<objective> (time-limited)
+    train-adv, train-hybrid, train-mle   run directories DIR/runs/<objective>: ADV within its time
+                                         limit, then Hybrid and MLE for as many generator updates
     evaluate                             DIR/eval/<objective>.json and sample grids
     gmm                                  DIR/gmm/ (flowgan baseline gmm --against the ADV run)
     table3                               DIR/table3/ (flowgan analyze likelihoods)
@@ -26,7 +27,7 @@ from typing import Any, Callable
 from ..errors import FlowganError
 from .presets import LABELS, OBJECTIVES, PRESETS, Preset
 
-STAGES = ("train-mle", "train-adv", "train-hybrid", "evaluate", "gmm", "table3", "jacobian", "report")
+STAGES = ("train-adv", "train-hybrid", "train-mle", "evaluate", "gmm", "table3", "jacobian", "report")
 ANALYSIS_STAGES = ("evaluate", "gmm", "table3", "jacobian", "report")
 
 
@@ -118,9 +119,9 @@ class Reproduction:
         self.root.mkdir(parents=True, exist_ok=True)
         self._save_state()
         stages: dict[str, Callable[[], dict | None]] = {
-            "train-mle": lambda: self.train("mle"),
             "train-adv": lambda: self.train("adv"),
             "train-hybrid": lambda: self.train("hybrid"),
+            "train-mle": lambda: self.train("mle"),
             "evaluate": self.evaluate,
             "gmm": self.gmm,
             "table3": self.table3,
@@ -162,6 +163,11 @@ class Reproduction:
 
         run_dir = self.root / "runs" / objective
         config = self.run_config(objective)
+        adv_steps = self.state["stages"].get("train-adv", {}).get("steps")
+        if objective != "adv" and adv_steps:
+            # the same number of generator updates as ADV (the paper trains all objectives for the
+            # same epochs); the time limit becomes a safety net
+            config = config.replace(max_steps=min(config.max_steps or adv_steps, adv_steps), time_limit=2 * config.time_limit)
         latest = run_dir / "checkpoints" / "latest.pt"
         resume = latest.is_file()
         if run_dir.exists() and not resume:

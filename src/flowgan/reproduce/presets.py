@@ -81,7 +81,7 @@ PRESETS: dict[str, Preset] = {
         score_samples=10000,
         unit="nats",
         gmm=dict(samples_for_scores=2000, refine=3, val_samples=2000, test_samples=10000),
-        likelihoods=dict(n_test=100, ais_steps=300, ais_chains=8, kde_samples=10000, kde_val=1000),
+        likelihoods=dict(n_test=100, ais_steps=200, ais_chains=4, kde_samples=10000, kde_val=1000),
         jacobian=dict(n=64),
     ),
     "cifar10": Preset(
