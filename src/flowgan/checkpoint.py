@@ -54,20 +54,33 @@ def link_or_copy(src: str | Path, dst: str | Path) -> None:
     os.replace(tmp, dst)
 
 
+def load_versioned(
+    path: str | Path, fmt: str, version: int, *, unreadable: str, wrong_format: str, error: type[Exception] = CheckpointError
+) -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)`` of a dict tagged ``{"format": fmt, "version": v}``
+    with ``v <= version``, else ``error``: ``unreadable``/``wrong_format`` are the messages (an
+    exception's type is appended to the first)."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise error(f"{unreadable} ({type(e).__name__})") from None
+    if not isinstance(obj, dict) or obj.get("format") != fmt:
+        raise error(wrong_format)
+    if obj.get("version", 0) > version:
+        raise error(f"{path} was written by a newer flowgan ({fmt} version {obj['version']})")
+    return obj
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load and validate a flowgan checkpoint (on the CPU)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a flowgan checkpoint ({type(e).__name__})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a flowgan checkpoint")
-    if ckpt.get("version", 0) > VERSION:
-        raise CheckpointError(f"{path} was written by a newer flowgan (format {ckpt['version']})")
-    return ckpt
+    return load_versioned(
+        path, FORMAT, VERSION,
+        unreadable=f"checkpoint {path} is corrupt or not a flowgan checkpoint",
+        wrong_format=f"{path} is not a flowgan checkpoint",
+    )  # fmt: skip
 
 
 def resolve_checkpoint(run_or_ckpt: str | Path, which: str = "best_nll") -> Path:

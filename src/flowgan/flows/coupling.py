@@ -27,7 +27,17 @@ from .base import Flow, sum_except_batch
 
 
 class Partition(nn.Module):
-    """How a coupling splits ``x`` into ``(x_cond, x_change)`` and merges them back."""
+    """How a coupling splits ``x`` into ``(x_cond, x_change)`` and merges them back; ``parity``
+    (0 or 1) says which of the two halves conditions."""
+
+    def __init__(self, parity: int):
+        super().__init__()
+        if parity not in (0, 1):
+            raise ValueError("parity must be 0 or 1")
+        self.parity = parity
+
+    def extra_repr(self):
+        return f"parity={self.parity}"
 
     def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover
         raise NotImplementedError
@@ -42,12 +52,6 @@ class Partition(nn.Module):
 
 class AlternatingHalves(Partition):
     """Vectors ``(N, D)``: indices ``parity, parity+2, …`` condition, the others change."""
-
-    def __init__(self, parity: int):
-        super().__init__()
-        if parity not in (0, 1):
-            raise ValueError("parity must be 0 or 1")
-        self.parity = parity
 
     @staticmethod
     def sizes(n_features: int, parity: int) -> tuple[int, int]:
@@ -68,18 +72,9 @@ class AlternatingHalves(Partition):
         out[:, 1 - self.parity :: 2] = x_change
         return out
 
-    def extra_repr(self):
-        return f"parity={self.parity}"
-
 
 class ChannelHalves(Partition):
     """Images ``(N, C, H, W)``: channels ``[:C//2]`` (parity 0) or ``[C//2:]`` (parity 1) condition."""
-
-    def __init__(self, parity: int):
-        super().__init__()
-        if parity not in (0, 1):
-            raise ValueError("parity must be 0 or 1")
-        self.parity = parity
 
     @staticmethod
     def sizes(n_channels: int, parity: int) -> tuple[int, int]:
@@ -95,18 +90,9 @@ class ChannelHalves(Partition):
         pair = (x_cond, x_change) if self.parity == 0 else (x_change, x_cond)
         return torch.cat(pair, dim=1)
 
-    def extra_repr(self):
-        return f"parity={self.parity}"
-
 
 class Checkerboard(Partition):
     """Images ``(N, C, H, W)``: the pixels with ``(i + j) % 2 == parity`` condition (all channels)."""
-
-    def __init__(self, parity: int):
-        super().__init__()
-        if parity not in (0, 1):
-            raise ValueError("parity must be 0 or 1")
-        self.parity = parity
 
     def mask(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -123,9 +109,6 @@ class Checkerboard(Partition):
 
     def restrict(self, params):
         return params * (1.0 - self.mask(params))
-
-    def extra_repr(self):
-        return f"parity={self.parity}"
 
 
 class AdditiveCoupling(Flow):

@@ -329,14 +329,13 @@ def load_classifier(path: str | Path, source: str = "path") -> ScoreClassifier:
             trained_on="unknown (TorchScript module)", num_classes=-1, shape=None,
             has_features=has_features, key="ts-" + _file_key(path),
         )  # fmt: skip
-    try:
-        rec = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise FlowganError(f"{path} is neither a flowgan classifier nor a TorchScript module ({type(e).__name__})") from None
-    if not isinstance(rec, dict) or rec.get("format") != FORMAT:
-        raise FlowganError(f"{path} is not a flowgan classifier file (a TorchScript module also works)")
-    if rec.get("version", 0) > VERSION:
-        raise FlowganError(f"{path} was written by a newer flowgan (classifier format {rec['version']})")
+    from ..checkpoint import load_versioned
+
+    rec = load_versioned(
+        path, FORMAT, VERSION, error=FlowganError,
+        unreadable=f"{path} is neither a flowgan classifier nor a TorchScript module",
+        wrong_format=f"{path} is not a flowgan classifier file (a TorchScript module also works)",
+    )  # fmt: skip
     try:
         norm = rec["normalization"]
         with torch.random.fork_rng(devices=[]):  # the initialisation is overwritten: leave the global state alone
