@@ -106,3 +106,15 @@ def test_hook_rejects_unknown_scores(mnist5k):
     trainer = _FakeTrainer(build_model("nice-small").float(), mnist5k, score_metrics=("bleu",))
     with pytest.raises(FlowganError, match="unknown score"):
         score_hook(trainer)
+
+
+def test_a_resumed_run_keeps_scoring(tmp_path, mnist5k):
+    """The score hook comes from the run's own config, also when it is resumed from the CLI."""
+    from flowgan.cli import main
+
+    argv = ["train", "--dataset", "mnist5k", "--model", "nice-small", "--scores", "mode", "--score-samples", "100",
+            "--eval-every", "2", "--max-steps", "2", "--out", str(tmp_path / "run"), "--no-progress"]
+    assert main(argv) == 0
+    assert main(["train", "--resume", str(tmp_path / "run"), "--max-steps", "4", "--no-progress"]) == 0
+    evals = read_metrics(tmp_path / "run", "eval")
+    assert [r["step"] for r in evals] == [0, 2, 4] and all("mode" in r for r in evals)

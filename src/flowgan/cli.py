@@ -131,7 +131,7 @@ def _cmd_train(args) -> int:
         run_dir = Path(args.out) if args.out else Path("runs") / f"{Path(config.dataset).stem}-{config.model}-{config.objective}-{time.strftime('%Y%m%d-%H%M%S')}"
         resume = False
     with _distributed(rank, world):
-        trainer = Trainer(config, run_dir, resume=resume, rank=rank, world_size=world, progress=not args.no_progress, score_fn=_score_fn(config))
+        trainer = Trainer(config, run_dir, resume=resume, rank=rank, world_size=world, progress=not args.no_progress)
         if trainer.is_main:
             _err(f"flowgan: {'resuming' if resume else 'training'} {trainer.config.describe()} -> {run_dir} ({trainer.dataset.describe()})")
         summary = trainer.fit()
@@ -140,17 +140,6 @@ def _cmd_train(args) -> int:
         msg = f"done: {summary['step']} steps, {summary['time']:.0f} s; best validation NLL {best.get('value', float('nan')):.2f} nats at step {best.get('step', '?')}; run in {run_dir}"
         print(msg)
     return 0
-
-
-def _score_fn(config):
-    """Sample scores during training, when the metrics package is present and scores were asked for."""
-    if config is None or not config.score_metrics:
-        return None
-    try:
-        from .metrics.training import score_hook
-    except ImportError:
-        return None
-    return score_hook
 
 
 def _dist_rank_world() -> tuple[int, int]:

@@ -170,7 +170,8 @@ class Trainer:
     ``resume=True`` continues the run in ``run_dir`` from its latest checkpoint (``config`` then
     only overrides ``epochs``/``max_steps``/``time_limit``; pass ``None`` to keep the stored config).
     ``callbacks`` are called as ``cb(trainer)`` after every generator step (tests use them to plant
-    faults). ``rank``/``world_size`` are set for data-parallel runs (see :mod:`flowgan.distributed`).
+    faults). ``score_fn(trainer) -> dict`` computes sample scores at each evaluation when
+    ``config.score_metrics`` is set; ``"auto"`` uses :func:`flowgan.metrics.training.score_hook`. ``rank``/``world_size`` are set for data-parallel runs (see :mod:`flowgan.distributed`).
     """
 
     def __init__(
@@ -184,7 +185,7 @@ class Trainer:
         rank: int = 0,
         world_size: int = 1,
         progress: bool = True,
-        score_fn: Callable[..., dict] | None = None,
+        score_fn: Callable[..., dict] | str | None = "auto",
     ):
         self.run_dir = Path(run_dir)
         self.rank, self.world_size = rank, world_size
@@ -258,6 +259,12 @@ class Trainer:
         self.rollbacks = 0
         self._stop_signal: str | None = None
         self.stopped_by = "steps"  # or "time_limit"
+        if score_fn == "auto":
+            score_fn = None
+            if cfg.score_metrics:
+                from .metrics.training import score_hook
+
+                score_fn = score_hook
         self.score_fn = score_fn
 
         # fixed evaluation material

@@ -158,7 +158,6 @@ class Reproduction:
         return resolve_config(self.preset.runs[objective], **options)
 
     def train(self, objective: str) -> dict:
-        from ..cli import _score_fn
         from ..training import Trainer
 
         run_dir = self.root / "runs" / objective
@@ -172,7 +171,7 @@ class Reproduction:
         resume = latest.is_file()
         if run_dir.exists() and not resume:
             shutil.rmtree(run_dir)  # started but never checkpointed: start again
-        trainer = Trainer(config, run_dir, resume=resume, dataset=self._dataset_obj(), progress=self.progress, score_fn=_score_fn(config))
+        trainer = Trainer(config, run_dir, resume=resume, dataset=self._dataset_obj(), progress=self.progress)
         summary = trainer.fit()
         _say(f"  {LABELS[objective]}: {summary['step']} steps in {summary['time'] / 60:.1f} min (ended by {summary['stopped_by']})")
         return {"steps": summary["step"], "stopped_by": summary["stopped_by"]}
