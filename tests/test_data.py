@@ -114,3 +114,9 @@ def test_flips_are_applied_to_training_batches_only_when_asked(tmp_path):
         batch = trainer._real_batch()
         flipped = (batch[:, 0, :, -1] > 0.5).all(dim=1)
         assert bool(flipped.any()) == flip and bool((~flipped).any())
+
+
+def test_mnist5k_prefixes_mix_the_classes():
+    d = load_dataset("mnist5k")
+    for split in (d.train, d.val, d.test):
+        assert len(torch.unique(split.labels[:50])) >= 8  # the file itself is sorted by class
