@@ -75,7 +75,7 @@ PRESETS: dict[str, Preset] = {
         dataset="mnist",
         budget_minutes=240.0,
         runs={"mle": "mnist-mle", "adv": "mnist-adv", "hybrid": "mnist-hybrid"},
-        run_options={k: dict(eval_every=500, score_samples=2000, eval_samples=2000, train_eval_samples=2000) for k in OBJECTIVES},
+        run_options={k: dict(eval_every=250, score_samples=2000, eval_samples=2000, train_eval_samples=2000) for k in OBJECTIVES},
         training_share={"mle": 0.25, "adv": 0.33, "hybrid": 0.33},
         score="mode",
         score_samples=10000,
