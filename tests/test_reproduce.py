@@ -104,6 +104,15 @@ def test_report_builds_every_table_figure_and_verdict(synthetic):
     assert _verdicts(synthetic) == {"C1": "PASS", "C2": "PASS", "C3": "FAIL", "C4": "PASS", "C5": "PASS", "C6": "N/A"}
     # C3 fails honestly: the mixture beats ADV on both only at one sigma (needs a range of >= 2)
     assert "0.1 (1 of 4 grid values" in text
+    assert "| 400 / 500 |" in text and "untrained model of step 0" not in text  # checkpoint steps shown
+
+
+def test_untrained_best_checkpoint_is_flagged(synthetic):
+    result = json.loads((synthetic / "eval" / "adv.json").read_text())
+    result["best_nll"]["step"] = 0  # ADV's validation NLL never went below the initial uniform density
+    (synthetic / "eval" / "adv.json").write_text(json.dumps(result))
+    text = build_report(synthetic).read_text()
+    assert "best-validated checkpoint of ADV is the untrained model of step 0" in text
 
 
 def test_planted_failures_are_reported_as_fail(synthetic):
