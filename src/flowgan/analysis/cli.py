@@ -508,7 +508,10 @@ def _cmd_jacobian(args) -> int:
         summary = spectra.summary()
         results.append({"label": label, "run": str(run), "checkpoint": str(ckpt_path), "checkpoint_name": ckpt_name, "step": ckpt.get("step"),
                         "objective": ckpt.get("config", {}).get("objective"), "lam": ckpt.get("config", {}).get("lam"), **summary})
-        curves[label] = (spectra.singular_values.numpy(), summary["mean_logdet"])
+        # the legend carries the flow's exact log-det: the SVD resolves tiny singular values of an
+        # ill-conditioned Jacobian only relative to the largest one, so their log-sum can be off
+        exact = summary["mean_logdet_flow"]
+        curves[label] = (spectra.singular_values.numpy(), exact if np.isfinite(exact) else summary["mean_logdet"])
         arrays[f"{len(arrays):02d}_{label}"] = spectra.singular_values.numpy()
     fig = plot_singular_value_cdf(curves, out / "figure4.png", title=args.title)
     np.savez_compressed(out / "spectra.npz", **arrays)

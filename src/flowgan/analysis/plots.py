@@ -119,7 +119,8 @@ def plot_mixture_vs_run(
 
 
 def plot_singular_value_cdf(curves: dict[str, Any], path: str | Path, *, title: str | None = None) -> Path:
-    """Figures 4/8: ``curves`` maps a label to ``(singular_values, mean_logdet)``; the empirical
+    """Figures 4/8: ``curves`` maps a label to ``(singular_values, mean_logdet)`` (the legend shows
+    the log-det as given: ``flowgan analyze jacobian`` passes the flow's exact one); the empirical
     CDF of all singular values of that run (pooled over its samples) on a log x-axis."""
     import numpy as np
 
