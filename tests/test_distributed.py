@@ -35,7 +35,8 @@ def _relative_diff(a, b, start):
     difference of ~lr/2 after one step (measured: 1 of 214,209 critic weights). A real error in
     sharding or gradient averaging disagrees by O(1) of the update; rounding measures ~1e-3.
     """
-    return ((_flat(a) - _flat(b)).norm() / (_flat(a) - _flat(start)).norm()).item()
+    a, b, start = _flat(a), _flat(b), _flat(start)
+    return ((a - b).norm() / (a - start).norm()).item()
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +47,8 @@ def runs(tmp_path_factory):
     return {name: load_checkpoint(root / name / "checkpoints" / "latest.pt") for name in ("start", "single")}
 
 
-@pytest.fixture(scope="module")
-def single(runs):
-    return runs["single"]
-
-
-def test_two_processes_match_one(tmp_path, runs, single):
+def test_two_processes_match_one(tmp_path, runs):
+    single = runs["single"]
     torchrun(2, "train", *ARGS, "--max-steps", "4", "--out", str(tmp_path / "two"))
     two = load_checkpoint(tmp_path / "two" / "checkpoints" / "latest.pt")
     assert two["step"] == single["step"] == 4
@@ -61,7 +58,8 @@ def test_two_processes_match_one(tmp_path, runs, single):
     assert two["best"]["val_nll_nats"]["value"] == pytest.approx(single["best"]["val_nll_nats"]["value"], abs=1e-3)
 
 
-def test_resume_with_a_different_number_of_processes(tmp_path, runs, single):
+def test_resume_with_a_different_number_of_processes(tmp_path, runs):
+    single = runs["single"]
     torchrun(2, "train", *ARGS, "--max-steps", "2", "--out", str(tmp_path / "run"))
     assert main(["train", "--resume", str(tmp_path / "run"), "--max-steps", "4", "--no-progress"]) == 0
     resumed = load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")
