@@ -134,7 +134,11 @@ def _cmd_train(args) -> int:
         trainer = Trainer(config, run_dir, resume=resume, rank=rank, world_size=world, progress=not args.no_progress)
         if trainer.is_main:
             _err(f"flowgan: {'resuming' if resume else 'training'} {trainer.config.describe()} -> {run_dir} ({trainer.dataset.describe()})")
-        summary = trainer.fit()
+        try:
+            summary = trainer.fit()
+        finally:
+            trainer.close()  # before the process group goes (see Trainer.close)
+            del trainer
     if rank == 0:
         best = summary["best"].get("val_nll_nats", {})
         msg = f"done: {summary['step']} steps, {summary['time']:.0f} s; best validation NLL {best.get('value', float('nan')):.2f} nats at step {best.get('step', '?')}; run in {run_dir}"
@@ -159,11 +163,11 @@ class _distributed:
             init_process_group()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
         if self.world > 1:
             from .distributed import destroy_process_group
 
-            destroy_process_group()
+            destroy_process_group(clean=exc_type is None)
         return False
 
 

@@ -27,9 +27,24 @@ def init_process_group() -> None:
     dist.init_process_group(backend=backend)
 
 
-def destroy_process_group() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+def destroy_process_group(clean: bool = True) -> None:
+    """Tear the process group down while Python is fully alive.
+
+    ``clean`` (every process reached the end normally): wait at a barrier, so that no process
+    leaves while another still communicates, then collect garbage, so that objects holding the
+    group (``DistributedDataParallel`` modules in reference cycles, see
+    :meth:`flowgan.training.Trainer.close`) are gone and destroying the group really joins its
+    threads now, not at interpreter shutdown. After an error no barrier: the other processes may
+    never reach it.
+    """
+    if not dist.is_initialized():
+        return
+    if clean:
+        dist.barrier()
+    import gc
+
+    gc.collect()
+    dist.destroy_process_group()
 
 
 def is_distributed() -> bool:

@@ -695,6 +695,17 @@ class Trainer:
         self.lr_scale *= 0.5
         self._log({"kind": "event", "step": self.step, "event": "rollback", "message": str(error), "failed_step": failed_step, "lr_scale": self.lr_scale})
 
+    def close(self) -> None:
+        """Release what must not outlive training: the data-parallel wrappers and the TensorBoard
+        writer. A ``DistributedDataParallel`` module holds the process group; a Trainer sits in
+        reference cycles, so without this the group's C++ threads could be torn down only by the
+        garbage collector during interpreter shutdown, which aborts a process (SIGABRT,
+        "terminate called without an active exception"). Idempotent."""
+        self.G, self.D = self.model, self.critic
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
     def summary(self) -> dict[str, Any]:
         return {"run_dir": str(self.run_dir), "step": self.step, "epoch": self.stream.progress, "time": self.elapsed, "best": self.best, "stopped_by": self.stopped_by}
 
