@@ -14,6 +14,7 @@ from helpers import brute_force_logdet, perturb
 CASES = {
     "nice-mnist": dict(shape=(1, 28, 28)),
     "nice-small": dict(shape=(1, 6, 6)),
+    "nice-small-unnormalised": dict(shape=(1, 6, 6), norm="none"),
     "realnvp-cifar10": dict(shape=(3, 8, 8)),
     "realnvp-small": dict(shape=(1, 4, 4)),
     "realnvp-small-actnorm": dict(shape=(2, 4, 4), flow_norm="actnorm", norm="none"),
@@ -23,7 +24,7 @@ CASES = {
 
 def _build(case):
     overrides = dict(CASES[case])
-    name = case if case in MODELS else "realnvp-small"
+    name = next(m for m in sorted(MODELS, key=len, reverse=True) if case.startswith(m))
     model = flowgan.build_model(name, **overrides)
     if overrides.get("flow_norm") == "actnorm":  # data-dependent init before perturbing
         model.train()

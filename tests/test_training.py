@@ -43,16 +43,18 @@ def _assert_same_state(a, b):
     assert torch.equal(a["rng"], b["rng"])
 
 
-def test_one_epoch_of_mle_on_mnist5k_lowers_validation_nll(tmp_path, mnist5k):
-    summary = Trainer(_cfg(), tmp_path / "run", dataset=mnist5k, progress=False).fit()
+def test_two_epochs_of_mle_on_mnist5k_lower_validation_nll(tmp_path, mnist5k):
+    # two epochs: the normalised coupling nets start slower than unnormalised ones (5.8 bits/dim
+    # after one epoch, 4.2 after two; they are ahead after ~30 epochs, see docs/design.md)
+    summary = Trainer(_cfg(epochs=2.0), tmp_path / "run", dataset=mnist5k, progress=False).fit()
     evals = read_metrics(tmp_path / "run", "eval")
-    assert evals[0]["step"] == 0 and evals[-1]["step"] == summary["step"] == 40
+    assert evals[0]["step"] == 0 and evals[-1]["step"] == summary["step"] == 80
     assert evals[-1]["val_nll_nats"] < evals[0]["val_nll_nats"] - 1000  # from the uniform density (0 nats)
     assert evals[-1]["val_nll_bpd"] < 4.5
-    assert summary["best"]["val_nll_nats"]["step"] == 40
+    assert summary["best"]["val_nll_nats"]["step"] == 80
     for rec in evals:
         assert {"step", "time", "val_nll_nats", "val_nll_bpd", "train_nll_nats", "train_nll_bpd"} <= set(rec)
-    assert (tmp_path / "run" / "samples" / "step_0000040.png").is_file()
+    assert (tmp_path / "run" / "samples" / "step_0000080.png").is_file()
     assert (tmp_path / "run" / "checkpoints" / "best_nll.pt").is_file()
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["config"]["model"] == "nice-small" and config["dataset"]["train"] == 4000
@@ -165,7 +167,7 @@ def test_compiled_training_matches_eager(tmp_path, mnist5k):
 def test_bf16_autocast_follows_fp32_and_evaluates_in_float32(tmp_path, mnist5k):
     finals = {}
     for precision in ("fp32", "bf16"):
-        trainer = Trainer(_cfg(max_steps=10, precision=precision), tmp_path / precision, dataset=mnist5k, progress=False)
+        trainer = Trainer(_cfg(max_steps=30, precision=precision), tmp_path / precision, dataset=mnist5k, progress=False)
         trainer.fit()
         assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
         finals[precision] = read_metrics(tmp_path / precision, "eval")[-1]["val_nll_nats"]

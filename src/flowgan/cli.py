@@ -47,6 +47,7 @@ def _add_train(sub) -> None:
     p.add_argument("--data-dir", help="folder with the dataset files (default $FLOWGAN_DATA or ~/.cache/flowgan/data)")
     p.add_argument("--model", help="nice-mnist, nice-small, realnvp-cifar10, realnvp-small")
     p.add_argument("--model-option", action="append", type=_kv, default=[], metavar="KEY=VALUE", help="override a model option, e.g. hidden=500 (repeatable)")
+    p.add_argument("--coupling-norm", choices=["batch", "none"], help="normalisation inside the coupling networks: batch (default; the original code's NICE, Real-NVP's ResNets) or none (NICE as flowgan built it before; same as --model-option norm=none)")
     p.add_argument("--objective", help="mle, or an adversarial loss: wgan-gp, ce, kl, rkl, hellinger, tv, lsgan")
     p.add_argument("--lam", "--lambda", dest="lam", type=float, help="hybrid weight λ of the NLL term (Eq. 7); 0 = pure ADV")
     p.add_argument("--critic", help="dcgan-mnist, dcgan-cifar10, dcgan-small, dcgan-cifar10-small (default: by data shape)")
@@ -68,6 +69,7 @@ def _add_train(sub) -> None:
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
     p.add_argument("--precision", choices=["fp32", "bf16"], help="bf16 autocast for training (NLL always in float32)")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model and critic")
+    p.add_argument("--sync-batchnorm", action="store_true", default=None, help="under torchrun: batch-norm statistics of the global batch (default: each process its own shard's)")
     p.add_argument("--on-nonfinite", choices=["stop", "rollback"], help="on NaN/Inf: stop (default) or roll back to the last checkpoint with half the learning rate")
     p.add_argument("--out", help="run directory (default runs/<dataset>-<model>-<objective>-<time>)")
     p.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its latest checkpoint")
@@ -79,11 +81,16 @@ def _cmd_train(args) -> int:
     from .config import resolve_config
     from .training import Trainer
 
+    model_options = dict(args.model_option)
+    if args.coupling_norm is not None:
+        if model_options.get("norm", args.coupling_norm) != args.coupling_norm:
+            raise _usage("--coupling-norm and --model-option norm=... disagree")
+        model_options["norm"] = args.coupling_norm
     options = dict(
         dataset=args.dataset,
         data_dir=args.data_dir,
         model=args.model,
-        model_options=dict(args.model_option) or None,
+        model_options=model_options or None,
         objective=args.objective,
         lam=args.lam,
         critic=args.critic,
@@ -105,6 +112,7 @@ def _cmd_train(args) -> int:
         device=args.device,
         precision=args.precision,
         compile=args.compile,
+        sync_batchnorm=args.sync_batchnorm,
         on_nonfinite=args.on_nonfinite,
     )
     rank, world = _dist_rank_world()

@@ -56,11 +56,15 @@ class TrainConfig:
     score_metrics: tuple = ()  # sample scores computed at each evaluation, e.g. ("mode",)
     score_samples: int = 2000
     grid_samples: int = 64
+    collapse_samples: int = 1000  # samples of the collapse diagnostics at each evaluation (0: none)
     log_every: int = 50
     # system
     device: str = "auto"
     precision: str = "fp32"  # or "bf16" (autocast; the NLL is always evaluated in float32)
     compile: bool = False
+    # data parallelism: coupling-network batch norm over the global batch (True) or each
+    # process's shard (False, the default; see flowgan.distributed)
+    sync_batchnorm: bool = False
     on_nonfinite: str = "stop"  # or "rollback"
     preset: str | None = None
 
@@ -78,6 +82,8 @@ class TrainConfig:
             problems.append("epochs must be positive")
         if self.max_steps is not None and self.max_steps < 0:
             problems.append("max_steps must be >= 0")
+        if self.collapse_samples < 0 or self.collapse_samples == 1:
+            problems.append("collapse_samples must be 0 (off) or at least 2")
         if self.eval_every < 1:
             problems.append("eval_every must be >= 1")
         if self.n_critic < 1 and self.objective != "mle":

@@ -6,8 +6,10 @@ configurations in :data:`MODELS`:
 =================== ==========================================================================
 ``nice-mnist``      NICE as in the Flow-GAN MNIST experiments (§3.2, Appendix A; Dinh et al.
                     2014): logit step (a = 1e-7), pixels in alternating halves, 4 additive
-                    couplings, each net 392→1000, five 1000→1000 layers, →392 (ReLU), a
-                    diagonal scaling, standard logistic prior.
+                    couplings, each net 392→1000, five 1000→1000 layers, →392 (ReLU), with
+                    the original code's batch normalisation before every linear layer
+                    (``norm="batch"``, :class:`~flowgan.nets.ScalarBatchNorm`; ``norm="none"``
+                    leaves it out), a diagonal scaling, standard logistic prior.
 ``nice-small``      the same with 256-unit, 2-layer nets: trains in minutes on a CPU.
 ``realnvp-cifar10`` Real-NVP as in the CIFAR-10 experiments (Dinh et al. 2017): 2 scales; 3
                     checkerboard affine couplings, squeeze, 3 channel couplings, factor-out of
@@ -59,6 +61,7 @@ class NICEConfig:
     couplings: int = 4
     hidden: int = 1000
     depth: int = 5  # number of hidden→hidden layers in each coupling net
+    norm: str = "batch"  # normalization inside the coupling nets: "batch" (the original's) or "none"
     prior: str = "logistic"
     alpha: float = 1e-7
 
@@ -182,7 +185,7 @@ def _nice(cfg: NICEConfig) -> Flow:
     for i in range(cfg.couplings):
         parity = i % 2
         n_cond, n_change = AlternatingHalves.sizes(d, parity)
-        net = MLP(n_cond, n_change, cfg.hidden, cfg.depth)
+        net = MLP(n_cond, n_change, cfg.hidden, cfg.depth, cfg.norm)
         layers.append(AdditiveCoupling(AlternatingHalves(parity), net))
     layers += [DiagonalScaling((d,)), Reshape((d,), cfg.shape)]
     return FlowSequence(*layers)
@@ -249,16 +252,31 @@ def model_config(name: str, **overrides: Any):
     return cls(**values)
 
 
+#: Version of ``model.spec``. 1 (no ``version`` key): written before NICE's coupling networks
+#: were normalised, so a version-1 NICE spec without a ``norm`` override means ``norm="none"``.
+SPEC_VERSION = 2
+
+
 def build_model(name: str, **overrides: Any) -> FlowModel:
     """Build the named flow model (see :data:`MODELS`), e.g. ``build_model("nice-mnist")`` or
     ``build_model("realnvp-small", shape=(1, 28, 28))``."""
     cfg = model_config(name, **overrides)
     arch = MODELS[name][0]
     flow = _BUILDERS[arch](cfg)
-    spec = {"name": name, "overrides": {k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()}}
+    spec = {"name": name, "overrides": {k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()}, "version": SPEC_VERSION}
     return FlowModel(flow, build_prior(cfg.prior), cfg.shape, spec=spec)
 
 
+def spec_overrides(spec: dict) -> dict[str, Any]:
+    """The build overrides a stored ``model.spec`` stands for, with the defaults of the flowgan
+    version that wrote it: a NICE spec of version 1 had un-normalised coupling networks."""
+    overrides = dict(spec.get("overrides", {}))
+    name = spec["name"]
+    if spec.get("version", 1) < 2 and MODELS.get(name, ("",))[0] == "nice":
+        overrides.setdefault("norm", "none")
+    return overrides
+
+
 def model_from_spec(spec: dict) -> FlowModel:
-    """Rebuild a model from ``model.spec`` (as stored in checkpoints)."""
-    return build_model(spec["name"], **spec.get("overrides", {}))
+    """Rebuild a model from ``model.spec`` (as stored in checkpoints, of any spec version)."""
+    return build_model(spec["name"], **spec_overrides(spec))

@@ -3,24 +3,113 @@
 Both end in a zero-initialised layer, so every coupling starts as the identity and a freshly
 built flow is the logit step followed by (almost) nothing: training starts from a well-posed
 density, which matters for adversarial training, whose generator gets no likelihood signal.
+
+Both normalise inside by default, as the Flow-GAN code did (ermongroup/flow-gan,
+``real_nvp/nn.py``): NICE's MLP with :class:`ScalarBatchNorm` before every linear layer, the
+ResNet with per-channel batch normalisation. In training mode the statistics of the batch are
+used; in evaluation mode the running averages, so that each coupling network is a fixed function
+of its input and the flow an exact, sample-independent bijection. Every likelihood, sample score
+and analysis in flowgan runs the model in evaluation mode.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 
-class MLP(nn.Sequential):
-    """``in → hidden``, ``depth × (hidden → hidden)``, ``→ out``; ReLU between (NICE, §5.1)."""
+class ScalarBatchNorm(nn.Module):
+    r"""Batch normalisation with *one* mean and variance over the batch and all features.
 
-    def __init__(self, in_features: int, out_features: int, hidden: int, depth: int):
-        layers: list[nn.Module] = [nn.Linear(in_features, hidden), nn.ReLU(inplace=True)]
+    ``y = (h - μ) / sqrt(σ² + ε) · g + b`` for an activation matrix ``h`` of shape ``(N, F)``,
+    where ``μ`` and ``σ²`` are the mean and the (biased) variance of all ``N·F`` entries and the
+    gain ``g`` (1) and shift ``b`` (0) are learned scalars. This is what the NICE coupling networks
+    of the Flow-GAN code apply before each of their linear layers (``batch_norm`` with
+    ``axes=[0, 1]``, ``decay=0.1``, ``epsilon=1e-6``): batch statistics while training, running
+    averages, moved ``momentum`` of the way to each batch's, at evaluation.
+
+    Why it matters (docs/design.md): without it, the additive shifts of NICE's couplings cascade
+    (shifts of hundreds in logit space), the generator's sigmoid saturates most pixels, saturated
+    pixels get no gradient, and adversarial training collapses onto one template.
+
+    ``sync = True`` (set by :func:`set_sync_batchnorm`) takes the training statistics over the
+    global batch of all data-parallel processes with a differentiable all-reduce; by default each
+    process normalises with the statistics of its own shard.
+    """
+
+    def __init__(self, momentum: float = 0.1, eps: float = 1e-6):
+        super().__init__()
+        self.momentum, self.eps = momentum, eps
+        self.sync = False
+        self.gain = nn.Parameter(torch.ones(()))
+        self.shift = nn.Parameter(torch.zeros(()))
+        self.register_buffer("running_mean", torch.zeros(()))
+        self.register_buffer("running_var", torch.ones(()))
+
+    def extra_repr(self) -> str:
+        return f"momentum={self.momentum}, eps={self.eps}, sync={self.sync}"
+
+    def _batch_stats(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.sync:
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+                from torch.distributed.nn.functional import all_reduce
+
+                # two passes over the global batch (as exact as one process's two-pass moments)
+                count = h.new_tensor(float(h.numel()))
+                count = all_reduce(count)
+                mean = all_reduce(h.sum()) / count
+                var = all_reduce((h - mean).square().sum()) / count
+                return mean, var
+        return h.mean(), h.var(unbiased=False)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            mean, var = self._batch_stats(h)
+            with torch.no_grad():
+                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), self.momentum)
+                self.running_var.lerp_(var.detach().to(self.running_var.dtype), self.momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
+        return (h - mean) * torch.rsqrt(var + self.eps) * self.gain + self.shift
+
+
+def set_sync_batchnorm(module: nn.Module, enabled: bool = True) -> int:
+    """Make every :class:`ScalarBatchNorm` in ``module`` take global-batch statistics under
+    data parallelism (or not); returns how many layers it set."""
+    layers = [m for m in module.modules() if isinstance(m, ScalarBatchNorm)]
+    for m in layers:
+        m.sync = enabled
+    return len(layers)
+
+
+#: normalisation inside NICE's coupling MLP: "batch" (the original's, default) or "none"
+MLP_NORMS = ("batch", "none")
+
+
+class MLP(nn.Sequential):
+    """``in → hidden``, ``depth × (hidden → hidden)``, ``→ out``; ReLU between (NICE, §5.1).
+
+    ``norm="batch"`` puts a :class:`ScalarBatchNorm` before every linear layer, the output layer
+    included (the Flow-GAN code's NICE); ``norm="none"`` is the plain MLP of checkpoints written
+    before this normalisation existed (spec version 1), whose parameter names it keeps.
+    """
+
+    def __init__(self, in_features: int, out_features: int, hidden: int, depth: int, norm: str = "none"):
+        if norm not in MLP_NORMS:
+            raise ValueError(f"unknown coupling-network normalization {norm!r}; choose 'batch' or 'none'")
+
+        def pre() -> list[nn.Module]:
+            return [ScalarBatchNorm()] if norm == "batch" else []
+
+        layers: list[nn.Module] = [*pre(), nn.Linear(in_features, hidden), nn.ReLU(inplace=True)]
         for _ in range(depth):
-            layers += [nn.Linear(hidden, hidden), nn.ReLU(inplace=True)]
+            layers += [*pre(), nn.Linear(hidden, hidden), nn.ReLU(inplace=True)]
         last = nn.Linear(hidden, out_features)
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
-        layers.append(last)
+        layers += [*pre(), last]
         super().__init__(*layers)
 
 

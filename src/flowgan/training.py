@@ -43,7 +43,7 @@ from .data import ImageDataset, load_dataset
 from .errors import CheckpointError, FlowganError, NonFiniteError
 from .images import save_grid
 from .likelihood import dequantize, log_likelihoods, nats_to_bpd, nll_report
-from .models import build_model, model_config
+from .models import build_model, model_config, model_from_spec
 from .objectives import build_objective
 
 
@@ -221,7 +221,13 @@ class Trainer:
         self.dataset = dataset or load_dataset(cfg.dataset, cfg.data_dir)
         shape = self.dataset.shape
         torch.manual_seed(cfg.seed)  # parameter initialisation
-        self.model = build_model(cfg.model, shape=shape, **cfg.model_options).to(self.device, torch.float32)
+        if self._checkpoint is not None:  # the stored spec: runs of older flowgan versions keep their architecture
+            self.model = model_from_spec(self._checkpoint["model_spec"])
+        else:
+            self.model = build_model(cfg.model, shape=shape, **cfg.model_options)
+        if cfg.sync_batchnorm and world_size > 1:
+            self._sync_batchnorm()
+        self.model = self.model.to(self.device, torch.float32)
         self.objective = build_objective(cfg.objective, cfg.lam, cfg.n_critic, cfg.gp_weight)
         self.critic = None
         if self.objective.critic_steps:
@@ -289,6 +295,16 @@ class Trainer:
                 f"run directory {self.run_dir} already holds a run; continue it with --resume {self.run_dir} "
                 "or choose another --out"
             )
+
+    def _sync_batchnorm(self) -> None:
+        """Global-batch statistics in every batch-norm layer of the model (``--sync-batchnorm``)."""
+        from .nets import set_sync_batchnorm
+
+        set_sync_batchnorm(self.model)
+        if any(isinstance(m, torch.nn.BatchNorm2d) for m in self.model.modules()):
+            if self.device.type != "cuda":
+                raise FlowganError("--sync-batchnorm of Real-NVP's ResNet batch norm needs CUDA (torch's SyncBatchNorm); leave it out on CPUs")
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
 
     def _wrap(self, module):
         if module is None or self.world_size == 1:
