@@ -183,6 +183,12 @@ def test_a_few_adv_steps_change_the_generator_and_keep_log_prob_finite(tmp_path,
         assert all(math.isfinite(r[key]) for r in train_logs)
     evals = read_metrics(tmp_path / "run", "eval")
     assert all(math.isfinite(r["val_nll_bpd"]) for r in evals)
+    # collapse diagnostics at every evaluation of a run with an adversarial term
+    for r in evals:
+        assert 0 <= r["near_duplicate_share"] <= 1 and 0 <= r["saturated_share"] <= 1
+        assert 1 <= r["classes_covered"] <= 10 and r["collapse_samples"] == 1000
+    # the untrained flow samples uniform pixel noise: no two samples alike, (almost) nothing saturated
+    assert evals[0]["near_duplicate_share"] == 0.0 and evals[0]["saturated_share"] < 1e-4
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.1], ids=["adv", "hybrid"])

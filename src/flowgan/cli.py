@@ -191,7 +191,8 @@ def _add_evaluate(sub) -> None:
     p.add_argument("run", metavar="RUN_OR_CKPT", help="a run directory or a checkpoint file")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--checkpoint", default="best_nll", help="which checkpoint of a run: best_nll (default), latest, best_mode, best_is, ...")
-    p.add_argument("--metrics", default="nll", help="comma-separated: nll,is,mode,fid,kid (default nll)")
+    p.add_argument("--metrics", default="nll,collapse", help="comma-separated: nll,collapse,is,mode,fid,kid (default nll,collapse)")
+    p.add_argument("--collapse-samples", type=int, default=1000, help="samples of the collapse diagnostics (default 1000, as logged in training)")
     p.add_argument("--dataset", help="evaluate on another dataset than the run's")
     p.add_argument("--data-dir")
     p.add_argument("--draws", type=int, default=1, help="dequantization noise draws to average (default 1, seed fixed)")
@@ -220,9 +221,11 @@ def _cmd_evaluate(args) -> int:
     dataset = load_dataset(dataset_name, args.data_dir or cfg.get("data_dir"))
     split = dataset.split(args.split)
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
-    unknown = set(metrics) - {"nll", "is", "mode", "fid", "kid"}
+    unknown = set(metrics) - {"nll", "collapse", "is", "mode", "fid", "kid"}
     if unknown:
-        raise _usage(f"unknown metric(s) {', '.join(sorted(unknown))}; choose from nll, is, mode, fid, kid")
+        raise _usage(f"unknown metric(s) {', '.join(sorted(unknown))}; choose from nll, collapse, is, mode, fid, kid")
+    if "collapse" in metrics and args.collapse_samples < 2:
+        raise _usage("--collapse-samples must be at least 2")
     result: dict[str, Any] = {
         "checkpoint": str(ckpt_path),
         "step": ckpt.get("step"),
@@ -234,7 +237,9 @@ def _cmd_evaluate(args) -> int:
         t = time.perf_counter()
         result.update(nll_report(model, split.images, batch_size=args.batch_size, seed=args.seed, draws=args.draws, progress=True))
         result.update(nll_draws=args.draws, nll_seed=args.seed, nll_seconds=round(time.perf_counter() - t, 2))
-    scores = [m for m in metrics if m != "nll"]
+    if "collapse" in metrics:
+        result.update(_collapse(model, dataset, args, device))
+    scores = [m for m in metrics if m not in ("nll", "collapse")]
     if scores:
         from .metrics import evaluate_samples
 
@@ -245,6 +250,22 @@ def _cmd_evaluate(args) -> int:
     print(json.dumps(result, indent=2))
     _err(f"flowgan: wrote {out}")
     return 0
+
+
+def _collapse(model, dataset, args, device) -> dict:
+    """Collapse diagnostics of ``--collapse-samples`` samples (seed ``--seed``), with the dataset's
+    score classifier where it has one (``--classifier`` to choose another)."""
+    from .errors import FlowganError
+    from .metrics.classifiers import find_classifier
+    from .metrics.collapse import sample_collapse
+
+    try:
+        classifier = find_classifier(dataset, args.classifier)
+    except FlowganError:
+        if args.classifier:
+            raise
+        classifier = None  # no classifier for this dataset: no class count
+    return sample_collapse(model, args.collapse_samples, seed=args.seed, classifier=classifier, device=device)
 
 
 def _default_eval_path(run: str, ckpt_path: Path, split: str) -> Path:

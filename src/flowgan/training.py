@@ -545,6 +545,13 @@ class Trainer:
             "train_nll_bpd": train["nll_bpd"],
             **self.last_train_logs,  # the training losses of the latest log line (critic, generator, ...)
         }
+        if cfg.collapse_samples:  # is the generator collapsing? (MLE's values: the reference)
+            collapse = self._collapse() if self.is_main else None
+            if self.world_size > 1:
+                from .distributed import broadcast_object
+
+                collapse = broadcast_object(collapse)
+            record.update(collapse)
         if self.score_fn is not None and cfg.score_metrics:
             scores = self.score_fn(self) if self.is_main else None
             if self.world_size > 1:
@@ -559,6 +566,21 @@ class Trainer:
             self.model.train(was_training)
             save_grid(grid, self.run_dir / "samples" / f"step_{self.step:07d}.png")
         return record
+
+    def _collapse(self) -> dict[str, Any]:
+        """Collapse diagnostics (:mod:`flowgan.metrics.collapse`) of samples drawn with the run's
+        fixed seed at every evaluation; ``classes_covered`` where the dataset has a classifier."""
+        from .metrics.collapse import sample_collapse
+
+        classifier = None
+        try:
+            from .metrics.training import _classifier
+
+            classifier = _classifier(self.dataset)
+        except FlowganError:  # no classifier for this dataset: no class count
+            pass
+        cfg = self.config
+        return sample_collapse(self.model, cfg.collapse_samples, seed=_mix_seed(cfg.seed, 9), classifier=classifier, device=self.device)
 
     def _nll(self, images: torch.Tensor) -> dict[str, float]:
         """Exact NLL of uint8 images; with several processes each takes a contiguous shard (its
