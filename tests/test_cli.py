@@ -7,7 +7,8 @@ import sys
 import pytest
 from PIL import Image
 
-from flowgan.cli import main
+from flowgan.checkpoint import load_checkpoint
+from flowgan.cli import _done_line, main
 
 
 def run(capsys, *argv):
@@ -69,13 +70,30 @@ def test_sample_writes_a_grid(capsys, trained_run, tmp_path):
     assert w == h == 2 * (3 * 30 + 2)  # 3x3 tiles of 28 px + 2 px padding, scaled 2x
 
 
+def test_sample_writes_beside_the_run_by_default(capsys, trained_run, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "sample", str(trained_run), "-n", "4", "--seed", "3")
+    assert code == 0 and (trained_run / "samples" / "sample_best_nll_n4_seed3.png").is_file()
+    assert list(tmp_path.iterdir()) == []  # nothing in the current directory
+
+
+def test_done_line_says_what_stopped_the_run():
+    summary = {"step": 129, "time": 183.4, "best": {"val_nll_nats": {"value": -812.5, "step": 120}}, "run_dir": "r", "stopped_by": "time_limit"}
+    line = _done_line(summary, 100.2, 180.0)
+    assert line.startswith("done: 129 generator updates (stopped by the time limit (--max-minutes 3), not by a step count)")
+    assert "1:40 wall in this process, 3:03 of training in all sessions" in line and "-812.50 nats at step 120" in line
+    assert "(all steps done)" in _done_line({**summary, "stopped_by": "steps"}, 4000.0, None)
+    assert "1:06:40 wall" in _done_line({**summary, "stopped_by": "steps"}, 4000.0, None)
+
+
 def test_resume_via_cli_extends_a_run(capsys, trained_run, tmp_path):
     import shutil
 
     copy = tmp_path / "copy"
     shutil.copytree(trained_run, copy)
     code, out, _ = run(capsys, "train", "--resume", str(copy), "--max-steps", "6", "--no-progress")
-    assert code == 0 and "6 steps" in out
+    assert code == 0 and out.startswith("done: 6 generator updates (all steps done)")
+    assert load_checkpoint(copy / "checkpoints" / "latest.pt")["step"] == 6
 
 
 def test_missing_data_is_one_line(capsys, tmp_path):

@@ -142,16 +142,36 @@ def _cmd_train(args) -> int:
         trainer = Trainer(config, run_dir, resume=resume, rank=rank, world_size=world, progress=not args.no_progress)
         if trainer.is_main:
             _err(f"flowgan: {'resuming' if resume else 'training'} {trainer.config.describe()} -> {run_dir} ({trainer.dataset.describe()})")
+        wall, time_limit = time.perf_counter(), trainer.config.time_limit
         try:
             summary = trainer.fit()
+            wall = time.perf_counter() - wall
         finally:
             trainer.close()  # before the process group goes (see Trainer.close)
             del trainer
     if rank == 0:
-        best = summary["best"].get("val_nll_nats", {})
-        msg = f"done: {summary['step']} steps, {summary['time']:.0f} s; best validation NLL {best.get('value', float('nan')):.2f} nats at step {best.get('step', '?')}; run in {run_dir}"
-        print(msg)
+        print(_done_line(summary, wall, time_limit))
     return 0
+
+
+def _done_line(summary: dict, wall: float, time_limit: float | None) -> str:
+    """The last line of ``flowgan train``: what stopped the run, and its times said plainly."""
+    best = summary["best"].get("val_nll_nats", {})
+    if summary.get("stopped_by") == "time_limit":
+        why = f"stopped by the time limit (--max-minutes {time_limit / 60:g}), not by a step count"
+    else:
+        why = "all steps done"
+    return (
+        f"done: {summary['step']} generator updates ({why}); {_clock(wall)} wall in this process, "
+        f"{_clock(summary['time'])} of training in all sessions of the run; best validation NLL "
+        f"{best.get('value', float('nan')):.2f} nats at step {best.get('step', '?')}; run in {summary['run_dir']}"
+    )
+
+
+def _clock(seconds: float) -> str:
+    """``m:ss`` (or ``h:mm:ss``), as the progress bar shows times."""
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
 def _dist_rank_world() -> tuple[int, int]:
@@ -268,12 +288,15 @@ def _collapse(model, dataset, args, device) -> dict:
     return sample_collapse(model, args.collapse_samples, seed=args.seed, classifier=classifier, device=device)
 
 
-def _default_eval_path(run: str, ckpt_path: Path, split: str) -> Path:
+def _run_base(run: str, ckpt_path: Path) -> Path:
+    """The run directory of a run or checkpoint argument (a loose checkpoint: its folder)."""
     run_path = Path(run)
     base = run_path if run_path.is_dir() else ckpt_path.parent
-    if base.name == "checkpoints":
-        base = base.parent
-    return base / "eval" / f"{ckpt_path.stem}_{split}.json"
+    return base.parent if base.name == "checkpoints" else base
+
+
+def _default_eval_path(run: str, ckpt_path: Path, split: str) -> Path:
+    return _run_base(run, ckpt_path) / "eval" / f"{ckpt_path.stem}_{split}.json"
 
 
 # ------------------------------------------------------------------------------------ sample
@@ -283,7 +306,7 @@ def _add_sample(sub) -> None:
     p = sub.add_parser("sample", help="draw samples G(z) from a run or checkpoint into a PNG grid", description="Draw n samples from a trained flow and write them as a grid.")
     p.add_argument("run", metavar="RUN_OR_CKPT")
     p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
-    p.add_argument("-o", "--output", default="samples.png", help="PNG file (default samples.png)")
+    p.add_argument("-o", "--output", help="PNG file (default RUN/samples/sample_<checkpoint>_n<N>_seed<S>.png)")
     p.add_argument("--checkpoint", default="best_nll", help="which checkpoint of a run (default best_nll)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nrow", type=int, help="images per row")
@@ -294,7 +317,7 @@ def _add_sample(sub) -> None:
 def _cmd_sample(args) -> int:
     import torch
 
-    from .checkpoint import load_model
+    from .checkpoint import load_model, resolve_checkpoint
     from .images import save_grid
     from .training import resolve_device
 
@@ -302,9 +325,13 @@ def _cmd_sample(args) -> int:
         raise _usage("-n must be positive")
     device = resolve_device(args.device)
     model, _ = load_model(args.run, args.checkpoint, device=device)
+    output = args.output
+    if output is None:  # beside the run, never the current directory
+        ckpt_path = resolve_checkpoint(args.run, args.checkpoint)
+        output = _run_base(args.run, ckpt_path) / "samples" / f"sample_{ckpt_path.stem}_n{args.n}_seed{args.seed}.png"
     with torch.no_grad():
         x = model.sample(args.n, generator=torch.Generator().manual_seed(args.seed))
-    path = save_grid(x, args.output, nrow=args.nrow)
+    path = save_grid(x, output, nrow=args.nrow)
     print(f"wrote {args.n} samples to {path}")
     return 0
 

@@ -299,8 +299,11 @@ def _gmm_markdown(r: dict[str, Any]) -> str:
         lines.append(f"| {row['sigma']:.4g} | {row['val_nll_nats']:.2f} | {row['val_nll_bpd']:.4f} |{cell}")
     a = r.get("against")
     if a:
-        lines += ["", f"Run {a['run']}: best {score} score {a.get('best_score')} (step {a.get('best_score_step')}), "
-                  f"validation NLL {a.get('nll_nats')} nats {a.get('nll_label', '')}.",
+        def num(v, spec):
+            return format(v, spec) if isinstance(v, (int, float)) else "—"
+
+        lines += ["", f"Run {a['run']}: best {score} score {num(a.get('best_score'), '.3f')} (step {a.get('best_score_step')}), "
+                  f"validation NLL {num(a.get('nll_nats'), '.2f')} nats {a.get('nll_label', '')}.",
                   f"Mixture better on NLL at sigma {', '.join(f'{s:.3g}' for s in r.get('beats_nll', [])) or 'none'}; "
                   f"on both at {', '.join(f'{s:.3g}' for s in r.get('beats_both', [])) or 'none'}."]
     if r.get("scores_note"):

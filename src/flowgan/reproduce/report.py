@@ -148,8 +148,12 @@ def figure_curves(d: ReproductionData, path: Path) -> Path | None:
     for ax, obj in zip(axes[0], objs):
         ev = d.evals[obj]
         steps = [r["step"] for r in ev]
-        ax.plot(steps, [d.nll_in_unit(r["val_nll_nats"]) for r in ev], "o-", color="tab:blue", ms=3, label="validation NLL")
-        ax.plot(steps, [d.nll_in_unit(r.get("train_nll_nats")) for r in ev], "s--", color="tab:red", ms=3, label="train NLL")
+        ax.plot(steps, [d.nll_in_unit(r["val_nll_nats"]) for r in ev], "o-", color="tab:blue", ms=3, label="validation NLL (exact)")
+        ax.plot(steps, [d.nll_in_unit(r.get("train_nll_nats")) for r in ev], "s--", color="tab:red", ms=3, label="train NLL (exact)")
+        # the training batches' NLL of every log line: more points than the evaluations
+        batch = [(r["step"], d.nll_in_unit(r["train_nll"])) for r in d.trains[obj] if isinstance(r.get("train_nll"), (int, float))]
+        if batch:
+            ax.plot([b[0] for b in batch], [b[1] for b in batch], "-", color="tab:orange", lw=0.8, alpha=0.8, label="training-batch NLL (logged)")
         ax.set_xlabel("generator step")
         ax.set_ylabel(f"NLL ({unit})")
         ax.set_title(LABELS[obj])
@@ -166,7 +170,7 @@ def figure_curves(d: ReproductionData, path: Path) -> Path | None:
             lines, labels = lines + l2, labels + lab2
         ax.legend(lines, labels, fontsize=8, loc="best")
         ax.grid(alpha=0.3)
-    fig.suptitle("Figure 2 analog: NLL learning curves (lower is better) and the critic loss")
+    fig.suptitle("Figure 2 analog: NLL learning curves (lower is better) and the critic loss; each panel has its own y-scale")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -338,15 +342,38 @@ def _gmm_section(d: ReproductionData, fig: Path | None, grids: list[Path]) -> li
     )
     a = g.get("against") or {}
     if a:
+        run_nll, best_nll = a.get("nll_nats"), g.get("best_val_nll_nats")
+        best_beats = isinstance(run_nll, (int, float)) and isinstance(best_nll, (int, float)) and best_nll < run_nll
         lines.append(
-            f"ADV's best {g.get('score_name')} {_fmt(a.get('best_score'), '.3f')} at step {a.get('best_score_step')}, validation NLL there {_fmt(a.get('nll_nats'), '.1f')} nats. "
-            f"The mixture is better on NLL at σ ∈ {{{', '.join(f'{s:.3g}' for s in g.get('beats_nll', [])) or '—'}}} and on both at σ ∈ {{{', '.join(f'{s:.3g}' for s in g.get('beats_both', [])) or '—'}}}."
+            f"ADV's best {g.get('score_name')} {_fmt(a.get('best_score'), '.3f')} at step {a.get('best_score_step')}, validation NLL there {_fmt(run_nll, '.1f')} nats. "
+            f"On the σ grid (scores are measured on the grid only) the mixture is better on NLL at σ ∈ {_sigma_set(g.get('beats_nll', []))} "
+            f"and on both NLL and score at σ ∈ {_sigma_set(g.get('beats_both', []))}; "
+            f"the best σ = {_fmt(g.get('best_sigma'), '.3g')} of the refined search is {'better' if best_beats else 'not better'} than ADV on NLL."
         )
     if g.get("scores_note"):
         lines.append(f"Note: {g['scores_note']}")
     for p in grids:
-        lines += ["", f"![Figure 7: mixture samples]({p.relative_to(d.root)})"]
+        sigma = _grid_sigma(p)
+        why = ""
+        if sigma is not None and isinstance(g.get("best_sigma"), (int, float)) and abs(sigma - g["best_sigma"]) <= 1e-3 * g["best_sigma"]:
+            why = " (the best σ on validation NLL)"
+        elif sigma is not None and g.get("beats_both") and abs(sigma - max(g["beats_both"])) <= 1e-3 * sigma:
+            why = " (the largest σ where the mixture beats ADV on both)"
+        label = f"σ = {sigma:.3g}{why}" if sigma is not None else p.stem
+        lines += ["", f"Figure 7 analog: mixture samples at {label}.", "", f"![Figure 7: mixture samples at {label}]({p.relative_to(d.root)})"]
     return lines
+
+
+def _sigma_set(sigmas) -> str:
+    return "{" + ", ".join(f"{s:.3g}" for s in sorted(sigmas)) + "}" if sigmas else "— (none)"
+
+
+def _grid_sigma(path: Path) -> float | None:
+    """The σ of a ``…samples_sigma_<σ>.png`` grid."""
+    try:
+        return float(path.stem.rsplit("sigma_", 1)[1])
+    except (IndexError, ValueError):
+        return None
 
 
 def _settings_section(d: ReproductionData) -> list[str]:
