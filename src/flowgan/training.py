@@ -47,6 +47,9 @@ from .models import build_model, model_config
 from .objectives import build_objective
 
 
+#: non-finite rollbacks allowed over a whole run (counted in the checkpoint, so resumes count too)
+MAX_ROLLBACKS = 10
+
 #: training logs repeated in every evaluation record (from the latest training log line)
 EVAL_CARRIED = ("loss", "train_nll", "critic_loss", "wasserstein", "gradient_penalty", "generator_loss")
 
@@ -624,6 +627,7 @@ class Trainer:
                         cb(self)
                 except NonFiniteError as e:
                     self._handle_nonfinite(e)
+                    self._stop_if_signalled(last_eval_step)
                     clock = time.perf_counter()
                     continue
                 now = time.perf_counter()
@@ -650,6 +654,7 @@ class Trainer:
                         record = self.evaluate()
                     except NonFiniteError as e:
                         self._handle_nonfinite(e)
+                        self._stop_if_signalled(last_eval_step)
                         clock = time.perf_counter()
                         continue
                     self._after_eval(record)
@@ -660,19 +665,7 @@ class Trainer:
                     self.elapsed += now - clock  # wall time includes evaluation
                     clock = window_start = now  # ... throughput does not
                     window_steps = 0
-                if self.world_size > 1:
-                    from .distributed import all_reduce_max
-
-                    if all_reduce_max([float(self._stop_signal is not None)], self.device)[0] and not self._stop_signal:
-                        self._stop_signal = "SIGTERM"
-                if self._stop_signal:
-                    if last_eval_step != self.step:
-                        self.save_checkpoint("latest")
-                    self._log({"kind": "event", "step": self.step, "event": "interrupted", "signal": self._stop_signal})
-                    raise Interrupted(
-                        f"interrupted by {self._stop_signal} at step {self.step}; the latest checkpoint is saved: "
-                        f"continue with flowgan train --resume {self.run_dir}"
-                    )
+                self._stop_if_signalled(last_eval_step)
             if last_eval_step != self.step:
                 self._after_eval(self.evaluate())
         finally:
@@ -684,16 +677,37 @@ class Trainer:
                 self.writer.close()
         return self.summary()
 
+    def _stop_if_signalled(self, last_eval_step: int | None) -> None:
+        """Save and raise :class:`Interrupted` if a stop signal came (a collective decision)."""
+        if self.world_size > 1:
+            from .distributed import all_reduce_max
+
+            if all_reduce_max([float(self._stop_signal is not None)], self.device)[0] and not self._stop_signal:
+                self._stop_signal = "SIGTERM"
+        if self._stop_signal:
+            if last_eval_step != self.step:
+                self.save_checkpoint("latest")
+            self._log({"kind": "event", "step": self.step, "event": "interrupted", "signal": self._stop_signal})
+            raise Interrupted(
+                f"interrupted by {self._stop_signal} at step {self.step}; the latest checkpoint is saved: "
+                f"continue with flowgan train --resume {self.run_dir}"
+            )
+
     def _handle_nonfinite(self, error: NonFiniteError) -> None:
-        if self.config.on_nonfinite == "stop" or self.rollbacks >= 10:
+        """Stop (exit 3), or reload the last checkpoint with half the current learning rate. The
+        rollback count and the rate are the run's, not the checkpoint's: they are kept across the
+        reload and saved at once, so at most ``MAX_ROLLBACKS`` happen over a whole run."""
+        latest = self.run_dir / "checkpoints" / "latest.pt"
+        if self.config.on_nonfinite == "stop" or self.rollbacks >= MAX_ROLLBACKS:
             self._log({"kind": "event", "step": self.step, "event": "nonfinite", "message": str(error)})
-            raise NonFiniteError(f"{error}; stopped, the last good checkpoint is {self.run_dir / 'checkpoints' / 'latest.pt'}", step=error.step)
-        ckpt = load_checkpoint(self.run_dir / "checkpoints" / "latest.pt")
+            why = "stopped" if self.config.on_nonfinite == "stop" else f"stopped after {self.rollbacks} rollbacks (learning rate x{self.lr_scale:g})"
+            raise NonFiniteError(f"{error}; {why}, the last good checkpoint is {latest}", step=error.step)
+        rollbacks, lr_scale = self.rollbacks + 1, self.lr_scale * 0.5
         failed_step = error.step
-        self._restore(ckpt)
-        self.rollbacks += 1
-        self.lr_scale *= 0.5
-        self._log({"kind": "event", "step": self.step, "event": "rollback", "message": str(error), "failed_step": failed_step, "lr_scale": self.lr_scale})
+        self._restore(load_checkpoint(latest))
+        self.rollbacks, self.lr_scale = rollbacks, lr_scale
+        self._log({"kind": "event", "step": self.step, "event": "rollback", "message": str(error), "failed_step": failed_step, "lr_scale": self.lr_scale, "rollbacks": self.rollbacks})
+        self.save_checkpoint("latest")  # the restored state with the new count and rate
 
     def summary(self) -> dict[str, Any]:
         return {"run_dir": str(self.run_dir), "step": self.step, "epoch": self.stream.progress, "time": self.elapsed, "best": self.best, "stopped_by": self.stopped_by}
