@@ -106,3 +106,73 @@ def test_a_signal_stops_a_run_that_keeps_rolling_back(tmp_path, mnist5k):
     with pytest.raises(Interrupted):
         trainer.fit()
     assert [e["event"] for e in read_metrics(tmp_path / "run", "event")] == ["rollback", "interrupted"]
+
+
+# ----------------------------------------------------------------------------- 2: CIFAR-10 pickles
+
+import pickle
+import struct
+
+import numpy as np
+
+
+class _Py2Pickler(pickle._Pickler):
+    """Writes bytes as Python 2 ``str`` (BINSTRING), the way CIFAR-10's batches were written."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def _save_py2_str(self, obj):
+        n = len(obj)
+        self.write(pickle.SHORT_BINSTRING + bytes([n]) + obj if n < 256 else pickle.BINSTRING + struct.pack("<i", n) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = _save_py2_str
+
+
+def _py2_pickle(obj) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    _Py2Pickler(buf, protocol=2).dump(obj)
+    return buf.getvalue().replace(b"numpy._core.multiarray", b"numpy.core.multiarray")  # as numpy 1 wrote it
+
+
+def _cifar_dir(root, n=20, batch_bytes=None):
+    base = root / "cifar-10-batches-py"
+    base.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    images = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        images[name] = data
+        batch = {b"batch_label": b"training batch", b"labels": [int(v) for v in rng.integers(0, 10, n)], b"data": data, b"filenames": [b"x.png"] * n}
+        (base / name).write_bytes(batch_bytes or _py2_pickle(batch))
+    return images
+
+
+def test_cifar10_batches_in_the_python2_format_load(tmp_path):
+    images = _cifar_dir(tmp_path)
+    ds = load_dataset("cifar10", tmp_path, download=False)
+    assert len(ds.train) + len(ds.val) == 100 and ds.shape == (3, 32, 32)
+    assert torch.equal(ds.test.images, torch.from_numpy(images["test_batch"].reshape(-1, 3, 32, 32)))
+
+
+def test_a_crafted_cifar10_batch_runs_no_code(tmp_path, capsys):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    _cifar_dir(tmp_path / "bad", batch_bytes=pickle.dumps({"data": Evil(), "labels": []}, protocol=2))
+    code, _, err = run_cli(capsys, "train", "--dataset", "cifar10", "--data-dir", tmp_path / "bad", "--out", tmp_path / "run", "--no-progress")
+    line = assert_one_line(code, err)
+    assert "refused to load" in line and "system" in line
+    assert not marker.exists() and not (tmp_path / "run").exists()
+
+
+def test_a_cifar10_batch_of_python_objects_is_refused(tmp_path):
+    batch = {"data": np.array([[1]], dtype=object), "labels": [0]}
+    _cifar_dir(tmp_path, batch_bytes=pickle.dumps(batch, protocol=2))
+    with pytest.raises(FlowganError, match="objects are not allowed"):
+        load_dataset("cifar10", tmp_path, download=False)
