@@ -176,3 +176,28 @@ def test_a_cifar10_batch_of_python_objects_is_refused(tmp_path):
     _cifar_dir(tmp_path, batch_bytes=pickle.dumps(batch, protocol=2))
     with pytest.raises(FlowganError, match="objects are not allowed"):
         load_dataset("cifar10", tmp_path, download=False)
+
+
+# ----------------------------------------------------------------------------- 3: evaluate
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory, mnist5k):
+    run_dir = tmp_path_factory.mktemp("rel") / "run"
+    Trainer(_cfg(max_steps=2, eval_every=2), run_dir, dataset=mnist5k, progress=False).fit()
+    return run_dir
+
+
+@pytest.mark.parametrize("flag", ["--batch-size", "--draws", "--samples"])
+@pytest.mark.parametrize("value", ["-1", "0"])
+def test_evaluate_refuses_a_non_positive_count(capsys, small_run, tmp_path, flag, value):
+    code, out, err = run_cli(capsys, "evaluate", small_run, flag, value, "-o", tmp_path / "e.json")
+    assert flag in assert_one_line(code, err) and out == "" and not (tmp_path / "e.json").exists()
+
+
+def test_nll_refuses_a_non_positive_batch_size(mnist5k):
+    from flowgan.likelihood import nll
+    from flowgan.models import build_model
+
+    with pytest.raises(ValueError, match="batch size"):
+        nll(build_model("nice-small"), mnist5k.test.images[:10], batch_size=-1)

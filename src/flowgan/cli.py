@@ -198,6 +198,9 @@ def _cmd_evaluate(args) -> int:
     from .likelihood import nll_report
     from .training import resolve_device
 
+    for flag, value in (("--batch-size", args.batch_size), ("--draws", args.draws), ("--samples", args.samples)):
+        if value is not None and value < 1:
+            raise _usage(f"{flag} must be a positive number, got {value}")
     device = resolve_device(args.device)
     ckpt_path = resolve_checkpoint(args.run, args.checkpoint)
     model, ckpt = load_model(ckpt_path, device=device)
