@@ -201,3 +201,38 @@ def test_nll_refuses_a_non_positive_batch_size(mnist5k):
 
     with pytest.raises(ValueError, match="batch size"):
         nll(build_model("nice-small"), mnist5k.test.images[:10], batch_size=-1)
+
+
+# ----------------------------------------------------------------------------- 7: bad values
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--lam", "nan"], "lambda"),
+        (["--lam", "-1"], "lambda"),
+        (["--lr", "nan"], "learning rate"),
+        (["--lr-decay", "-1"], "lr_decay"),
+        (["--lr-decay", "nan"], "lr_decay"),
+        (["--max-minutes", "-1"], "max-minutes"),
+        (["--max-minutes", "nan"], "max-minutes"),
+        (["--eval-samples", "0"], "eval_samples"),
+        (["--eval-samples", "-5"], "eval_samples"),
+        (["--epochs", "nan"], "epochs"),
+        (["--epochs", "inf"], "epochs"),
+        (["--beta1", "1.5"], "beta1"),
+        (["--scores", "bogus"], "unknown score"),
+        (["--seed", "-1"], "seed"),
+    ],
+)
+def test_bad_training_values_are_refused_before_anything_is_written(capsys, tmp_path, argv, message):
+    code, _, err = run_cli(capsys, "train", "--dataset", "digits", "--max-steps", "1", "--out", tmp_path / "run", "--no-progress", *argv)
+    assert message in assert_one_line(code, err)
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_config_knows_every_score():
+    from flowgan.config import SCORE_METRICS
+    from flowgan.metrics.evaluate import SCORES
+
+    assert tuple(SCORE_METRICS) == tuple(SCORES)

@@ -275,7 +275,7 @@ class Trainer:
             (cfg.grid_samples, *shape), generator=torch.Generator().manual_seed(_mix_seed(cfg.seed, 2)), dtype=torch.float32
         )
         val = self.dataset.val.images
-        self.val_images = val[: cfg.eval_samples] if cfg.eval_samples else val
+        self.val_images = val if cfg.eval_samples is None else val[: cfg.eval_samples]
         train = self.dataset.train.images
         pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[: cfg.train_eval_samples]
         self.train_eval_images = train[pick.sort().values]
