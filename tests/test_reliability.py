@@ -38,7 +38,8 @@ def run_cli(capsys, *argv):
 
 
 def assert_one_line(code, err, expected=2):
-    lines = [l for l in err.splitlines() if l.strip() and "%|" not in l]
+    info = ("flowgan: training ", "flowgan: resuming ")  # what a run prints when it starts
+    lines = [l for l in err.splitlines() if l.strip() and "%|" not in l and not l.startswith(info)]
     assert code == expected, err
     assert len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
@@ -236,3 +237,11 @@ def test_the_config_knows_every_score():
     from flowgan.metrics.evaluate import SCORES
 
     assert tuple(SCORE_METRICS) == tuple(SCORES)
+
+
+def test_evaluate_on_a_pickle_that_is_not_a_checkpoint_is_one_line(tmp_path, capsys):
+    import pickle as _pickle
+
+    (tmp_path / "p.pkl").write_bytes(_pickle.dumps({"x": 1}, protocol=4))
+    code, _, err = run_cli(capsys, "evaluate", tmp_path / "p.pkl")
+    assert "not a flowgan checkpoint" in assert_one_line(code, err)

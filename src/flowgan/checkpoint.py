@@ -60,8 +60,12 @@ def load_versioned(
     """``torch.load(path, weights_only=True)`` of a dict tagged ``{"format": fmt, "version": v}``
     with ``v <= version``, else ``error``: ``unreadable``/``wrong_format`` are the messages (an
     exception's type is appended to the first)."""
+    import warnings
+
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about files that are not its own
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise error(f"{unreadable} ({type(e).__name__})") from None
     if not isinstance(obj, dict) or obj.get("format") != fmt:
