@@ -239,6 +239,160 @@ def test_the_config_knows_every_score():
     assert tuple(SCORE_METRICS) == tuple(SCORES)
 
 
+# ----------------------------------------------------------------------------- 4, 5, 8: run directories
+
+import subprocess
+import sys
+
+from flowgan.training import RunLock
+
+_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
+
+_DIE_AT_FIRST_EVAL = """
+import os, signal, sys
+from flowgan.config import TrainConfig
+from flowgan.training import Trainer
+def die(trainer):
+    os.kill(os.getpid(), signal.SIGKILL)
+cfg = TrainConfig(dataset="digits", model="nice-small", max_steps=2, eval_every=2, score_metrics=("mode",))
+Trainer(cfg, sys.argv[1], progress=False, score_fn=die).fit()
+"""
+
+
+def _train_args(run_dir, *extra):
+    return ["train", "--dataset", "digits", "--max-steps", "2", "--eval-every", "2", "--no-progress", "--out", run_dir, *extra]
+
+
+def test_a_start_killed_before_its_first_checkpoint_leaves_a_restartable_directory(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": _SRC, "OMP_NUM_THREADS": "1"}
+    died = subprocess.run([sys.executable, "-c", _DIE_AT_FIRST_EVAL, str(run_dir)], env=env, capture_output=True)
+    assert died.returncode == -signal.SIGKILL
+    assert not run_dir.exists() and len(list(tmp_path.glob(".run.creating-*"))) == 1  # nothing under the name
+    code, _, err = run_cli(capsys, "train", "--resume", run_dir)
+    assert "start it with flowgan train" in assert_one_line(code, err)
+    code, _, err = run_cli(capsys, *_train_args(run_dir))
+    assert code == 0, err
+    assert list(tmp_path.iterdir()) == [run_dir]  # the dead start's staging directory is gone
+    assert (run_dir / "checkpoints" / "latest.pt").is_file() and (run_dir / "config.json").is_file()
+
+
+def test_an_error_before_the_first_checkpoint_leaves_nothing(tmp_path, capsys, monkeypatch):
+    import flowgan.checkpoint
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(flowgan.checkpoint.torch, "save", full)
+    code, _, err = run_cli(capsys, *_train_args(tmp_path / "run"))
+    assert "No space left on device" in assert_one_line(code, err)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    code, _, err = run_cli(capsys, *_train_args(tmp_path / "run"))
+    assert code == 0, err
+
+
+def test_the_remains_of_an_old_failed_start_are_replaced(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    (run_dir / "samples").mkdir(parents=True)
+    (run_dir / "config.json").write_text("{}")
+    (run_dir / "metrics.jsonl").write_text('{"kind": "eval", "step": 0}\n')
+    code, _, err = run_cli(capsys, "train", "--resume", run_dir)
+    assert "start it again" in assert_one_line(code, err)
+    code, _, err = run_cli(capsys, *_train_args(run_dir))
+    assert code == 0, err
+    assert [r["step"] for r in read_metrics(run_dir, "eval")] == [0, 2]
+
+
+def test_a_directory_with_other_files_or_a_file_is_refused(tmp_path, capsys):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("x")
+    (tmp_path / "afile").write_text("x")
+    for target, message in (("mine", "not empty"), ("afile", "not a directory")):
+        code, _, err = run_cli(capsys, *_train_args(tmp_path / target))
+        assert message in assert_one_line(code, err)
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "x" and (tmp_path / "afile").read_text() == "x"
+
+
+def test_a_locked_run_directory_is_refused_naming_the_holder(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert run_cli(capsys, *_train_args(run_dir))[0] == 0
+    before = (run_dir / "metrics.jsonl").read_text()
+    lock = RunLock(run_dir).acquire()
+    try:
+        code, _, err = run_cli(capsys, "train", "--resume", run_dir, "--max-steps", "4")
+        assert f"in use by pid {os.getpid()}" in assert_one_line(code, err)
+        code, _, err = run_cli(capsys, *_train_args(run_dir))
+        assert code == 2
+    finally:
+        lock.release()
+    assert (run_dir / "metrics.jsonl").read_text() == before
+    (run_dir / ".lock").write_text("pid 999999999 on elsewhere\n")  # a stale lock: its holder died
+    code, _, err = run_cli(capsys, "train", "--resume", run_dir, "--max-steps", "4")
+    assert code == 0, err
+    assert not (run_dir / ".lock").exists()
+    steps = [r["step"] for r in read_metrics(run_dir) if r["kind"] != "event"]
+    assert len(steps) == len(set((r["kind"], r["step"]) for r in read_metrics(run_dir) if r["kind"] != "event"))
+
+
+def test_two_resumes_at_once_do_not_both_run(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert run_cli(capsys, *_train_args(run_dir))[0] == 0
+    env = {**os.environ, "PYTHONPATH": _SRC, "OMP_NUM_THREADS": "1"}
+    argv = [sys.executable, "-m", "flowgan", "train", "--resume", str(run_dir), "--max-steps", "40", "--no-progress"]
+    procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2], results
+    refused = next(err for code, err in results if code == 2)
+    assert "in use by pid" in refused and "Traceback" not in refused
+    records = [(r["kind"], r["step"]) for r in read_metrics(run_dir) if r["kind"] != "event"]
+    assert len(records) == len(set(records))  # no record logged twice
+
+
+def test_resuming_a_finished_run_is_a_no_op(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert run_cli(capsys, *_train_args(run_dir))[0] == 0
+    before = (run_dir / "metrics.jsonl").read_text()
+    code, out, err = run_cli(capsys, "train", "--resume", run_dir)
+    assert code == 0 and "already finished at step 2" in out
+    assert (run_dir / "metrics.jsonl").read_text() == before
+
+
+def test_a_resume_removes_temporary_files_of_a_killed_writer(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert run_cli(capsys, *_train_args(run_dir))[0] == 0
+    orphan = run_dir / "checkpoints" / ".latest.pt.tmp4242"
+    orphan.write_bytes(b"half a checkpoint")
+    assert run_cli(capsys, "train", "--resume", run_dir, "--max-steps", "3")[0] == 0
+    assert not orphan.exists()
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_the_log_stays_behind_it(tmp_path, capsys, monkeypatch):
+    import flowgan.checkpoint
+
+    run_dir = tmp_path / "run"
+    real_save, calls = flowgan.checkpoint.torch.save, []
+
+    def save(obj, f, *args, **kwargs):
+        calls.append(obj["step"])
+        if obj["step"] == 4:
+            f.write(b"x" * 100)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(flowgan.checkpoint.torch, "save", save)
+    code, _, err = run_cli(capsys, "train", "--dataset", "digits", "--max-steps", "6", "--eval-every", "2", "--no-progress", "--out", run_dir)
+    line = assert_one_line(code, err)
+    assert "No space left on device" in line and "latest.pt" in line
+    assert load_checkpoint(run_dir / "checkpoints" / "latest.pt")["step"] == 2
+    assert max(r["step"] for r in read_metrics(run_dir)) == 2
+    assert not list((run_dir / "checkpoints").glob(".*tmp*"))
+    monkeypatch.undo()
+    assert run_cli(capsys, "train", "--resume", run_dir)[0] == 0
+    assert [r["step"] for r in read_metrics(run_dir, "eval")] == [0, 2, 4, 6]
+
+
 def test_evaluate_on_a_pickle_that_is_not_a_checkpoint_is_one_line(tmp_path, capsys):
     import pickle as _pickle
 

@@ -113,7 +113,8 @@ def _cmd_train(args) -> int:
         if changed or args.preset:
             raise _usage(f"--resume continues a run with its stored config; only --epochs, --max-steps and --max-minutes may change (got {', '.join(sorted(changed)) or '--preset'})")
         config = None
-        if args.epochs is not None or args.max_steps is not None or args.max_minutes is not None:
+        has_checkpoint = (Path(args.resume) / "checkpoints" / "latest.pt").is_file()  # else the Trainer says why
+        if has_checkpoint and (args.epochs is not None or args.max_steps is not None or args.max_minutes is not None):
             from .checkpoint import load_checkpoint
             from .config import TrainConfig
 
@@ -135,7 +136,9 @@ def _cmd_train(args) -> int:
         if trainer.is_main:
             _err(f"flowgan: {'resuming' if resume else 'training'} {trainer.config.describe()} -> {run_dir} ({trainer.dataset.describe()})")
         summary = trainer.fit()
-    if rank == 0:
+    if rank == 0 and summary["stopped_by"] == "finished":
+        print(f"run {run_dir} is already finished at step {summary['step']}; nothing to do (extend it with --epochs, --max-steps or --max-minutes)")
+    elif rank == 0:
         best = summary["best"].get("val_nll_nats", {})
         msg = f"done: {summary['step']} steps, {summary['time']:.0f} s; best validation NLL {best.get('value', float('nan')):.2f} nats at step {best.get('step', '?')}; run in {run_dir}"
         print(msg)
@@ -342,8 +345,15 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, NonFiniteError):
             _err(f"flowgan: {e}")
             return EXIT_NONFINITE
-        if isinstance(e, (FlowganError, UsageError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError)):
+        if isinstance(e, (FlowganError, UsageError, ValueError)):
             _err(f"flowgan {args.command}: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+            return EXIT_USAGE
+        if isinstance(e, OSError):  # the environment: read-only, disk full, missing path, ...
+            if e.errno is not None:
+                what = f"{e.filename + ': ' if e.filename else ''}{e.strerror or os.strerror(e.errno)}"
+            else:
+                what = str(e).splitlines()[0] if str(e) else type(e).__name__
+            _err(f"flowgan {args.command}: error: {what}")
             return EXIT_USAGE
         _err(f"flowgan {args.command}: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} (set FLOWGAN_DEBUG=1 for the traceback)")
         return 1
