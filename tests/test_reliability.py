@@ -399,3 +399,78 @@ def test_evaluate_on_a_pickle_that_is_not_a_checkpoint_is_one_line(tmp_path, cap
     (tmp_path / "p.pkl").write_bytes(_pickle.dumps({"x": 1}, protocol=4))
     code, _, err = run_cli(capsys, "evaluate", tmp_path / "p.pkl")
     assert "not a flowgan checkpoint" in assert_one_line(code, err)
+
+
+# ----------------------------------------------------------------------------- 6: the environment and bad input
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """``read_only(DIR)``: writes under DIR fail as on a read-only mount (root ignores chmod)."""
+    import builtins
+
+    roots = []
+    real_open, real_mkdir = builtins.open, os.mkdir
+
+    def under(path):
+        try:
+            path = os.path.abspath(os.fspath(path))
+        except TypeError:
+            return False
+        return any(path == r or path.startswith(r + os.sep) for r in roots)
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        if any(c in mode for c in "wax+") and under(file):
+            raise OSError(errno.EROFS, "Read-only file system", str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    def fake_mkdir(path, *args, **kwargs):
+        if under(path):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_mkdir(path, *args, **kwargs)
+
+    import io
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(io, "open", fake_open)  # pathlib's
+    monkeypatch.setattr(os, "mkdir", fake_mkdir)
+    return lambda d: roots.append(os.path.abspath(d))
+
+
+def test_writes_to_a_read_only_place_are_one_line(capsys, tmp_path, small_run, read_only):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    read_only(ro)
+    code, _, err = run_cli(capsys, *_train_args(ro / "run"))
+    assert "Read-only file system" in assert_one_line(code, err) and list(ro.iterdir()) == []
+    code, _, err = run_cli(capsys, "sample", small_run, "-n", "4", "-o", ro / "s.png")
+    assert "Read-only file system" in assert_one_line(code, err)
+    code, out, err = run_cli(capsys, "evaluate", small_run, "--split", "val", "-o", ro / "e.json")
+    assert "Read-only file system" in assert_one_line(code, err)
+    assert "nll_bpd" in json.loads(out)  # the result is printed before the file fails
+
+
+def test_a_model_option_that_cannot_build_a_model_is_one_line(capsys, tmp_path):
+    code, _, err = run_cli(capsys, *_train_args(tmp_path / "run", "--model-option", "hidden=-5"))
+    assert "hidden=-5" in assert_one_line(code, err) and not (tmp_path / "run").exists()
+
+
+def test_an_npz_with_two_channels_is_refused(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x_train=rng.integers(0, 256, (50, 28, 28, 2), dtype=np.uint8), x_test=rng.integers(0, 256, (10, 28, 28, 2), dtype=np.uint8))
+    code, _, err = run_cli(capsys, "train", "--dataset", tmp_path / "d.npz", "--out", tmp_path / "run", "--no-progress")
+    assert "1 or 3 channels" in assert_one_line(code, err)
+
+
+def test_npz_layouts_are_still_read(tmp_path):
+    rng = np.random.default_rng(0)
+    for name, shape in (("nhwc", (20, 8, 8, 3)), ("nchw", (20, 3, 8, 8)), ("nhw", (20, 8, 8)), ("gray", (20, 8, 8, 1))):
+        np.savez(tmp_path / f"{name}.npz", x_train=rng.integers(0, 256, shape, dtype=np.uint8), x_test=rng.integers(0, 256, shape, dtype=np.uint8))
+        expected = (1, 8, 8) if name in ("nhw", "gray") else (3, 8, 8)
+        assert load_dataset(str(tmp_path / f"{name}.npz")).shape == expected
+
+
+@pytest.mark.parametrize("n", ["0", "1000000000"])
+def test_sample_refuses_an_unreasonable_count(capsys, small_run, tmp_path, n):
+    code, _, err = run_cli(capsys, "sample", small_run, "-n", n, "-o", tmp_path / "s.png")
+    assert "-n must be between 1 and" in assert_one_line(code, err)

@@ -234,9 +234,9 @@ def _cmd_evaluate(args) -> int:
 
         result.update(evaluate_samples(model, dataset, scores, n_samples=args.samples, classifier=args.classifier, device=device, split=args.split))
     out = Path(args.output) if args.output else _default_eval_path(args.run, ckpt_path, args.split)
+    print(json.dumps(result, indent=2), flush=True)  # first: a file that cannot be written loses nothing
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
     _err(f"flowgan: wrote {out}")
     return 0
 
@@ -264,6 +264,10 @@ def _add_sample(sub) -> None:
     p.set_defaults(func=_cmd_sample)
 
 
+#: the most samples ``flowgan sample`` draws into its grid (one batch in memory)
+MAX_SAMPLES = 10_000
+
+
 def _cmd_sample(args) -> int:
     import torch
 
@@ -271,8 +275,10 @@ def _cmd_sample(args) -> int:
     from .images import save_grid
     from .training import resolve_device
 
-    if args.n < 1:
-        raise _usage("-n must be positive")
+    if not 1 <= args.n <= MAX_SAMPLES:
+        raise _usage(f"-n must be between 1 and {MAX_SAMPLES:,} (the samples go into one PNG grid), got {args.n}")
+    if args.nrow is not None and args.nrow < 1:
+        raise _usage(f"--nrow must be positive, got {args.nrow}")
     device = resolve_device(args.device)
     model, _ = load_model(args.run, args.checkpoint, device=device)
     with torch.no_grad():

@@ -146,10 +146,12 @@ def _to_nchw(x: np.ndarray, what: str) -> np.ndarray:
         raise DataError(f"{what} must be uint8 images (0..255), got dtype {x.dtype}")
     if x.ndim == 3:
         return x[:, None]
-    if x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+    if x.ndim == 4 and x.shape[1] in (1, 3):
+        return x
+    if x.ndim == 4 and x.shape[-1] in (1, 3):
         return x.transpose(0, 3, 1, 2)
     if x.ndim == 4:
-        return x
+        raise DataError(f"{what} has shape {x.shape}: images need 1 or 3 channels (NHWC or NCHW)")
     raise DataError(f"{what} must have 3 or 4 dimensions (NHW, NHWC or NCHW), got shape {x.shape}")
 
 

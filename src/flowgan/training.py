@@ -309,12 +309,19 @@ class Trainer:
         self.dataset = dataset or load_dataset(cfg.dataset, cfg.data_dir)
         shape = self.dataset.shape
         torch.manual_seed(cfg.seed)  # parameter initialisation
-        self.model = build_model(cfg.model, shape=shape, **cfg.model_options).to(self.device, torch.float32)
+        try:
+            self.model = build_model(cfg.model, shape=shape, **cfg.model_options).to(self.device, torch.float32)
+        except (RuntimeError, ValueError, TypeError) as e:  # e.g. a negative width: torch's own message
+            opts = ", ".join(f"{k}={v}" for k, v in cfg.model_options.items()) or "its defaults"
+            raise FlowganError(f"model {cfg.model} cannot be built for shape {tuple(shape)} with {opts}: {str(e).splitlines()[0][:200]}") from None
         self.objective = build_objective(cfg.objective, cfg.lam, cfg.n_critic, cfg.gp_weight)
         self.critic = None
         if self.objective.critic_steps:
             critic_name = default_critic(shape, cfg.model) if cfg.critic == "auto" else cfg.critic
-            self.critic = build_critic(critic_name, shape, **cfg.critic_options).to(self.device, torch.float32)
+            try:
+                self.critic = build_critic(critic_name, shape, **cfg.critic_options).to(self.device, torch.float32)
+            except (RuntimeError, ValueError, TypeError) as e:
+                raise FlowganError(f"critic {critic_name} cannot be built for shape {tuple(shape)}: {str(e).splitlines()[0][:200]}") from None
         self.G, self.D = self._wrap(self.model), self._wrap(self.critic)
         if cfg.compile:
             self.G = torch.compile(self.G)
@@ -534,7 +541,10 @@ class Trainer:
             return
         if fresh:
             self._check_fresh()
-            self.run_dir.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.run_dir.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise OSError(e.errno, f"cannot create the run directory: {e.strerror}", str(self.run_dir)) from None
             for old in _staging_dirs(self.run_dir):  # starts that died: remove, unless one is alive
                 lock = RunLock(old)
                 try:
@@ -547,7 +557,11 @@ class Trainer:
                 shutil.rmtree(old, ignore_errors=True)
             self._final_dir = self.run_dir
             self.run_dir = self.run_dir.parent / f".{self.run_dir.name}.creating-{os.getpid()}"
-            self.run_dir.mkdir()
+            try:
+                self.run_dir.mkdir()
+            except OSError as e:  # name the directory the user asked for, not the staging one
+                self.run_dir, self._final_dir = self._final_dir, None
+                raise OSError(e.errno, f"cannot create the run directory: {e.strerror}", str(self.run_dir)) from None
             self._lock = RunLock(self.run_dir).acquire()
             info = {
                 "config": self.config.to_dict(),
