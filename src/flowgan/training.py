@@ -507,10 +507,12 @@ class Trainer:
             metrics = self.run_dir / "metrics.jsonl"
             try:
                 atomic_save(self.state_dict(), self.run_dir / "checkpoints" / f"{name}.pt")
-            except OSError:
+            except OSError as e:
                 # the log must not get ahead of the last checkpoint (a resume starts there)
                 if metrics.exists() and metrics.stat().st_size > self._metrics_size:
                     os.truncate(metrics, self._metrics_size)
+                if self._final_dir is not None:  # name the run directory asked for, not the staging one
+                    raise OSError(e.errno, e.strerror, str(self._final_dir / "checkpoints" / f"{name}.pt")) from None
                 raise
             if name == "latest":
                 self._metrics_size = metrics.stat().st_size if metrics.exists() else 0
