@@ -336,19 +336,27 @@ def test_a_locked_run_directory_is_refused_naming_the_holder(tmp_path, capsys):
     assert len(steps) == len(set((r["kind"], r["step"]) for r in read_metrics(run_dir) if r["kind"] != "event"))
 
 
-def test_two_resumes_at_once_do_not_both_run(tmp_path, capsys):
+def test_a_second_resume_while_one_runs_is_refused(tmp_path, capsys):
+    import time
+
     run_dir = tmp_path / "run"
     assert run_cli(capsys, *_train_args(run_dir))[0] == 0
     env = {**os.environ, "PYTHONPATH": _SRC, "OMP_NUM_THREADS": "1"}
-    argv = [sys.executable, "-m", "flowgan", "train", "--resume", str(run_dir), "--max-steps", "40", "--no-progress"]
-    procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
-    codes = sorted(code for code, _ in results)
-    assert codes == [0, 2], results
-    refused = next(err for code, err in results if code == 2)
-    assert "in use by pid" in refused and "Traceback" not in refused
+    argv = [sys.executable, "-m", "flowgan", "train", "--resume", str(run_dir), "--max-steps", "100000", "--no-progress"]
+    first = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while f"pid {first.pid} " not in ((run_dir / ".lock").read_text() if (run_dir / ".lock").exists() else ""):
+            assert time.monotonic() < deadline and first.poll() is None, "the first resume never took the lock"
+            time.sleep(0.05)
+        code, _, err = run_cli(capsys, "train", "--resume", run_dir, "--max-steps", "100000")
+        assert f"in use by pid {first.pid} on" in assert_one_line(code, err)
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=120) == 130, first.stderr.read()
     records = [(r["kind"], r["step"]) for r in read_metrics(run_dir) if r["kind"] != "event"]
     assert len(records) == len(set(records))  # no record logged twice
+    assert not (run_dir / ".lock").exists()
 
 
 def test_resuming_a_finished_run_is_a_no_op(tmp_path, capsys):

@@ -83,6 +83,10 @@ class RunLock:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as e:
+                if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                    warnings.warn(f"{self.path.parent}: this file system has no locks; the run directory is not locked", RuntimeWarning, stacklevel=2)
+                    f.close()
+                    return self
                 if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     f.close()
                     raise
