@@ -124,7 +124,9 @@ class RunLock:
 
 
 def _staging_dirs(run_dir: Path) -> list[Path]:
-    return sorted(run_dir.parent.glob(f".{run_dir.name}.creating-*"))
+    import glob
+
+    return sorted(run_dir.parent.glob(f".{glob.escape(run_dir.name)}.creating-*"))
 
 
 #: what a run directory may hold before its first checkpoint
