@@ -483,3 +483,12 @@ def test_npz_layouts_are_still_read(tmp_path):
 def test_sample_refuses_an_unreasonable_count(capsys, small_run, tmp_path, n):
     code, _, err = run_cli(capsys, "sample", small_run, "-n", n, "-o", tmp_path / "s.png")
     assert "-n must be between 1 and" in assert_one_line(code, err)
+
+
+def test_a_resume_reloads_a_checkpoint_written_after_it_was_set_up(tmp_path, mnist5k):
+    Trainer(_cfg(max_steps=2), tmp_path / "run", dataset=mnist5k, progress=False).fit()
+    waiting = Trainer(_cfg(max_steps=4), tmp_path / "run", resume=True, dataset=mnist5k, progress=False)
+    Trainer(_cfg(max_steps=4), tmp_path / "run", resume=True, dataset=mnist5k, progress=False).fit()
+    summary = waiting.fit()  # it took the lock after the other one finished: nothing left to do
+    assert summary["step"] == 4 and summary["stopped_by"] == "finished"
+    assert [r["step"] for r in read_metrics(tmp_path / "run", "eval")] == [0, 2, 3, 4]  # eval_every 3, and the end

@@ -588,6 +588,7 @@ class Trainer:
         seen = getattr(self, "_checkpoint_stat", None)
         if seen is not None and latest.is_file() and (latest.stat().st_ino, latest.stat().st_mtime_ns) != (seen.st_ino, seen.st_mtime_ns):
             self._restore(load_checkpoint(latest))  # another process went on before we held the lock
+            self._reloaded = True
         for orphan in [*(self.run_dir / "checkpoints").glob(".*.tmp*"), *self.run_dir.glob(".*.tmp")]:
             orphan.unlink(missing_ok=True)  # temporary files of a process killed while writing
         _truncate_metrics(self.run_dir / "metrics.jsonl", self.step)
@@ -817,6 +818,11 @@ class Trainer:
             progress = tqdm(total=None if total >= 2**62 else total, initial=self.step, desc=cfg.describe(), unit="step", dynamic_ncols=True)
         try:
             self._open_run_dir(fresh)
+            if self.world_size > 1 and not fresh:
+                from .distributed import broadcast_object
+
+                if broadcast_object(getattr(self, "_reloaded", False)) and not self.is_main:
+                    self._restore(load_checkpoint(self.run_dir / "checkpoints" / "latest.pt"))
             if fresh:
                 self._after_eval(self.evaluate())
                 self._publish_run_dir()
