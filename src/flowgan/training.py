@@ -7,6 +7,10 @@ A run directory holds::
     checkpoints/         latest.pt, best_nll.pt (and best_<score>.pt), written atomically
     samples/             step_000000.png, ... a grid of G(z) for a fixed z at every evaluation
     tb/                  TensorBoard events (when tensorboard is installed)
+    .lock                while a process trains the run: its pid and host (see RunLock)
+
+A fresh run is built in ``.NAME.creating-PID`` beside ``NAME`` and renamed into place once
+config.json and the first checkpoint exist: a run directory is a resumable run or absent.
 
 Exactness of resume: every source of randomness of training (data order, dequantization noise,
 flips, prior samples, gradient-penalty interpolation) comes from the run's own CPU generator
@@ -107,10 +111,6 @@ class RunLock:
                 return self
             f.close()
         raise FlowganError(f"cannot lock run directory {self.path.parent}")
-
-    @property
-    def held(self) -> bool:
-        return self._file is not None
 
     def release(self) -> None:
         if self._file is None:
@@ -363,6 +363,7 @@ class Trainer:
         self._final_dir: Path | None = None  # while a fresh run is built in a staging directory
         self._pending_tb: list[dict] = []
         self._metrics_size = 0  # bytes of metrics.jsonl when the latest checkpoint was saved
+        self._reloaded = False  # a resume found a newer checkpoint once it held the lock
         self._stop_signal: str | None = None
         self.stopped_by = "steps"  # or "time_limit"
         if score_fn == "auto":
@@ -821,7 +822,7 @@ class Trainer:
             if self.world_size > 1 and not fresh:
                 from .distributed import broadcast_object
 
-                if broadcast_object(getattr(self, "_reloaded", False)) and not self.is_main:
+                if broadcast_object(self._reloaded) and not self.is_main:
                     self._restore(load_checkpoint(self.run_dir / "checkpoints" / "latest.pt"))
             if fresh:
                 self._after_eval(self.evaluate())
