@@ -3,7 +3,6 @@ created run directories, and one clear line (exit 2) for every user's mistake or
 
 import errno
 import json
-import math
 import os
 import signal
 
