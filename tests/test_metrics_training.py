@@ -103,7 +103,8 @@ def test_hook_without_a_classifier_says_how_to_get_one():
 def test_hook_rejects_unknown_scores(mnist5k):
     from flowgan.models import build_model
 
-    trainer = _FakeTrainer(build_model("nice-small").float(), mnist5k, score_metrics=("bleu",))
+    trainer = _FakeTrainer(build_model("nice-small").float(), mnist5k)
+    object.__setattr__(trainer.config, "score_metrics", ("bleu",))  # TrainConfig itself refuses it
     with pytest.raises(FlowganError, match="unknown score"):
         score_hook(trainer)
 

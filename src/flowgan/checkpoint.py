@@ -21,17 +21,44 @@ FORMAT = "flowgan-checkpoint"
 VERSION = 1
 
 
+class _Writes:
+    """A file for ``torch.save`` that keeps the ``OSError`` of a failed write: torch reports a full
+    disk as "unexpected pos ..." (RuntimeError); :func:`atomic_save` raises the real cause."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data):
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self):
+        self.f.flush()
+
+
 def atomic_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` to a temporary file in the same directory, then rename over ``path``: a
-    killed process leaves either the old or the new file, never a truncated one."""
+    killed process leaves either the old or the new file, never a truncated one (and a temporary
+    file that the next resume of the run removes). A failed write (disk full, read-only) raises
+    ``OSError`` naming ``path``, and the old file stays."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
+            out = _Writes(f)
+            try:
+                torch.save(obj, out)
+                f.flush()
+                os.fsync(f.fileno())
+            except (OSError, RuntimeError) as e:
+                cause = out.error or (e if isinstance(e, OSError) else None)
+                if cause is None:
+                    raise
+                raise OSError(cause.errno, cause.strerror, str(path)) from None
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -60,8 +87,12 @@ def load_versioned(
     """``torch.load(path, weights_only=True)`` of a dict tagged ``{"format": fmt, "version": v}``
     with ``v <= version``, else ``error``: ``unreadable``/``wrong_format`` are the messages (an
     exception's type is appended to the first)."""
+    import warnings
+
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about files that are not its own
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise error(f"{unreadable} ({type(e).__name__})") from None
     if not isinstance(obj, dict) or obj.get("format") != fmt:

@@ -121,7 +121,8 @@ def _cmd_train(args) -> int:
         if changed or args.preset:
             raise _usage(f"--resume continues a run with its stored config; only --epochs, --max-steps and --max-minutes may change (got {', '.join(sorted(changed)) or '--preset'})")
         config = None
-        if args.epochs is not None or args.max_steps is not None or args.max_minutes is not None:
+        has_checkpoint = (Path(args.resume) / "checkpoints" / "latest.pt").is_file()  # else the Trainer says why
+        if has_checkpoint and (args.epochs is not None or args.max_steps is not None or args.max_minutes is not None):
             from .checkpoint import load_checkpoint
             from .config import TrainConfig
 
@@ -149,7 +150,9 @@ def _cmd_train(args) -> int:
         finally:
             trainer.close()  # before the process group goes (see Trainer.close)
             del trainer
-    if rank == 0:
+    if rank == 0 and summary["stopped_by"] == "finished":
+        print(f"run {run_dir} is already finished at step {summary['step']}; nothing to do (extend it with --epochs, --max-steps or --max-minutes)")
+    elif rank == 0:
         print(_done_line(summary, wall, time_limit))
     return 0
 
@@ -231,6 +234,9 @@ def _cmd_evaluate(args) -> int:
     from .likelihood import nll_report
     from .training import resolve_device
 
+    for flag, value in (("--batch-size", args.batch_size), ("--draws", args.draws), ("--samples", args.samples)):
+        if value is not None and value < 1:
+            raise _usage(f"{flag} must be a positive number, got {value}")
     device = resolve_device(args.device)
     ckpt_path = resolve_checkpoint(args.run, args.checkpoint)
     model, ckpt = load_model(ckpt_path, device=device)
@@ -265,9 +271,9 @@ def _cmd_evaluate(args) -> int:
 
         result.update(evaluate_samples(model, dataset, scores, n_samples=args.samples, classifier=args.classifier, device=device, split=args.split))
     out = Path(args.output) if args.output else _default_eval_path(args.run, ckpt_path, args.split)
+    print(json.dumps(result, indent=2), flush=True)  # first: a file that cannot be written loses nothing
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
     _err(f"flowgan: wrote {out}")
     return 0
 
@@ -314,6 +320,10 @@ def _add_sample(sub) -> None:
     p.set_defaults(func=_cmd_sample)
 
 
+#: the most samples ``flowgan sample`` draws into its grid (one batch in memory)
+MAX_SAMPLES = 10_000
+
+
 def _cmd_sample(args) -> int:
     import torch
 
@@ -321,8 +331,10 @@ def _cmd_sample(args) -> int:
     from .images import save_grid
     from .training import resolve_device
 
-    if args.n < 1:
-        raise _usage("-n must be positive")
+    if not 1 <= args.n <= MAX_SAMPLES:
+        raise _usage(f"-n must be between 1 and {MAX_SAMPLES:,} (the samples go into one PNG grid), got {args.n}")
+    if args.nrow is not None and args.nrow < 1:
+        raise _usage(f"--nrow must be positive, got {args.nrow}")
     device = resolve_device(args.device)
     model, _ = load_model(args.run, args.checkpoint, device=device)
     output = args.output
@@ -399,8 +411,15 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, NonFiniteError):
             _err(f"flowgan: {e}")
             return EXIT_NONFINITE
-        if isinstance(e, (FlowganError, UsageError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError)):
+        if isinstance(e, (FlowganError, UsageError, ValueError)):
             _err(f"flowgan {args.command}: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+            return EXIT_USAGE
+        if isinstance(e, OSError):  # the environment: read-only, disk full, missing path, ...
+            if e.errno is not None:
+                what = f"{e.filename + ': ' if e.filename else ''}{e.strerror or os.strerror(e.errno)}"
+            else:
+                what = str(e).splitlines()[0] if str(e) else type(e).__name__
+            _err(f"flowgan {args.command}: error: {what}")
             return EXIT_USAGE
         _err(f"flowgan {args.command}: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} (set FLOWGAN_DEBUG=1 for the traceback)")
         return 1

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import FlowganError
 
 OBJECTIVES = ("mle", "wgan-gp", "ce", "kl", "rkl", "hellinger", "tv", "lsgan")
+#: sample scores a run can compute at each evaluation (flowgan.metrics.evaluate.SCORES)
+SCORE_METRICS = ("is", "mode", "fid", "kid")
 
 
 @dataclass(frozen=True)
@@ -70,22 +73,52 @@ class TrainConfig:
 
     def __post_init__(self):
         problems = []
+
+        def finite(v) -> bool:  # NaN fails every comparison: check it explicitly
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
         if self.objective not in OBJECTIVES:
             problems.append(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         if self.batch_size < 1:
             problems.append("batch size must be positive")
-        if self.lr <= 0:
-            problems.append("learning rate must be positive")
-        if self.lam < 0:
-            problems.append("lambda must be >= 0")
-        if self.epochs is not None and self.epochs <= 0:
-            problems.append("epochs must be positive")
+        if not (finite(self.lr) and self.lr > 0):
+            problems.append(f"learning rate must be a positive number, got {self.lr}")
+        if not (finite(self.lam) and self.lam >= 0):
+            problems.append(f"lambda must be a number >= 0, got {self.lam}")
+        if self.epochs is not None and not (finite(self.epochs) and self.epochs > 0):
+            problems.append(f"epochs must be a positive number, got {self.epochs}")
         if self.max_steps is not None and self.max_steps < 0:
             problems.append("max_steps must be >= 0")
         if self.collapse_samples < 0 or self.collapse_samples == 1:
             problems.append("collapse_samples must be 0 (off) or at least 2")
+        if self.time_limit is not None and not (self.time_limit >= 0):  # inf: no limit
+            problems.append(f"the time limit (--max-minutes) must be >= 0, got {self.time_limit / 60 if finite(self.time_limit) else self.time_limit} minutes")
+        if not (finite(self.lr_decay) and 0 < self.lr_decay <= 1):
+            problems.append(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+        if not (finite(self.min_lr) and self.min_lr >= 0):
+            problems.append(f"min_lr must be a number >= 0, got {self.min_lr}")
+        if self.critic_lr is not None and not (finite(self.critic_lr) and self.critic_lr > 0):
+            problems.append(f"critic_lr must be a positive number, got {self.critic_lr}")
+        for name in ("beta1", "beta2", "critic_beta1", "critic_beta2"):
+            value = getattr(self, name)
+            if value is not None and not (finite(value) and 0 <= value < 1):
+                problems.append(f"{name} must be in [0, 1), got {value}")
+        if not (finite(self.gp_weight) and self.gp_weight >= 0):
+            problems.append(f"gp_weight must be a number >= 0, got {self.gp_weight}")
         if self.eval_every < 1:
             problems.append("eval_every must be >= 1")
+        if self.eval_samples is not None and self.eval_samples < 1:
+            problems.append(f"eval_samples must be >= 1 (omit it to evaluate the whole validation split), got {self.eval_samples}")
+        for name in ("train_eval_samples", "eval_batch_size", "grid_samples", "log_every"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.seed < 0:
+            problems.append(f"seed must be >= 0, got {self.seed}")
+        unknown = [s for s in self.score_metrics if s not in SCORE_METRICS]
+        if unknown:
+            problems.append(f"unknown score(s) {', '.join(map(str, unknown))}; choose from {', '.join(SCORE_METRICS)}")
+        if self.score_metrics and self.score_samples < 2:
+            problems.append(f"score_samples must be >= 2, got {self.score_samples}")
         if self.n_critic < 1 and self.objective != "mle":
             problems.append("n_critic must be >= 1 for adversarial objectives")
         if self.precision not in ("fp32", "bf16"):

@@ -23,6 +23,11 @@ MNIST, Fashion-MNIST and CIFAR-10 are read from their standard files under ``dat
 ``FashionMNIST/raw``, ``fashion-mnist``; ``cifar-10-batches-py``), and downloaded there with
 torchvision when missing and the machine is online. ``data_dir`` defaults to ``$FLOWGAN_DATA``,
 else ``~/.cache/flowgan/data``.
+
+No data file can run code: CIFAR-10's batches (Python pickles) are read by a restricted unpickler
+that admits only what that format holds (a dict of a uint8 numpy array, lists, strings) and
+refuses anything else with a :class:`DataError`; ``.npz`` files are read with
+``allow_pickle=False``.
 """
 
 from __future__ import annotations
@@ -141,10 +146,12 @@ def _to_nchw(x: np.ndarray, what: str) -> np.ndarray:
         raise DataError(f"{what} must be uint8 images (0..255), got dtype {x.dtype}")
     if x.ndim == 3:
         return x[:, None]
-    if x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+    if x.ndim == 4 and x.shape[1] in (1, 3):
+        return x
+    if x.ndim == 4 and x.shape[-1] in (1, 3):
         return x.transpose(0, 3, 1, 2)
     if x.ndim == 4:
-        return x
+        raise DataError(f"{what} has shape {x.shape}: images need 1 or 3 channels (NHWC or NCHW)")
     raise DataError(f"{what} must have 3 or 4 dimensions (NHW, NHWC or NCHW), got shape {x.shape}")
 
 
@@ -197,6 +204,39 @@ def _download_torchvision(cls_name: str, root: Path) -> str:
     return ""
 
 
+def _reconstruct_array(cls, shape, dtype):
+    if cls is not np.ndarray:
+        raise pickle.UnpicklingError("only plain numpy arrays are allowed")
+    return np.ndarray.__new__(np.ndarray, shape, _plain_dtype(dtype))
+
+
+def _plain_dtype(*args):
+    dt = np.dtype(*args)
+    if dt.hasobject:
+        raise pickle.UnpicklingError("arrays of Python objects are not allowed")
+    return dt
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    """Unpickles CIFAR-10's python batches (a dict of a uint8 array, lists, strings) and nothing
+    else: no class or function outside numpy's array reconstruction can be named, so a crafted
+    file cannot run code (``pickle.load`` would call anything the file names)."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"): _reconstruct_array,
+        ("numpy._core.multiarray", "_reconstruct"): _reconstruct_array,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): _plain_dtype,
+        ("_codecs", "encode"): lambda text, encoding="utf-8": str(text).encode(str(encoding)),  # bytes in protocol 2
+    }
+
+    def find_class(self, module, name):
+        try:
+            return self._ALLOWED[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name} (only arrays, lists and strings)") from None
+
+
 def _cifar10(data_dir: Path, download: bool) -> ImageDataset:
     base = data_dir / "cifar-10-batches-py"
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
@@ -212,7 +252,9 @@ def _cifar10(data_dir: Path, download: bool) -> ImageDataset:
     for n in names:
         try:
             with open(base / n, "rb") as f:
-                d = pickle.load(f, encoding="latin1")
+                d = _SafeUnpickler(f, encoding="latin1").load()
+            if not isinstance(d, dict):
+                raise DataError(f"not a dict but {type(d).__name__}")
             xs.append(np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
             ys.append(np.asarray(d["labels"], dtype=np.int64))
         except Exception as e:

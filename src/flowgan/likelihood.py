@@ -101,6 +101,8 @@ def log_likelihoods(
     _check_images(model, data)
     if draws < 1:
         raise ValueError("draws must be >= 1")
+    if batch_size < 1:
+        raise ValueError(f"batch size must be >= 1, got {batch_size}")
     from .models import device_dtype
 
     device, param_dtype = device_dtype(model)

@@ -7,6 +7,10 @@ A run directory holds::
     checkpoints/         latest.pt, best_nll.pt (and best_<score>.pt), written atomically
     samples/             step_000000.png, ... a grid of G(z) for a fixed z at every evaluation
     tb/                  TensorBoard events (when tensorboard is installed)
+    .lock                while a process trains the run: its pid and host (see RunLock)
+
+A fresh run is built in ``.NAME.creating-PID`` beside ``NAME`` and renamed into place once
+config.json and the first checkpoint exist: a run directory is a resumable run or absent.
 
 Exactness of resume: every source of randomness of training (data order, dequantization noise,
 flips, prior samples, gradient-penalty interpolation) comes from the run's own CPU generator
@@ -21,10 +25,14 @@ keeps its shard, so ``N`` processes see exactly the samples one process would.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 import platform
+import shutil
 import signal
+import socket
 import threading
 import time
 import warnings
@@ -47,12 +55,98 @@ from .models import build_model, model_config, model_from_spec
 from .objectives import build_objective
 
 
+#: non-finite rollbacks allowed over a whole run (counted in the checkpoint, so resumes count too)
+MAX_ROLLBACKS = 10
+
 #: training logs repeated in every evaluation record (from the latest training log line)
 EVAL_CARRIED = ("loss", "train_nll", "critic_loss", "wasserstein", "gradient_penalty", "generator_loss")
 
 
 class Interrupted(FlowganError):
     """Training was stopped by a signal; the latest checkpoint holds the state at ``step``."""
+
+
+#: the lock file of a run directory (its content names the holder)
+LOCK_NAME = ".lock"
+
+
+class RunLock:
+    """Exclusive use of a run directory: an ``fcntl.flock`` on ``DIR/.lock``, which holds the
+    holder's pid, host and start time. The kernel drops the lock when its process dies, so a lock
+    file left by a killed process is stale and simply taken over."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / LOCK_NAME
+        self._file = None
+
+    def acquire(self) -> "RunLock":
+        import fcntl
+
+        for _ in range(10):
+            f = open(self.path, "a+")
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                    warnings.warn(f"{self.path.parent}: this file system has no locks; the run directory is not locked", RuntimeWarning, stacklevel=2)
+                    f.close()
+                    return self
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    f.close()
+                    raise
+                f.seek(0)
+                holder = f.read().strip() or "another process"
+                f.close()
+                raise FlowganError(f"run directory {self.path.parent} is in use by {holder}; wait for it to end or stop it")
+            try:  # the previous holder may have removed the file while we opened it: lock the current one
+                current = os.path.samestat(os.fstat(f.fileno()), os.stat(self.path))
+            except FileNotFoundError:
+                current = False
+            if current:
+                f.seek(0)
+                f.truncate()
+                f.write(f"pid {os.getpid()} on {socket.gethostname()} (since {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
+                f.flush()
+                self._file = f
+                return self
+            f.close()
+        raise FlowganError(f"cannot lock run directory {self.path.parent}")
+
+    def release(self) -> None:
+        if self._file is None:
+            return
+        try:
+            self.path.unlink()
+        except OSError:
+            pass
+        self._file.close()  # closing drops the flock
+        self._file = None
+
+
+def _staging_dirs(run_dir: Path) -> list[Path]:
+    import glob
+
+    return sorted(run_dir.parent.glob(f".{glob.escape(run_dir.name)}.creating-*"))
+
+
+#: what a run directory may hold before its first checkpoint
+_RUN_ENTRIES = {"config.json", "metrics.jsonl", "checkpoints", "samples", "tb", "eval", LOCK_NAME, ".config.json.tmp", ".metrics.jsonl.tmp"}
+
+
+def _failed_start(run_dir: Path) -> bool:
+    """Whether ``run_dir`` is what a start that died before its first checkpoint left (flowgan
+    before atomic creation): config.json, no checkpoint, only flowgan's files, no live holder."""
+    if not (run_dir / "config.json").is_file() or (run_dir / "checkpoints" / "latest.pt").exists():
+        return False
+    if any(p.name not in _RUN_ENTRIES for p in run_dir.iterdir()):
+        return False
+    lock = RunLock(run_dir)
+    try:
+        lock.acquire()
+    except (FlowganError, OSError):
+        return False
+    lock.release()
+    return True
 
 
 def _mix_seed(*values: int) -> int:
@@ -194,7 +288,7 @@ class Trainer:
         self.show_progress = progress and self.is_main
         self._checkpoint: dict | None = None
         if resume:
-            self._checkpoint = load_checkpoint(self.run_dir / "checkpoints" / "latest.pt")
+            self._checkpoint = load_checkpoint(self._resumable_checkpoint())
             stored = TrainConfig.from_dict(self._checkpoint["config"])
             overrides = {}
             if config is not None:
@@ -221,10 +315,14 @@ class Trainer:
         self.dataset = dataset or load_dataset(cfg.dataset, cfg.data_dir)
         shape = self.dataset.shape
         torch.manual_seed(cfg.seed)  # parameter initialisation
-        if self._checkpoint is not None:  # the stored spec: runs of older flowgan versions keep their architecture
-            self.model = model_from_spec(self._checkpoint["model_spec"])
-        else:
-            self.model = build_model(cfg.model, shape=shape, **cfg.model_options)
+        try:
+            if self._checkpoint is not None:  # the stored spec: runs of older flowgan versions keep their architecture
+                self.model = model_from_spec(self._checkpoint["model_spec"])
+            else:
+                self.model = build_model(cfg.model, shape=shape, **cfg.model_options)
+        except (RuntimeError, ValueError, TypeError) as e:  # e.g. a negative width: torch's own message
+            opts = ", ".join(f"{k}={v}" for k, v in cfg.model_options.items()) or "its defaults"
+            raise FlowganError(f"model {cfg.model} cannot be built for shape {tuple(shape)} with {opts}: {str(e).splitlines()[0][:200]}") from None
         if cfg.sync_batchnorm and world_size > 1:
             self._sync_batchnorm()
         self.model = self.model.to(self.device, torch.float32)
@@ -232,7 +330,10 @@ class Trainer:
         self.critic = None
         if self.objective.critic_steps:
             critic_name = default_critic(shape, cfg.model) if cfg.critic == "auto" else cfg.critic
-            self.critic = build_critic(critic_name, shape, **cfg.critic_options).to(self.device, torch.float32)
+            try:
+                self.critic = build_critic(critic_name, shape, **cfg.critic_options).to(self.device, torch.float32)
+            except (RuntimeError, ValueError, TypeError) as e:
+                raise FlowganError(f"critic {critic_name} cannot be built for shape {tuple(shape)}: {str(e).splitlines()[0][:200]}") from None
         self.G, self.D = self._wrap(self.model), self._wrap(self.critic)
         if cfg.compile:
             self.G = torch.compile(self.G)
@@ -263,6 +364,12 @@ class Trainer:
         self.averages = _Averages()
         self.last_train_logs: dict[str, float] = {}
         self.rollbacks = 0
+        self.last_eval_step: int | None = None  # the step of the latest evaluation (saved in checkpoints)
+        self._lock: RunLock | None = None
+        self._final_dir: Path | None = None  # while a fresh run is built in a staging directory
+        self._pending_tb: list[dict] = []
+        self._metrics_size = 0  # bytes of metrics.jsonl when the latest checkpoint was saved
+        self._reloaded = False  # a resume found a newer checkpoint once it held the lock
         self._stop_signal: str | None = None
         self.stopped_by = "steps"  # or "time_limit"
         if score_fn == "auto":
@@ -278,7 +385,7 @@ class Trainer:
             (cfg.grid_samples, *shape), generator=torch.Generator().manual_seed(_mix_seed(cfg.seed, 2)), dtype=torch.float32
         )
         val = self.dataset.val.images
-        self.val_images = val[: cfg.eval_samples] if cfg.eval_samples else val
+        self.val_images = val if cfg.eval_samples is None else val[: cfg.eval_samples]
         train = self.dataset.train.images
         pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[: cfg.train_eval_samples]
         self.train_eval_images = train[pick.sort().values]
@@ -289,12 +396,33 @@ class Trainer:
 
     # ------------------------------------------------------------------ set-up helpers
 
-    def _check_fresh(self) -> None:
-        if (self.run_dir / "config.json").exists():
-            raise FlowganError(
-                f"run directory {self.run_dir} already holds a run; continue it with --resume {self.run_dir} "
-                "or choose another --out"
+    def _resumable_checkpoint(self) -> Path:
+        latest = self.run_dir / "checkpoints" / "latest.pt"
+        if not latest.is_file() and not (self.run_dir / "config.json").exists():
+            started = " (its start was interrupted before the first checkpoint)" if _staging_dirs(self.run_dir) else ""
+            raise CheckpointError(f"{self.run_dir} holds no run to resume{started}; start it with flowgan train ... --out {self.run_dir}")
+        if not latest.is_file():
+            raise CheckpointError(
+                f"{self.run_dir} has no checkpoint: its start was interrupted before the first one; "
+                f"start it again with flowgan train ... --out {self.run_dir} (that replaces it)"
             )
+        self._checkpoint_stat = latest.stat()
+        return latest
+
+    def _check_fresh(self) -> None:
+        """Refuse a ``run_dir`` that holds a run or anything else; the directory is created atomically
+        (see :meth:`_open_run_dir`), so it may only be absent or empty, or the remains of a start
+        that died before its first checkpoint (config.json and no checkpoint; those are replaced)."""
+        d = self.run_dir
+        if d.exists() and not d.is_dir():
+            raise FlowganError(f"run directory {d} exists and is not a directory; choose another --out")
+        if (d / "checkpoints" / "latest.pt").exists():
+            raise FlowganError(f"run directory {d} already holds a run; continue it with --resume {d} or choose another --out")
+        if d.is_dir() and any(d.iterdir()):
+            if not _failed_start(d):
+                raise FlowganError(f"run directory {d} exists and is not empty; choose another --out")
+        elif d.is_dir() and os.path.ismount(d):
+            raise FlowganError(f"run directory {d} is a mount point; choose a directory inside it")
 
     def _sync_batchnorm(self) -> None:
         """Global-batch statistics in every batch-norm layer of the model (``--sync-batchnorm``)."""
@@ -373,6 +501,7 @@ class Trainer:
             "averages": self.averages.state_dict(),
             "last_train_logs": dict(self.last_train_logs),
             "rollbacks": self.rollbacks,
+            "last_eval_step": self.last_eval_step,
             "dataset": self.dataset.name,
         }
 
@@ -392,12 +521,24 @@ class Trainer:
             self.averages.load_state_dict(ckpt["averages"])
             self.last_train_logs = dict(ckpt.get("last_train_logs", {}))
             self.rollbacks = int(ckpt.get("rollbacks", 0))
+            self.last_eval_step = ckpt.get("last_eval_step")
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
             raise CheckpointError(f"checkpoint does not match this run: {str(e).splitlines()[0][:200]}") from None
 
     def save_checkpoint(self, name: str = "latest") -> None:
         if self.is_main:
-            atomic_save(self.state_dict(), self.run_dir / "checkpoints" / f"{name}.pt")
+            metrics = self.run_dir / "metrics.jsonl"
+            try:
+                atomic_save(self.state_dict(), self.run_dir / "checkpoints" / f"{name}.pt")
+            except OSError as e:
+                # the log must not get ahead of the last checkpoint (a resume starts there)
+                if metrics.exists() and metrics.stat().st_size > self._metrics_size:
+                    os.truncate(metrics, self._metrics_size)
+                if self._final_dir is not None:  # name the run directory asked for, not the staging one
+                    raise OSError(e.errno, e.strerror, str(self._final_dir / "checkpoints" / f"{name}.pt")) from None
+                raise
+            if name == "latest":
+                self._metrics_size = metrics.stat().st_size if metrics.exists() else 0
         if self.world_size > 1:
             from .distributed import barrier
 
@@ -410,17 +551,43 @@ class Trainer:
             return
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+        if self.writer is None and self._final_dir is not None:
+            self._pending_tb.append(record)  # TensorBoard starts once the run directory exists
         if self.writer is not None:
             for k, v in record.items():
                 if isinstance(v, (int, float)) and k not in ("step",):
                     self.writer.add_scalar(f"{record['kind']}/{k}", v, record["step"])
 
     def _open_run_dir(self, fresh: bool) -> None:
+        """Lock the run directory (:class:`RunLock`). A fresh run is built in a staging directory
+        ``.NAME.creating-PID`` next to it and renamed into place once config.json and the first
+        checkpoint are written (:meth:`_publish_run_dir`): ``run_dir`` holds a whole run or nothing."""
         if not self.is_main:
             return
         if fresh:
             self._check_fresh()
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.run_dir.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise OSError(e.errno, f"cannot create the run directory: {e.strerror}", str(self.run_dir)) from None
+            for old in _staging_dirs(self.run_dir):  # starts that died: remove, unless one is alive
+                lock = RunLock(old)
+                try:
+                    lock.acquire()
+                except FlowganError:
+                    raise FlowganError(f"run directory {self.run_dir} is being created by another process ({old}); choose another --out") from None
+                except OSError:
+                    pass
+                lock.release()
+                shutil.rmtree(old, ignore_errors=True)
+            self._final_dir = self.run_dir
+            self.run_dir = self.run_dir.parent / f".{self.run_dir.name}.creating-{os.getpid()}"
+            try:
+                self.run_dir.mkdir()
+            except OSError as e:  # name the directory the user asked for, not the staging one
+                self.run_dir, self._final_dir = self._final_dir, None
+                raise OSError(e.errno, f"cannot create the run directory: {e.strerror}", str(self.run_dir)) from None
+            self._lock = RunLock(self.run_dir).acquire()
             info = {
                 "config": self.config.to_dict(),
                 "model": {"spec": self.model.spec, "resolved": _jsonable(model_config(self.config.model, shape=self.dataset.shape, **self.config.model_options))},
@@ -432,14 +599,59 @@ class Trainer:
             tmp = self.run_dir / ".config.json.tmp"
             tmp.write_text(json.dumps(info, indent=2, sort_keys=True))
             tmp.replace(self.run_dir / "config.json")
-        else:
-            _truncate_metrics(self.run_dir / "metrics.jsonl", self.step)
+            return  # TensorBoard starts in _publish_run_dir
+        self._lock = RunLock(self.run_dir).acquire()
+        latest = self.run_dir / "checkpoints" / "latest.pt"
+        seen = getattr(self, "_checkpoint_stat", None)
+        if seen is not None and latest.is_file() and (latest.stat().st_ino, latest.stat().st_mtime_ns) != (seen.st_ino, seen.st_mtime_ns):
+            self._restore(load_checkpoint(latest))  # another process went on before we held the lock
+            self._reloaded = True
+        for orphan in [*(self.run_dir / "checkpoints").glob(".*.tmp*"), *self.run_dir.glob(".*.tmp")]:
+            orphan.unlink(missing_ok=True)  # temporary files of a process killed while writing
+        _truncate_metrics(self.run_dir / "metrics.jsonl", self.step)
+        metrics = self.run_dir / "metrics.jsonl"
+        self._metrics_size = metrics.stat().st_size if metrics.exists() else 0
+        self._open_writer()
+
+    def _open_writer(self) -> None:
         try:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.run_dir / "tb"))
         except Exception:  # tensorboard is optional
             self.writer = None
+
+    def _publish_run_dir(self) -> None:
+        """Rename the staging directory of a fresh run (config.json + first checkpoint) into place."""
+        if self._final_dir is None:
+            return
+        final = self._final_dir
+        if final.is_dir() and _failed_start(final):
+            shutil.rmtree(final)
+        try:
+            os.rename(self.run_dir, final)
+        except OSError as e:
+            if e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+                raise FlowganError(f"run directory {final} was created by another process meanwhile; choose another --out") from None
+            raise
+        self.run_dir, self._final_dir = final, None
+        self._lock.path = final / LOCK_NAME
+        self._open_writer()
+        pending, self._pending_tb = self._pending_tb, []
+        if self.writer is not None:
+            for record in pending:
+                for k, v in record.items():
+                    if isinstance(v, (int, float)) and k != "step":
+                        self.writer.add_scalar(f"{record['kind']}/{k}", v, record["step"])
+
+    def _close_run_dir(self) -> None:
+        """Release the lock; a fresh run that never got its first checkpoint leaves nothing."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+        if self._final_dir is not None:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            self.run_dir, self._final_dir = self._final_dir, None
 
     # ------------------------------------------------------------------ training
 
@@ -611,6 +823,7 @@ class Trainer:
             if self._is_better(metric, float(record[metric])):
                 self.best[metric] = {"value": float(record[metric]), "step": self.step, "checkpoint": name}
                 improved.append(name)
+        self.last_eval_step = self.step
         self.save_checkpoint("latest")
         if self.is_main:
             ckdir = self.run_dir / "checkpoints"
@@ -634,7 +847,6 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Train to the end (or until interrupted); returns a summary of the run."""
         fresh = self._checkpoint is None
-        self._open_run_dir(fresh)
         total = self.total_steps()
         cfg = self.config
         previous = self._install_signal_handlers()
@@ -644,9 +856,19 @@ class Trainer:
 
             progress = tqdm(total=None if total >= 2**62 else total, initial=self.step, desc=cfg.describe(), unit="step", dynamic_ncols=True)
         try:
+            self._open_run_dir(fresh)
+            if self.world_size > 1 and not fresh:
+                from .distributed import broadcast_object
+
+                if broadcast_object(self._reloaded) and not self.is_main:
+                    self._restore(load_checkpoint(self.run_dir / "checkpoints" / "latest.pt"))
             if fresh:
                 self._after_eval(self.evaluate())
-            last_eval_step = self.step if fresh else None
+                self._publish_run_dir()
+            elif self.last_eval_step == self.step and (self.step >= total or (cfg.time_limit is not None and self.elapsed >= cfg.time_limit)):
+                self.stopped_by = "finished"  # resuming a finished run: nothing to do, nothing logged
+                return self.summary()
+            last_eval_step = self.last_eval_step
             clock = time.perf_counter()
             window_start, window_steps = clock, 0
             self.model.train()
@@ -662,6 +884,7 @@ class Trainer:
                         cb(self)
                 except NonFiniteError as e:
                     self._handle_nonfinite(e)
+                    self._stop_if_signalled(last_eval_step)
                     clock = time.perf_counter()
                     continue
                 now = time.perf_counter()
@@ -688,6 +911,7 @@ class Trainer:
                         record = self.evaluate()
                     except NonFiniteError as e:
                         self._handle_nonfinite(e)
+                        self._stop_if_signalled(last_eval_step)
                         clock = time.perf_counter()
                         continue
                     self._after_eval(record)
@@ -698,19 +922,7 @@ class Trainer:
                     self.elapsed += now - clock  # wall time includes evaluation
                     clock = window_start = now  # ... throughput does not
                     window_steps = 0
-                if self.world_size > 1:
-                    from .distributed import all_reduce_max
-
-                    if all_reduce_max([float(self._stop_signal is not None)], self.device)[0] and not self._stop_signal:
-                        self._stop_signal = "SIGTERM"
-                if self._stop_signal:
-                    if last_eval_step != self.step:
-                        self.save_checkpoint("latest")
-                    self._log({"kind": "event", "step": self.step, "event": "interrupted", "signal": self._stop_signal})
-                    raise Interrupted(
-                        f"interrupted by {self._stop_signal} at step {self.step}; the latest checkpoint is saved: "
-                        f"continue with flowgan train --resume {self.run_dir}"
-                    )
+                self._stop_if_signalled(last_eval_step)
             if last_eval_step != self.step:
                 self._after_eval(self.evaluate())
         finally:
@@ -720,18 +932,40 @@ class Trainer:
                 signal.signal(sig, h)
             if self.writer is not None:
                 self.writer.close()
+            self._close_run_dir()
         return self.summary()
 
+    def _stop_if_signalled(self, last_eval_step: int | None) -> None:
+        """Save and raise :class:`Interrupted` if a stop signal came (a collective decision)."""
+        if self.world_size > 1:
+            from .distributed import all_reduce_max
+
+            if all_reduce_max([float(self._stop_signal is not None)], self.device)[0] and not self._stop_signal:
+                self._stop_signal = "SIGTERM"
+        if self._stop_signal:
+            if last_eval_step != self.step:
+                self.save_checkpoint("latest")
+            self._log({"kind": "event", "step": self.step, "event": "interrupted", "signal": self._stop_signal})
+            raise Interrupted(
+                f"interrupted by {self._stop_signal} at step {self.step}; the latest checkpoint is saved: "
+                f"continue with flowgan train --resume {self.run_dir}"
+            )
+
     def _handle_nonfinite(self, error: NonFiniteError) -> None:
-        if self.config.on_nonfinite == "stop" or self.rollbacks >= 10:
+        """Stop (exit 3), or reload the last checkpoint with half the current learning rate. The
+        rollback count and the rate are the run's, not the checkpoint's: they are kept across the
+        reload and saved at once, so at most ``MAX_ROLLBACKS`` happen over a whole run."""
+        latest = self.run_dir / "checkpoints" / "latest.pt"
+        if self.config.on_nonfinite == "stop" or self.rollbacks >= MAX_ROLLBACKS:
             self._log({"kind": "event", "step": self.step, "event": "nonfinite", "message": str(error)})
-            raise NonFiniteError(f"{error}; stopped, the last good checkpoint is {self.run_dir / 'checkpoints' / 'latest.pt'}", step=error.step)
-        ckpt = load_checkpoint(self.run_dir / "checkpoints" / "latest.pt")
+            why = "stopped" if self.config.on_nonfinite == "stop" else f"stopped after {self.rollbacks} rollbacks (learning rate x{self.lr_scale:g})"
+            raise NonFiniteError(f"{error}; {why}, the last good checkpoint is {latest}", step=error.step)
+        rollbacks, lr_scale = self.rollbacks + 1, self.lr_scale * 0.5
         failed_step = error.step
-        self._restore(ckpt)
-        self.rollbacks += 1
-        self.lr_scale *= 0.5
-        self._log({"kind": "event", "step": self.step, "event": "rollback", "message": str(error), "failed_step": failed_step, "lr_scale": self.lr_scale})
+        self._restore(load_checkpoint(latest))
+        self.rollbacks, self.lr_scale = rollbacks, lr_scale
+        self._log({"kind": "event", "step": self.step, "event": "rollback", "message": str(error), "failed_step": failed_step, "lr_scale": self.lr_scale, "rollbacks": self.rollbacks})
+        self.save_checkpoint("latest")  # the restored state with the new count and rate
 
     def close(self) -> None:
         """Release what must not outlive training: the data-parallel wrappers and the TensorBoard
