@@ -120,27 +120,18 @@ def _cmd_train(args) -> int:
         changed = {k: v for k, v in options.items() if v is not None and k not in ("epochs", "max_steps", "time_limit")}
         if changed or args.preset:
             raise _usage(f"--resume continues a run with its stored config; only --epochs, --max-steps and --max-minutes may change (got {', '.join(sorted(changed)) or '--preset'})")
-        config = None
-        has_checkpoint = (Path(args.resume) / "checkpoints" / "latest.pt").is_file()  # else the Trainer says why
-        if has_checkpoint and (args.epochs is not None or args.max_steps is not None or args.max_minutes is not None):
-            from .checkpoint import load_checkpoint
-            from .config import TrainConfig
-
-            stored = TrainConfig.from_dict(load_checkpoint(Path(args.resume) / "checkpoints" / "latest.pt")["config"])
-            # --epochs alone extends by epochs (dropping a stored step limit); --max-steps alone keeps the epochs
-            changes = {"epochs": args.epochs, "max_steps": args.max_steps} if args.epochs is not None else {"max_steps": args.max_steps}
-            if args.epochs is None and args.max_steps is None:
-                changes = {}
-            if args.max_minutes is not None:
-                changes["time_limit"] = 60.0 * args.max_minutes
-            config = stored.replace(**changes)
         run_dir, resume = Path(args.resume), True
     else:
         config = resolve_config(args.preset, **options)
         run_dir = Path(args.out) if args.out else Path("runs") / f"{Path(config.dataset).stem}-{config.model}-{config.objective}-{time.strftime('%Y%m%d-%H%M%S')}"
         resume = False
     with _distributed(rank, world):
-        trainer = Trainer(config, run_dir, resume=resume, rank=rank, world_size=world, progress=not args.no_progress)
+        common = dict(rank=rank, world_size=world, progress=not args.no_progress)
+        if resume:
+            time_limit = None if args.max_minutes is None else 60.0 * args.max_minutes
+            trainer = Trainer.resume(run_dir, epochs=args.epochs, max_steps=args.max_steps, time_limit=time_limit, **common)
+        else:
+            trainer = Trainer(config, run_dir, **common)
         if trainer.is_main:
             _err(f"flowgan: {'resuming' if resume else 'training'} {trainer.config.describe()} -> {run_dir} ({trainer.dataset.describe()})")
         wall, time_limit = time.perf_counter(), trainer.config.time_limit

@@ -24,8 +24,9 @@ from __future__ import annotations
 import math
 from typing import Iterator
 
-import numpy as np
 import torch
+
+from .runtime import mix_seed
 
 LN2 = math.log(2.0)
 LN256 = math.log(256.0)
@@ -58,7 +59,7 @@ def dequantization_noise(
     blocks = []
     for b in range(first, last + 1):
         # The CPU generator uses 32 bits of its seed: mix (seed, block) with a SeedSequence.
-        gen = torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), b]).generate_state(1)[0]))
+        gen = torch.Generator().manual_seed(mix_seed(seed, b))
         blocks.append(torch.rand((NOISE_BLOCK, *shape), generator=gen, dtype=dtype))
     noise = torch.cat(blocks) if len(blocks) > 1 else blocks[0]
     offset = start - first * NOISE_BLOCK

@@ -1,16 +1,8 @@
 """The trainer: one loop for every objective (MLE, adversarial, hybrid), exact resume, run directories.
 
-A run directory holds::
-
-    config.json          the resolved TrainConfig (+ model and environment), written first
-    metrics.jsonl        one JSON object per line: {"kind": "train" | "eval" | "event", "step", ...}
-    checkpoints/         latest.pt, best_nll.pt (and best_<score>.pt), written atomically
-    samples/             step_000000.png, ... a grid of G(z) for a fixed z at every evaluation
-    tb/                  TensorBoard events (when tensorboard is installed)
-    .lock                while a process trains the run: its pid and host (see RunLock)
-
-A fresh run is built in ``.NAME.creating-PID`` beside ``NAME`` and renamed into place once
-config.json and the first checkpoint exist: a run directory is a resumable run or absent.
+Run directories (config.json, metrics.jsonl, checkpoints/, samples/, tb/, the lock, atomic
+creation) are :mod:`flowgan.rundir`'s; the device, seeds, optimiser and data stream are
+:mod:`flowgan.runtime`'s.
 
 Exactness of resume: every source of randomness of training (data order, dequantization noise,
 flips, prior samples, gradient-penalty interpolation) comes from the run's own CPU generator
@@ -25,26 +17,21 @@ keeps its shard, so ``N`` processes see exactly the samples one process would.
 
 from __future__ import annotations
 
-import errno
-import json
 import math
-import os
 import platform
-import shutil
 import signal
-import socket
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import numpy as np
 import torch
 
 from . import __version__
-from .checkpoint import FORMAT, VERSION, atomic_save, link_or_copy, load_checkpoint
+from .checkpoint import FORMAT, VERSION, link_or_copy, load_checkpoint
 from .config import TrainConfig
 from .critics import build_critic, default_critic
 from .data import ImageDataset, load_dataset
@@ -53,7 +40,8 @@ from .images import save_grid
 from .likelihood import dequantize, log_likelihoods, nats_to_bpd, nll_report
 from .models import build_model, model_config, model_from_spec
 from .objectives import build_objective
-
+from .rundir import RunDirectory, RunLock, jsonable, read_metrics  # noqa: F401 - RunLock, read_metrics: public here too
+from .runtime import BatchStream, cpu_has_fast_bf16, make_adam, mix_seed, resolve_device
 
 #: non-finite rollbacks allowed over a whole run (counted in the checkpoint, so resumes count too)
 MAX_ROLLBACKS = 10
@@ -64,165 +52,6 @@ EVAL_CARRIED = ("loss", "train_nll", "critic_loss", "wasserstein", "gradient_pen
 
 class Interrupted(FlowganError):
     """Training was stopped by a signal; the latest checkpoint holds the state at ``step``."""
-
-
-#: the lock file of a run directory (its content names the holder)
-LOCK_NAME = ".lock"
-
-
-class RunLock:
-    """Exclusive use of a run directory: an ``fcntl.flock`` on ``DIR/.lock``, which holds the
-    holder's pid, host and start time. The kernel drops the lock when its process dies, so a lock
-    file left by a killed process is stale and simply taken over."""
-
-    def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / LOCK_NAME
-        self._file = None
-
-    def acquire(self) -> "RunLock":
-        import fcntl
-
-        for _ in range(10):
-            f = open(self.path, "a+")
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as e:
-                if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
-                    warnings.warn(f"{self.path.parent}: this file system has no locks; the run directory is not locked", RuntimeWarning, stacklevel=2)
-                    f.close()
-                    return self
-                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    f.close()
-                    raise
-                f.seek(0)
-                holder = f.read().strip() or "another process"
-                f.close()
-                raise FlowganError(f"run directory {self.path.parent} is in use by {holder}; wait for it to end or stop it")
-            try:  # the previous holder may have removed the file while we opened it: lock the current one
-                current = os.path.samestat(os.fstat(f.fileno()), os.stat(self.path))
-            except FileNotFoundError:
-                current = False
-            if current:
-                f.seek(0)
-                f.truncate()
-                f.write(f"pid {os.getpid()} on {socket.gethostname()} (since {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
-                f.flush()
-                self._file = f
-                return self
-            f.close()
-        raise FlowganError(f"cannot lock run directory {self.path.parent}")
-
-    def release(self) -> None:
-        if self._file is None:
-            return
-        try:
-            self.path.unlink()
-        except OSError:
-            pass
-        self._file.close()  # closing drops the flock
-        self._file = None
-
-
-def _staging_dirs(run_dir: Path) -> list[Path]:
-    import glob
-
-    return sorted(run_dir.parent.glob(f".{glob.escape(run_dir.name)}.creating-*"))
-
-
-#: what a run directory may hold before its first checkpoint
-_RUN_ENTRIES = {"config.json", "metrics.jsonl", "checkpoints", "samples", "tb", "eval", LOCK_NAME, ".config.json.tmp", ".metrics.jsonl.tmp"}
-
-
-def _failed_start(run_dir: Path) -> bool:
-    """Whether ``run_dir`` is what a start that died before its first checkpoint left (flowgan
-    before atomic creation): config.json, no checkpoint, only flowgan's files, no live holder."""
-    if not (run_dir / "config.json").is_file() or (run_dir / "checkpoints" / "latest.pt").exists():
-        return False
-    if any(p.name not in _RUN_ENTRIES for p in run_dir.iterdir()):
-        return False
-    lock = RunLock(run_dir)
-    try:
-        lock.acquire()
-    except (FlowganError, OSError):
-        return False
-    lock.release()
-    return True
-
-
-def _mix_seed(*values: int) -> int:
-    return int(np.random.SeedSequence([int(v) for v in values]).generate_state(1)[0])
-
-
-class BatchStream:
-    """Deterministic stream of global batches of training indices, epoch after epoch.
-
-    Epoch ``e`` visits a permutation drawn from ``(seed, e)``; the last incomplete batch of an
-    epoch is dropped. The position ``(epoch, batch)`` is the whole state.
-    """
-
-    def __init__(self, n: int, batch_size: int, seed: int):
-        if n < batch_size:
-            raise FlowganError(f"batch size {batch_size} is larger than the training set ({n} images)")
-        self.n, self.batch_size, self.seed = n, batch_size, seed
-        self.batches_per_epoch = n // batch_size
-        self.epoch, self.batch = 0, 0
-        self._perm: torch.Tensor | None = None
-
-    def _permutation(self) -> torch.Tensor:
-        if self._perm is None:
-            gen = torch.Generator().manual_seed(_mix_seed(self.seed, self.epoch, 7))
-            self._perm = torch.randperm(self.n, generator=gen)
-        return self._perm
-
-    def next(self) -> torch.Tensor:
-        start = self.batch * self.batch_size
-        idx = self._permutation()[start : start + self.batch_size]
-        self.batch += 1
-        if self.batch == self.batches_per_epoch:
-            self.epoch, self.batch, self._perm = self.epoch + 1, 0, None
-        return idx
-
-    @property
-    def progress(self) -> float:
-        """Epochs completed, fractional."""
-        return self.epoch + self.batch / self.batches_per_epoch
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "batch": self.batch}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.batch, self._perm = int(state["epoch"]), int(state["batch"]), None
-
-
-def cpu_has_fast_bf16() -> bool:
-    """Whether this CPU has bf16 matrix units (AMX-BF16 or AVX512-BF16), from /proc/cpuinfo."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise FlowganError(f"unknown device {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise FlowganError("device cuda requested but CUDA is not available")
-    return device
-
-
-def make_adam(params, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
-    """Adam with the fused kernel where available (a large share of a NICE step on a CPU)."""
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)
 
 
 class _Averages:
@@ -262,7 +91,8 @@ class Trainer:
     """Train a flow with ``config`` into ``run_dir``; ``fit()`` runs to the end and returns a summary.
 
     ``resume=True`` continues the run in ``run_dir`` from its latest checkpoint (``config`` then
-    only overrides ``epochs``/``max_steps``/``time_limit``; pass ``None`` to keep the stored config).
+    only overrides ``epochs``/``max_steps``/``time_limit``; pass ``None`` to keep the stored config);
+    :meth:`resume` says the same with keywords, as ``flowgan train --resume`` does.
     ``callbacks`` are called as ``cb(trainer)`` after every generator step (tests use them to plant
     faults). ``score_fn(trainer) -> dict`` computes sample scores at each evaluation when
     ``config.score_metrics`` is set; ``"auto"`` uses :func:`flowgan.metrics.training.score_hook`. ``rank``/``world_size`` are set for data-parallel runs (see :mod:`flowgan.distributed`).
@@ -275,29 +105,30 @@ class Trainer:
         *,
         resume: bool = False,
         dataset: ImageDataset | None = None,
-        callbacks: tuple[Callable[["Trainer"], None], ...] = (),
+        callbacks: tuple[Callable[[Trainer], None], ...] = (),
         rank: int = 0,
         world_size: int = 1,
         progress: bool = True,
         score_fn: Callable[..., dict] | str | None = "auto",
+        resume_changes: dict[str, Any] | None = None,
     ):
-        self.run_dir = Path(run_dir)
         self.rank, self.world_size = rank, world_size
         self.is_main = rank == 0
+        self.dir = RunDirectory(run_dir, active=self.is_main)
         self.callbacks = tuple(callbacks)
         self.show_progress = progress and self.is_main
         self._checkpoint: dict | None = None
         if resume:
-            self._checkpoint = load_checkpoint(self._resumable_checkpoint())
+            self._checkpoint = load_checkpoint(self.dir.resumable_checkpoint())
             stored = TrainConfig.from_dict(self._checkpoint["config"])
-            overrides = {}
+            overrides = dict(resume_changes or {})
             if config is not None:
-                overrides = {k: getattr(config, k) for k in ("epochs", "max_steps", "time_limit") if getattr(config, k) != getattr(stored, k)}
+                overrides.update({k: getattr(config, k) for k in ("epochs", "max_steps", "time_limit") if getattr(config, k) != getattr(stored, k)})
             config = stored.replace(**overrides)
         elif config is None:
             raise FlowganError("a config is needed to start a run")
         else:
-            self._check_fresh()
+            self.dir.check_fresh()
         self.config = cfg = config
 
         if world_size > 1 and cfg.batch_size % world_size:
@@ -355,7 +186,7 @@ class Trainer:
                 (cfg.beta1 if cfg.critic_beta1 is None else cfg.critic_beta1, cfg.critic_beta2),
             )
 
-        self.rng = torch.Generator().manual_seed(_mix_seed(cfg.seed, 1))
+        self.rng = torch.Generator().manual_seed(mix_seed(cfg.seed, 1))
         self.stream = BatchStream(len(self.dataset.train), cfg.batch_size, cfg.seed)
         self.step = 0
         self.lr_scale = 1.0  # halved by non-finite rollbacks
@@ -365,10 +196,6 @@ class Trainer:
         self.last_train_logs: dict[str, float] = {}
         self.rollbacks = 0
         self.last_eval_step: int | None = None  # the step of the latest evaluation (saved in checkpoints)
-        self._lock: RunLock | None = None
-        self._final_dir: Path | None = None  # while a fresh run is built in a staging directory
-        self._pending_tb: list[dict] = []
-        self._metrics_size = 0  # bytes of metrics.jsonl when the latest checkpoint was saved
         self._reloaded = False  # a resume found a newer checkpoint once it held the lock
         self._stop_signal: str | None = None
         self.stopped_by = "steps"  # or "time_limit"
@@ -382,7 +209,7 @@ class Trainer:
 
         # fixed evaluation material
         self.grid_z = self.model.prior.sample(
-            (cfg.grid_samples, *shape), generator=torch.Generator().manual_seed(_mix_seed(cfg.seed, 2)), dtype=torch.float32
+            (cfg.grid_samples, *shape), generator=torch.Generator().manual_seed(mix_seed(cfg.seed, 2)), dtype=torch.float32
         )
         val = self.dataset.val.images
         self.val_images = val if cfg.eval_samples is None else val[: cfg.eval_samples]
@@ -392,37 +219,35 @@ class Trainer:
 
         if self._checkpoint is not None:
             self._restore(self._checkpoint)
-        self.writer = None
 
     # ------------------------------------------------------------------ set-up helpers
 
-    def _resumable_checkpoint(self) -> Path:
-        latest = self.run_dir / "checkpoints" / "latest.pt"
-        if not latest.is_file() and not (self.run_dir / "config.json").exists():
-            started = " (its start was interrupted before the first checkpoint)" if _staging_dirs(self.run_dir) else ""
-            raise CheckpointError(f"{self.run_dir} holds no run to resume{started}; start it with flowgan train ... --out {self.run_dir}")
-        if not latest.is_file():
-            raise CheckpointError(
-                f"{self.run_dir} has no checkpoint: its start was interrupted before the first one; "
-                f"start it again with flowgan train ... --out {self.run_dir} (that replaces it)"
-            )
-        self._checkpoint_stat = latest.stat()
-        return latest
+    @classmethod
+    def resume(
+        cls, run_dir: str | Path, *, epochs: float | None = None, max_steps: int | None = None, time_limit: float | None = None, **kwargs
+    ) -> Trainer:
+        """A trainer that continues the run in ``run_dir`` from its latest checkpoint, with its stored
+        config. ``epochs`` extends the run by epochs (and drops a stored step limit);
+        ``max_steps`` alone keeps the stored epochs; ``time_limit`` (seconds) replaces the stored
+        one. Other keyword arguments as for the constructor."""
+        changes: dict[str, Any] = {}
+        if epochs is not None:
+            changes = {"epochs": epochs, "max_steps": max_steps}
+        elif max_steps is not None:
+            changes = {"max_steps": max_steps}
+        if time_limit is not None:
+            changes["time_limit"] = time_limit
+        return cls(None, run_dir, resume=True, resume_changes=changes, **kwargs)
 
-    def _check_fresh(self) -> None:
-        """Refuse a ``run_dir`` that holds a run or anything else; the directory is created atomically
-        (see :meth:`_open_run_dir`), so it may only be absent or empty, or the remains of a start
-        that died before its first checkpoint (config.json and no checkpoint; those are replaced)."""
-        d = self.run_dir
-        if d.exists() and not d.is_dir():
-            raise FlowganError(f"run directory {d} exists and is not a directory; choose another --out")
-        if (d / "checkpoints" / "latest.pt").exists():
-            raise FlowganError(f"run directory {d} already holds a run; continue it with --resume {d} or choose another --out")
-        if d.is_dir() and any(d.iterdir()):
-            if not _failed_start(d):
-                raise FlowganError(f"run directory {d} exists and is not empty; choose another --out")
-        elif d.is_dir() and os.path.ismount(d):
-            raise FlowganError(f"run directory {d} is a mount point; choose a directory inside it")
+    @property
+    def run_dir(self) -> Path:
+        """The run directory (a staging directory beside it until the first checkpoint)."""
+        return self.dir.path
+
+    @property
+    def writer(self):
+        """The TensorBoard writer (None without tensorboard or before the run directory exists)."""
+        return self.dir.writer
 
     def _sync_batchnorm(self) -> None:
         """Global-batch statistics in every batch-norm layer of the model (``--sync-batchnorm``)."""
@@ -526,19 +351,7 @@ class Trainer:
             raise CheckpointError(f"checkpoint does not match this run: {str(e).splitlines()[0][:200]}") from None
 
     def save_checkpoint(self, name: str = "latest") -> None:
-        if self.is_main:
-            metrics = self.run_dir / "metrics.jsonl"
-            try:
-                atomic_save(self.state_dict(), self.run_dir / "checkpoints" / f"{name}.pt")
-            except OSError as e:
-                # the log must not get ahead of the last checkpoint (a resume starts there)
-                if metrics.exists() and metrics.stat().st_size > self._metrics_size:
-                    os.truncate(metrics, self._metrics_size)
-                if self._final_dir is not None:  # name the run directory asked for, not the staging one
-                    raise OSError(e.errno, e.strerror, str(self._final_dir / "checkpoints" / f"{name}.pt")) from None
-                raise
-            if name == "latest":
-                self._metrics_size = metrics.stat().st_size if metrics.exists() else 0
+        self.dir.save(self.state_dict() if self.is_main else {}, name)
         if self.world_size > 1:
             from .distributed import barrier
 
@@ -547,111 +360,31 @@ class Trainer:
     # ------------------------------------------------------------------ logging
 
     def _log(self, record: dict[str, Any]) -> None:
-        if not self.is_main:
-            return
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        if self.writer is None and self._final_dir is not None:
-            self._pending_tb.append(record)  # TensorBoard starts once the run directory exists
-        if self.writer is not None:
-            for k, v in record.items():
-                if isinstance(v, (int, float)) and k not in ("step",):
-                    self.writer.add_scalar(f"{record['kind']}/{k}", v, record["step"])
+        self.dir.log(record)
+
+    def _run_info(self) -> dict[str, Any]:
+        """What config.json holds: the config, the resolved model, data, sizes, environment."""
+        return {
+            "config": self.config.to_dict(),
+            "model": {"spec": self.model.spec, "resolved": jsonable(model_config(self.config.model, shape=self.dataset.shape, **self.config.model_options))},
+            "critic": None if self.critic is None else self.critic.spec,
+            "dataset": {"name": self.dataset.name, "shape": list(self.dataset.shape), "train": len(self.dataset.train), "val": len(self.dataset.val), "test": len(self.dataset.test)},
+            "parameters": {"model": sum(p.numel() for p in self.model.parameters()), "critic": 0 if self.critic is None else sum(p.numel() for p in self.critic.parameters())},
+            "environment": {"flowgan": __version__, "torch": torch.__version__, "python": platform.python_version(), "device": str(self.device), "world_size": self.world_size, "threads": torch.get_num_threads()},
+        }
 
     def _open_run_dir(self, fresh: bool) -> None:
-        """Lock the run directory (:class:`RunLock`). A fresh run is built in a staging directory
-        ``.NAME.creating-PID`` next to it and renamed into place once config.json and the first
-        checkpoint are written (:meth:`_publish_run_dir`): ``run_dir`` holds a whole run or nothing."""
-        if not self.is_main:
-            return
+        """Lock the run directory; a fresh run is built in a staging directory (see
+        :meth:`flowgan.rundir.RunDirectory.create`), a resumed one reloads its checkpoint if another
+        process went on before this one held the lock, and continues its log."""
         if fresh:
-            self._check_fresh()
-            try:
-                self.run_dir.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise OSError(e.errno, f"cannot create the run directory: {e.strerror}", str(self.run_dir)) from None
-            for old in _staging_dirs(self.run_dir):  # starts that died: remove, unless one is alive
-                lock = RunLock(old)
-                try:
-                    lock.acquire()
-                except FlowganError:
-                    raise FlowganError(f"run directory {self.run_dir} is being created by another process ({old}); choose another --out") from None
-                except OSError:
-                    pass
-                lock.release()
-                shutil.rmtree(old, ignore_errors=True)
-            self._final_dir = self.run_dir
-            self.run_dir = self.run_dir.parent / f".{self.run_dir.name}.creating-{os.getpid()}"
-            try:
-                self.run_dir.mkdir()
-            except OSError as e:  # name the directory the user asked for, not the staging one
-                self.run_dir, self._final_dir = self._final_dir, None
-                raise OSError(e.errno, f"cannot create the run directory: {e.strerror}", str(self.run_dir)) from None
-            self._lock = RunLock(self.run_dir).acquire()
-            info = {
-                "config": self.config.to_dict(),
-                "model": {"spec": self.model.spec, "resolved": _jsonable(model_config(self.config.model, shape=self.dataset.shape, **self.config.model_options))},
-                "critic": None if self.critic is None else self.critic.spec,
-                "dataset": {"name": self.dataset.name, "shape": list(self.dataset.shape), "train": len(self.dataset.train), "val": len(self.dataset.val), "test": len(self.dataset.test)},
-                "parameters": {"model": sum(p.numel() for p in self.model.parameters()), "critic": 0 if self.critic is None else sum(p.numel() for p in self.critic.parameters())},
-                "environment": {"flowgan": __version__, "torch": torch.__version__, "python": platform.python_version(), "device": str(self.device), "world_size": self.world_size, "threads": torch.get_num_threads()},
-            }
-            tmp = self.run_dir / ".config.json.tmp"
-            tmp.write_text(json.dumps(info, indent=2, sort_keys=True))
-            tmp.replace(self.run_dir / "config.json")
-            return  # TensorBoard starts in _publish_run_dir
-        self._lock = RunLock(self.run_dir).acquire()
-        latest = self.run_dir / "checkpoints" / "latest.pt"
-        seen = getattr(self, "_checkpoint_stat", None)
-        if seen is not None and latest.is_file() and (latest.stat().st_ino, latest.stat().st_mtime_ns) != (seen.st_ino, seen.st_mtime_ns):
-            self._restore(load_checkpoint(latest))  # another process went on before we held the lock
-            self._reloaded = True
-        for orphan in [*(self.run_dir / "checkpoints").glob(".*.tmp*"), *self.run_dir.glob(".*.tmp")]:
-            orphan.unlink(missing_ok=True)  # temporary files of a process killed while writing
-        _truncate_metrics(self.run_dir / "metrics.jsonl", self.step)
-        metrics = self.run_dir / "metrics.jsonl"
-        self._metrics_size = metrics.stat().st_size if metrics.exists() else 0
-        self._open_writer()
-
-    def _open_writer(self) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(self.run_dir / "tb"))
-        except Exception:  # tensorboard is optional
-            self.writer = None
-
-    def _publish_run_dir(self) -> None:
-        """Rename the staging directory of a fresh run (config.json + first checkpoint) into place."""
-        if self._final_dir is None:
+            if self.is_main:
+                self.dir.create(self._run_info())
             return
-        final = self._final_dir
-        if final.is_dir() and _failed_start(final):
-            shutil.rmtree(final)
-        try:
-            os.rename(self.run_dir, final)
-        except OSError as e:
-            if e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
-                raise FlowganError(f"run directory {final} was created by another process meanwhile; choose another --out") from None
-            raise
-        self.run_dir, self._final_dir = final, None
-        self._lock.path = final / LOCK_NAME
-        self._open_writer()
-        pending, self._pending_tb = self._pending_tb, []
-        if self.writer is not None:
-            for record in pending:
-                for k, v in record.items():
-                    if isinstance(v, (int, float)) and k != "step":
-                        self.writer.add_scalar(f"{record['kind']}/{k}", v, record["step"])
-
-    def _close_run_dir(self) -> None:
-        """Release the lock; a fresh run that never got its first checkpoint leaves nothing."""
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
-        if self._final_dir is not None:
-            shutil.rmtree(self.run_dir, ignore_errors=True)
-            self.run_dir, self._final_dir = self._final_dir, None
+        if self.dir.reopen():
+            self._restore(load_checkpoint(self.dir.latest))
+            self._reloaded = True
+        self.dir.continue_log(self.step)
 
     # ------------------------------------------------------------------ training
 
@@ -733,7 +466,7 @@ class Trainer:
             epochs = 1.0
         else:
             epochs = cfg.epochs
-        by_epochs = int(math.floor(epochs * self.stream.batches_per_epoch / max(per_step, 1))) if epochs else None
+        by_epochs = math.floor(epochs * self.stream.batches_per_epoch / max(per_step, 1)) if epochs else None
         if cfg.max_steps is None:
             return by_epochs
         return cfg.max_steps if by_epochs is None else min(by_epochs, cfg.max_steps)
@@ -792,7 +525,7 @@ class Trainer:
         except FlowganError:  # no classifier for this dataset: no class count
             pass
         cfg = self.config
-        return sample_collapse(self.model, cfg.collapse_samples, seed=_mix_seed(cfg.seed, 9), classifier=classifier, device=self.device)
+        return sample_collapse(self.model, cfg.collapse_samples, seed=mix_seed(cfg.seed, 9), classifier=classifier, device=self.device)
 
     def _nll(self, images: torch.Tensor) -> dict[str, float]:
         """Exact NLL of uint8 images; with several processes each takes a contiguous shard (its
@@ -864,7 +597,7 @@ class Trainer:
                     self._restore(load_checkpoint(self.run_dir / "checkpoints" / "latest.pt"))
             if fresh:
                 self._after_eval(self.evaluate())
-                self._publish_run_dir()
+                self.dir.publish()
             elif self.last_eval_step == self.step and (self.step >= total or (cfg.time_limit is not None and self.elapsed >= cfg.time_limit)):
                 self.stopped_by = "finished"  # resuming a finished run: nothing to do, nothing logged
                 return self.summary()
@@ -930,9 +663,8 @@ class Trainer:
                 progress.close()
             for sig, h in previous.items():
                 signal.signal(sig, h)
-            if self.writer is not None:
-                self.writer.close()
-            self._close_run_dir()
+            self.dir.close_writer()
+            self.dir.close()
         return self.summary()
 
     def _stop_if_signalled(self, last_eval_step: int | None) -> None:
@@ -974,52 +706,10 @@ class Trainer:
         garbage collector during interpreter shutdown, which aborts a process (SIGABRT,
         "terminate called without an active exception"). Idempotent."""
         self.G, self.D = self.model, self.critic
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+        self.dir.close_writer()
 
     def summary(self) -> dict[str, Any]:
         return {"run_dir": str(self.run_dir), "step": self.step, "epoch": self.stream.progress, "time": self.elapsed, "best": self.best, "stopped_by": self.stopped_by}
-
-
-def _jsonable(obj):
-    import dataclasses
-
-    d = dataclasses.asdict(obj)
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop log lines written after the checkpoint a run resumes from (they will be redone)."""
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by a kill
-        if rec.get("step", 0) <= step:
-            keep.append(line)
-    tmp = path.with_name(".metrics.jsonl.tmp")
-    tmp.write_text("".join(k + "\n" for k in keep))
-    tmp.replace(path)
-
-
-def read_metrics(run_dir: str | Path, kind: str | None = None) -> list[dict[str, Any]]:
-    """The records of a run's ``metrics.jsonl`` (optionally only those of one ``kind``)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        raise FlowganError(f"{run_dir} has no metrics.jsonl")
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if kind is None or rec.get("kind") == kind:
-            out.append(rec)
-    return out
 
 
 def train(config: TrainConfig, run_dir: str | Path, **kwargs) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from typing import Iterable
 import torch
 
 from ..errors import FlowganError
+from ..runtime import mix_seed
 
 SCORES = ("is", "mode", "fid", "kid")
 DEFAULT_SAMPLES = {"cuda": 50_000, "cpu": 10_000}
@@ -43,12 +44,6 @@ def default_n_samples(device) -> int:
     return DEFAULT_SAMPLES["cuda"] if torch.device(device or "cpu").type == "cuda" else DEFAULT_SAMPLES["cpu"]
 
 
-def _mix(*values: int) -> int:
-    import numpy as np
-
-    return int(np.random.SeedSequence([int(v) for v in values]).generate_state(1)[0])
-
-
 @torch.no_grad()
 def sample_blocks(model, n: int, seed: int = 0, block: int = SAMPLE_BLOCK):
     """Yield ``n`` samples of ``model`` in blocks, as float32 CPU tensors in ``[0, 1]``.
@@ -61,7 +56,7 @@ def sample_blocks(model, n: int, seed: int = 0, block: int = SAMPLE_BLOCK):
     model.eval()
     try:
         for b, start in enumerate(range(0, n, block)):
-            gen = torch.Generator().manual_seed(_mix(seed, b, 11))
+            gen = torch.Generator().manual_seed(mix_seed(seed, b, 11))
             x = model.sample(min(block, n - start), generator=gen)
             yield x.detach().to("cpu", torch.float32)
     finally:

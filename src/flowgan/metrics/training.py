@@ -43,7 +43,7 @@ def score_hook(trainer) -> dict:
     ``is`` and ``is_std``, ``fid``, ``kid`` and ``kid_std``) plus ``score_seconds``."""
     import torch
 
-    from ..training import _mix_seed
+    from ..runtime import mix_seed
     from .evaluate import check_scores, evaluate_samples
 
     cfg = trainer.config
@@ -62,7 +62,7 @@ def score_hook(trainer) -> dict:
             classifier=_classifier(trainer.dataset),
             device=device,
             split="val",
-            seed=_mix_seed(cfg.seed, trainer.step, 5),
+            seed=mix_seed(cfg.seed, trainer.step, 5),
         )
     keys = {"is": ("is", "is_std"), "mode": ("mode", "mode_paper"), "fid": ("fid",), "kid": ("kid", "kid_std")}
     out = {k: result[k] for s in scores for k in keys[s]}
