@@ -130,6 +130,20 @@ def test_hybrid_gradient_is_adv_plus_lambda_mle():
         assert torch.allclose(h, a + lam * m, atol=1e-10, rtol=1e-9)
 
 
+def test_every_named_model_has_a_default_critic_of_its_size():
+    from flowgan.critics import default_critic
+    from flowgan.models import MODELS
+
+    assert default_critic((1, 28, 28), "nice-mnist") == "dcgan-mnist"
+    assert default_critic((1, 28, 28), "nice-small") == "dcgan-small"
+    assert default_critic((3, 32, 32), "realnvp-cifar10") == "dcgan-cifar10"
+    assert default_critic((3, 32, 32), "realnvp-small") == "dcgan-cifar10-small"
+    for name in MODELS:
+        default_critic((1, 28, 28), name)  # no model without one
+    with pytest.raises(ValueError, match="--critic"):
+        default_critic((1, 28, 28), "my-small-flow")  # no guessing from the name
+
+
 def test_critics_have_the_paper_architecture_and_no_batch_norm():
     mnist = build_critic("dcgan-mnist", (1, 28, 28))
     convs = [m for m in mnist.modules() if isinstance(m, nn.Conv2d)]

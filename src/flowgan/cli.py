@@ -416,9 +416,5 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def entry() -> None:  # pragma: no cover
-    sys.exit(main())
-
-
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

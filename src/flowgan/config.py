@@ -11,7 +11,6 @@ ermongroup/flow-gan, for the hyperparameters):
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -196,7 +195,3 @@ def resolve_config(preset: str | None = None, **options: Any) -> TrainConfig:
         return TrainConfig(**values)
     except TypeError as e:
         raise FlowganError(str(e)) from None
-
-
-def config_to_json(cfg: TrainConfig) -> str:
-    return json.dumps(cfg.to_dict(), indent=2, sort_keys=True)

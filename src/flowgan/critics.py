@@ -68,8 +68,17 @@ class DCGANCritic(nn.Module):
         return self.net(x).squeeze(1)
 
 
+#: the critic size paired with each named flow model: the paper's critic with the paper's flows,
+#: the small critic with the small (CPU-sized) flows
+CRITIC_SIZE = {"nice-mnist": "paper", "realnvp-cifar10": "paper", "nice-small": "small", "realnvp-small": "small"}
+
+
 def default_critic(shape: tuple[int, int, int], model_name: str) -> str:
-    small = "small" in model_name
+    """The critic of ``model_name`` for images of ``shape``: by channels (MNIST-like or
+    CIFAR-like) and by the model's size (:data:`CRITIC_SIZE`)."""
+    if model_name not in CRITIC_SIZE:
+        raise ValueError(f"no default critic for model {model_name!r}; choose one with --critic")
+    small = CRITIC_SIZE[model_name] == "small"
     if shape[0] == 1:
         return "dcgan-small" if small else "dcgan-mnist"
     return "dcgan-cifar10-small" if small else "dcgan-cifar10"
@@ -85,7 +94,3 @@ def build_critic(name: str, shape: tuple[int, int, int], **overrides: Any) -> DC
     values["channels"] = tuple(values["channels"])
     spec = {"name": name, "shape": list(shape), "overrides": {k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()}}
     return DCGANCritic(tuple(shape), CriticConfig(**values), spec=spec)
-
-
-def critic_from_spec(spec: dict) -> DCGANCritic:
-    return build_critic(spec["name"], tuple(spec["shape"]), **spec.get("overrides", {}))
