@@ -185,7 +185,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--draws", type=int, default=1, help="dequantization noise draws to average (default 1, seed fixed)")
     p.add_argument("--seed", type=int, default=0, help="dequantization noise seed (default 0)")
     p.add_argument("--samples", type=int, help="samples for sample scores (default: 50,000 on a GPU, 10,000 on a CPU)")
-    p.add_argument("--classifier", help="classifier for scores: a path (state dict or TorchScript) or 'inception'")
+    p.add_argument("--classifier", help="classifier for scores (default: the shipped one of the dataset): a name from `flowgan classifier list`, a path (state dict or TorchScript) or 'inception'")
     p.add_argument("--batch-size", type=int, default=1000, help="images per batch for the NLL (default 1000)")
     p.add_argument("--device", default="auto")
     p.add_argument("--output", "-o", help="JSON file to write (default RUN/eval/<checkpoint>_<split>.json)")
