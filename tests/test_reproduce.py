@@ -7,7 +7,7 @@ import pytest
 
 from flowgan.cli import main
 from flowgan.images import save_grid
-from flowgan.reproduce.claims import check_c1, check_c2
+from flowgan.reproduce.claims import check_c1, check_c2, check_c3, check_c6
 from flowgan.reproduce.presets import PRESETS
 from flowgan.reproduce.report import build_report
 
@@ -151,6 +151,57 @@ def test_claim_checks_on_hand_numbers():
     assert check_c2(results, "nats").verdict == "FAIL"
 
 
+def test_score_comparisons_within_their_uncertainty_are_inconclusive():
+    def c2(h, h_sd, m, m_sd, h_nll=-2900.0, sem=None):
+        res = {"mle": {"test_nll_nats": -3000.0, "score": m, "score_std": m_sd}, "hybrid": {"test_nll_nats": h_nll, "score": h, "score_std": h_sd}}
+        if sem is not None:
+            res["mle"]["test_nll_sem_nats"] = res["hybrid"]["test_nll_sem_nats"] = sem
+        return check_c2(res, "nats", "mode")
+
+    assert c2(6.0, 0.2, 5.0, 0.2).verdict == "PASS"  # 1.0 apart, uncertainty 0.28
+    assert c2(5.2, 0.2, 5.0, 0.2).verdict == "INCONCLUSIVE"  # 0.2 apart, within 0.28
+    assert c2(5.0, 0.2, 5.2, 0.2).verdict == "INCONCLUSIVE"
+    assert c2(4.0, 0.2, 5.0, 0.2).verdict == "FAIL"  # clearly worse
+    # make demo under load: both at the floor (every sample one class): never a verdict on the scores
+    floor = c2(0.123, 0.005, 0.100, 0.003)
+    assert floor.verdict == "INCONCLUSIVE" and "floor" in floor.evidence and "one class" in floor.evidence
+    # the NLL part: 4.7% apart is within 5% only if its standard error allows
+    assert c2(6.0, 0.2, 5.0, 0.2, h_nll=-2860.0, sem=1.0).verdict == "PASS"
+    assert c2(6.0, 0.2, 5.0, 0.2, h_nll=-2860.0, sem=8.0).verdict == "INCONCLUSIVE"  # ± 0.38% of 3000 crosses 5%
+    assert c2(6.0, 0.2, 5.0, 0.2, h_nll=-2700.0, sem=8.0).verdict == "FAIL"  # 10% apart
+
+    def c3(run_score, run_sd, rows):
+        sweep = [{"sigma": s, "val_nll_nats": nll, "scores": {"mode": m, "mode_std": sd}} for s, nll, m, sd in rows]
+        return check_c3({"against": {"best_score": run_score, "best_score_std": run_sd, "nll_nats": -1500.0}, "score_name": "mode", "sweep": sweep})
+
+    beats = [(0.1, -2000.0, 9.6, 0.05), (0.2, -2200.0, 9.5, 0.05), (0.3, -1000.0, 9.9, 0.05)]
+    assert c3(9.2, 0.05, beats).verdict == "PASS"
+    assert c3(9.5, 0.2, beats).verdict == "INCONCLUSIVE"  # 9.6 and 9.5 vs 9.5 ± 0.2: within the uncertainty
+    assert c3(9.9, 0.05, beats).verdict == "FAIL"
+    # ADV at the floor (0.100) and mixture samples at the floor (0.133): no verdict
+    floor = c3(0.100, 0.004, [(0.1, -2000.0, 0.133, 0.01), (0.2, -2200.0, 0.125, 0.01)])
+    assert floor.verdict == "INCONCLUSIVE" and "floor" in floor.evidence
+
+    def c6(h_score, sd):
+        res = {k: {"test_nll_bpd": b, "score": sc, "score_std": sd, "test_nll_sem_bpd": 0.01} for k, b, sc in
+               (("mle", 3.5, 3.0), ("adv", 8.5, 5.8), ("hybrid", 4.2, h_score))}
+        return check_c6(res, "cifar10")
+
+    assert c6(3.9, 0.1).verdict == "PASS" and c6(3.1, 0.2).verdict == "INCONCLUSIVE" and c6(2.0, 0.1).verdict == "FAIL"
+
+
+def test_report_says_when_a_score_is_at_its_floor(synthetic):
+    for obj, score in (("mle", 0.100), ("hybrid", 0.123)):
+        result = json.loads((synthetic / "eval" / f"{obj}.json").read_text())
+        result["best_score"]["score"] = score
+        result["best_score"]["scores"] = {"mode": score, "mode_std": 0.004, "classifier": "mnist-robust (sha256 0123456789ab) trained on mnist"}
+        (synthetic / "eval" / f"{obj}.json").write_text(json.dumps(result))
+    text = build_report(synthetic).read_text()
+    assert "**At the floor:**" in text and "MLE (0.100), Hybrid (0.123)" in text and "every sample classified as one class" in text
+    assert "classifier mnist-robust (sha256 0123456789ab)" in text
+    assert _verdicts(synthetic)["C2"] == "INCONCLUSIVE"
+
+
 def test_report_command(capsys, synthetic, tmp_path):
     assert main(["report", str(synthetic)]) == 0
     assert (synthetic / "report.md").is_file()
@@ -190,7 +241,7 @@ def test_smoke_run_of_a_reduced_quick_preset_and_its_resume(tmp_path):
     assert "Table 1 analog" in text and "## Claims" in text
     verdicts = {c["key"]: c["verdict"] for c in json.loads((tmp_path / "rep" / "claims.json").read_text())}
     assert set(verdicts) == {"C1", "C2", "C3", "C4", "C5", "C6"} and verdicts["C6"] == "N/A"
-    assert all(v in ("PASS", "FAIL", "N/A") for v in verdicts.values())
+    assert all(v in ("PASS", "FAIL", "INCONCLUSIVE", "N/A") for v in verdicts.values())
     for obj in ("mle", "adv", "hybrid"):
         result = json.loads((tmp_path / "rep" / "eval" / f"{obj}.json").read_text())
         assert math.isfinite(result["best_nll"]["test_nll_nats"]) and result["best_score"]["score_name"] == "mode"

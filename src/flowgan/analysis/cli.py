@@ -200,7 +200,7 @@ def _run_lines(run: str, score: str) -> dict[str, Any]:
     out.update(best_val_nll_nats=best_nll.get("val_nll_nats"), best_val_nll_step=best_nll.get("step"))
     if scored:
         best = max(scored, key=lambda r: r[score])
-        out.update(best_score=float(best[score]), best_score_step=best["step"], nll_nats=best.get("val_nll_nats"),
+        out.update(best_score=float(best[score]), best_score_std=best.get(f"{score}_std"), best_score_step=best["step"], nll_nats=best.get("val_nll_nats"),
                    nll_bpd=best.get("val_nll_bpd"), nll_label=f"at its best {score} (step {best['step']})")
     else:
         out.update(best_score=None, nll_nats=best_nll.get("val_nll_nats"), nll_bpd=best_nll.get("val_nll_bpd"),
