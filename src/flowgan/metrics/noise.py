@@ -189,3 +189,43 @@ def at_floor(score_name: str, value, num_classes: int = 10) -> bool:
     if score_name in ("is", "mode_paper"):
         return value <= is_floor()
     return False
+
+
+# ------------------------------------------------------------------------------ the check
+
+
+def check_classifier(dataset, classifier=None, *, split: str = "test", levels=CHECK_LEVELS, n_images: int | None = None,
+                     splits: int = 10, device=None, seed: int = 0) -> dict:
+    """Accuracy, Inception score and MODE of ``classifier`` (default: the dataset's shipped one)
+    on the real images of ``split`` with each noise of ``levels`` (``(label, kind, level)``),
+    what ``flowgan classifier check`` prints. Noisy images are 8-bit (:func:`noisy_uint8`) and
+    then scored exactly like real images (dequantized with the fixed evaluation noise)."""
+    from .classifiers import find_classifier
+    from .evaluate import _p_star
+    from .features import real_images
+    from .inception_score import inception_score
+    from .mode_score import mode_score
+
+    clf = find_classifier(dataset, classifier)
+    data = dataset.split(split)
+    images, labels = data.images, data.labels
+    if n_images is not None and n_images < len(images):
+        pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:n_images].sort().values
+        images = images[pick]
+        labels = labels[pick] if labels is not None else None
+    rows = []
+    for label, kind, level in levels:
+        noisy = noisy_uint8(images, kind, level, seed=seed)
+        logits, _ = clf.predict(real_images(noisy), device=device)
+        row = {"noise": label, "kind": kind, "level": level}
+        if labels is not None and logits.shape[1] == (dataset.num_classes or -1):
+            row["accuracy"] = float((logits.argmax(1) == labels.long()).double().mean())
+        r = inception_score(logits, splits)
+        row.update(**{"is": r["is"], "is_std": r["is_std"]})
+        if dataset.train.labels is not None:
+            m = mode_score(logits, _p_star(dataset, logits.shape[1]), splits)
+            row.update(mode=m["mode"], mode_std=m["mode_std"])
+        rows.append(row)
+    return {"dataset": dataset.name, "split": split, "images": len(images), "noise_seed": seed,
+            "noise": "k/255 + noise, clipped to [0, 1], re-quantised to 8 bits, scored as (k + u)/256 (fixed evaluation noise)",
+            **clf.summary(), "rows": rows}
