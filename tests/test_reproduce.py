@@ -213,29 +213,62 @@ def test_reproduce_rejects_a_directory_of_another_preset(capsys, synthetic):
     assert "preset 'quick'" in capsys.readouterr().err
 
 
-def test_quick_preset_fits_its_budget():
-    p = PRESETS["quick"]
-    assert p.dataset == "mnist5k" and p.budget_minutes <= 15
-    assert sum(p.training_share.values()) < 1
+def test_presets_fix_the_number_of_updates():
+    for p in PRESETS.values():
+        assert p.steps >= 100 and all("max_steps" not in o for o in p.run_options.values())
+    assert PRESETS["quick"].dataset == "mnist5k" and PRESETS["quick"].steps == 750
 
 
-def test_smoke_run_of_a_reduced_quick_preset_and_its_resume(tmp_path):
-    """The whole pipeline on mnist5k with tiny budgets, then a re-run that reuses every stage."""
+def _tiny_preset(**changes):
     import dataclasses
 
-    from flowgan.reproduce.pipeline import Reproduction
-
     quick = PRESETS["quick"]
-    tiny = dataclasses.replace(
+    return dataclasses.replace(
         quick,
         name="smoke",
-        run_options={k: dict(v, max_steps=6, eval_every=3, score_samples=200, train_eval_samples=100, eval_samples=100, n_critic=2)
+        steps=6,
+        run_options={k: dict(v, eval_every=3, score_samples=200, train_eval_samples=100, eval_samples=100, n_critic=2)
                      for k, v in quick.run_options.items()},
         score_samples=200,
         gmm=dict(samples_for_scores=100, refine=1, train_samples=500, val_samples=100, test_samples=100),
         likelihoods=dict(n_test=8, ais_steps=5, ais_chains=2, kde_samples=200, kde_val=50),
         jacobian=dict(n=2),
+        **changes,
     )
+
+
+def test_a_stage_cut_by_the_safety_net_makes_the_report_incomplete(synthetic):
+    text = build_report(synthetic).read_text()
+    assert "INCOMPLETE" not in text
+    meta = json.loads((synthetic / "reproduce.json").read_text())
+    meta.update(steps=750, budget_minutes=15)
+    meta["stages"]["train-adv"] = {"status": "cut", "steps": 65, "planned_steps": 750, "stopped_by": "time_limit", "seconds": 300}
+    (synthetic / "reproduce.json").write_text(json.dumps(meta))
+    lines = build_report(synthetic).read_text().splitlines()
+    banner = next(i for i, line in enumerate(lines) if "INCOMPLETE" in line)
+    assert banner < 5 and "ADV 65 of 750 updates" in lines[banner] and "--budget-minutes 15" in lines[banner]
+
+
+def test_training_is_counted_in_updates_and_the_safety_net_cuts(tmp_path):
+    """The calibration measures every objective; a budget far too small cuts a training stage
+    before its fixed number of updates, and the stage reports itself as cut."""
+    from flowgan.reproduce.pipeline import Reproduction
+
+    rep = Reproduction(_tiny_preset(), tmp_path / "rep", progress=False, budget_minutes=0.002)
+    cal = rep.calibrate(steps=2)
+    assert all(cal["step_seconds"][o] > 0 and cal["expected_seconds"][o] > 0 for o in ("mle", "adv", "hybrid"))
+    rep.state["calibration"] = cal
+    rep.train("adv")
+    assert rep.state["stages"] == {}  # train() reports; run() records
+    out = rep.train("hybrid")
+    assert out["status"] == "cut" and out["steps"] < 6 and out["planned_steps"] == 6
+
+
+def test_smoke_run_of_a_reduced_quick_preset_and_its_resume(tmp_path):
+    """The whole pipeline on mnist5k with tiny budgets, then a re-run that reuses every stage."""
+    from flowgan.reproduce.pipeline import Reproduction
+
+    tiny = _tiny_preset()
     report = Reproduction(tiny, tmp_path / "rep", progress=False).run()
     text = report.read_text()
     assert "Table 1 analog" in text and "## Claims" in text
@@ -253,3 +286,26 @@ def test_smoke_run_of_a_reduced_quick_preset_and_its_resume(tmp_path):
     mtime = (tmp_path / "rep" / "table3" / "table3.json").stat().st_mtime_ns
     Reproduction(tiny, tmp_path / "rep", progress=False).run()  # reuses finished stages
     assert (tmp_path / "rep" / "table3" / "table3.json").stat().st_mtime_ns == mtime
+
+
+@pytest.mark.slow
+def test_the_same_command_gives_the_same_tables_on_a_busy_machine(tmp_path):
+    """Issue 11: two runs of the same (reduced) preset, the second beside a CPU-heavy process, give
+    identical evaluations, claims and report (up to its timings line)."""
+    import subprocess
+    import sys
+
+    from flowgan.reproduce.pipeline import Reproduction
+
+    Reproduction(_tiny_preset(), tmp_path / "a", progress=False).run()
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        Reproduction(_tiny_preset(), tmp_path / "b", progress=False).run()
+    finally:
+        hog.kill()
+    for name in ("eval/mle.json", "eval/adv.json", "eval/hybrid.json", "claims.json", "table3/table3.json"):
+        a = (tmp_path / "a" / name).read_text().replace(str(tmp_path / "a"), "DIR")
+        b = (tmp_path / "b" / name).read_text().replace(str(tmp_path / "b"), "DIR")
+        assert a == b, name
+    strip = lambda p: [line for line in p.read_text().splitlines() if not line.startswith("Timings")]  # noqa: E731
+    assert strip(tmp_path / "a" / "report.md") == strip(tmp_path / "b" / "report.md")

@@ -347,15 +347,37 @@ def _settings_section(d: ReproductionData) -> list[str]:
         "dataset": lambda c, e, t: c.get("dataset", "—"),
         "lr, β1, batch": lambda c, e, t: f"{c.get('lr', '—')}, {c.get('beta1', '—')}, {c.get('batch_size', '—')}",
         "generator steps": lambda c, e, t: str(e[-1]["step"]) if e else "—",
-        "wall time (min)": lambda c, e, t: _fmt(e[-1]["time"] / 60, ".1f") if e else "—",
     }
     for name, f in rows.items():
         lines.append(f"| {name} | " + " | ".join(f(d.configs[o], d.evals[o], d.trains[o]) for o in OBJECTIVES) + " |")
     stages = m.get("stages", {})
     if stages:
         total = sum(s.get("seconds", 0) for s in stages.values())
-        lines += ["", "Stages: " + ", ".join(f"{k} {v.get('status')} ({v.get('seconds', 0) / 60:.1f} min)" for k, v in stages.items()) + f"; total {total / 60:.1f} min."]
+        walls = [f"{LABELS[o]} {_fmt(d.evals[o][-1]['time'] / 60, '.1f')}" for o in OBJECTIVES if d.evals[o]]
+        lines += ["", "Timings (they depend on the machine and its load; the numbers above do not): "
+                  + ("training wall time " + ", ".join(walls) + " min; " if walls else "")
+                  + "stages: " + ", ".join(f"{k} {v.get('status')} ({v.get('seconds', 0) / 60:.1f} min)" for k, v in stages.items()) + f"; total {total / 60:.1f} min."]
     return lines
+
+
+def _incomplete(d: ReproductionData) -> list[str]:
+    """The banner at the top of a report whose training the safety net cut (or that has not finished)."""
+    stages = d.meta.get("stages", {})
+    planned = d.meta.get("steps")
+    cut = []
+    for o in OBJECTIVES:
+        st = stages.get(f"train-{o}", {})
+        if st.get("status") == "cut" or (st.get("stopped_by") == "time_limit" and planned and st.get("steps", planned) < planned):
+            cut.append(f"{LABELS[o]} {st.get('steps', '?')} of {st.get('planned_steps', planned)} updates")
+    if not cut:
+        return []
+    budget = d.meta.get("budget_minutes")
+    return [
+        f"> **INCOMPLETE**: the time limit (a safety net: --budget-minutes {budget}) cut training: {'; '.join(cut)}. "
+        "The objectives were not trained for the same number of updates, and the tables and verdicts below are not those of the preset. "
+        "Re-run the same command with a larger --budget-minutes to finish.",
+        "",
+    ]
 
 
 def build_report(root: str | Path) -> Path:
@@ -373,6 +395,9 @@ def build_report(root: str | Path) -> Path:
         grids.append(_copy(p, figdir / f"fig7_mixture_{p.stem}.png"))
     claims = compute_claims(d)
     md = _settings_section(d)
+    banner = _incomplete(d)
+    if banner:
+        md = md[:2] + banner + md[2:]
     md += ["", *_table_main(d), ""]
     for fig, title in ((f1, "Figure 1 analog"), (f2, "Figure 2 analog"), (f5, "Figure 5 analog")):
         md += [f"![{title}]({fig.relative_to(d.root)})", ""] if fig else [f"{title}: not available.", ""]
