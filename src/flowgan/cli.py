@@ -65,6 +65,7 @@ def _add_train(sub) -> None:
     p.add_argument("--eval-samples", type=int, help="validation images per evaluation (default: all)")
     p.add_argument("--scores", help="comma-separated sample scores at each evaluation, e.g. mode or is")
     p.add_argument("--score-samples", type=int, help="samples per score evaluation")
+    p.add_argument("--score-classifier", help="classifier of the scores (default: the dataset's shipped one); a name from `flowgan classifier list` or a path")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
     p.add_argument("--precision", choices=["fp32", "bf16"], help="bf16 autocast for training (NLL always in float32)")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model and critic")
@@ -102,6 +103,7 @@ def _cmd_train(args) -> int:
         eval_samples=args.eval_samples,
         score_metrics=tuple(s for s in args.scores.split(",") if s) if args.scores is not None else None,
         score_samples=args.score_samples,
+        score_classifier=args.score_classifier,
         device=args.device,
         precision=args.precision,
         compile=args.compile,

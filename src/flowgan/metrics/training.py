@@ -10,8 +10,9 @@ for MNIST or ``("is",)`` for CIFAR-10 as in the paper's Tables 1-2 and Appendix 
   not touched, so a run with scores ends with exactly the parameters of the same run without
   them, and resumes bit-exactly.
 * FID/KID compare with the **validation** split (model selection must not look at test data).
-* The classifier is the dataset's shipped default (never a cached one: the same run scores the
-  same way on every machine); if there is none, a :class:`FlowganError` says how to train one.
+* The classifier is the dataset's shipped default (never a cached one unless named by
+  ``config.score_classifier``, ``--score-classifier``: the same run scores the same way on every
+  machine); if there is none, a :class:`FlowganError` says how to train and name one.
   It is loaded once per process. Each record names it (``classifier``: ``name@hash``) and
   carries the 10-split standard deviation of each score (``mode_std``, ``is_std``, ...), the
   uncertainty the reproduction's verdicts use.
@@ -27,16 +28,13 @@ from ..errors import FlowganError
 _CLASSIFIERS: dict = {}
 
 
-def _classifier(dataset):
-    from .classifiers import classifier_family, find_classifier, shipped_weights
+def _classifier(dataset, name: str | None = None):
+    from .classifiers import classifier_family, find_classifier
 
-    family = classifier_family(dataset)
-    shipped = shipped_weights(family)
-    stamp = shipped.stat().st_mtime_ns if shipped is not None else None
-    key = (family, str(shipped), stamp)
+    key = (classifier_family(dataset), name)
     if key not in _CLASSIFIERS:
         _CLASSIFIERS.clear()
-        _CLASSIFIERS[key] = find_classifier(dataset)
+        _CLASSIFIERS[key] = find_classifier(dataset, name)
     return _CLASSIFIERS[key]
 
 
@@ -62,7 +60,7 @@ def score_hook(trainer) -> dict:
             trainer.dataset,
             scores,
             n_samples=cfg.score_samples,
-            classifier=_classifier(trainer.dataset),
+            classifier=_classifier(trainer.dataset, getattr(cfg, "score_classifier", None)),
             device=device,
             split="val",
             seed=_mix_seed(cfg.seed, trainer.step, 5),
