@@ -385,8 +385,10 @@ def test_evaluate_samples_is_deterministic_and_restores_the_mode(mnist5k):
     b = evaluate_samples(model.eval(), mnist5k, ["is", "mode", "fid"], n_samples=1000, split="val")
     assert not model.training
     assert a == b and a["score_samples"] == 1000 and a["sample_seed"] == 0
-    # training digits are as good as real ones: FID about that of real test vs val images (3.1, small-sample bias)
-    assert a["is"] > 8.5 and a["mode"] > 8.5 and a["fid"] < 5.0
+    # training digits are as good as real ones: FID about that of real test vs val images (small-sample bias:
+    # 6.3 with the default classifier's features, 3.1 with mnist-clean's)
+    real = score_split(mnist5k, "test", ["fid"])
+    assert a["is"] > 8.5 and a["mode"] > 8.5 and a["fid"] < 1.5 * real["fid"]
     c = evaluate_samples(model, mnist5k, ["is"], n_samples=1000, seed=1)
     assert c["is"] != a["is"]
 
@@ -414,7 +416,8 @@ def test_shipped_classifier_accuracy_on_full_mnist(shared_data_dir):
     assert acc == clf.test_accuracy and acc >= 0.99
     r = score_split(mnist, "test", ["is", "mode", "fid"], classifier=clf)
     print(f"\nreal MNIST test: IS {r['is']:.3f} ± {r['is_std']:.3f}, MODE {r['mode']:.3f}, FID vs val {r['fid']:.4f}")
-    assert r["is"] > 9.5 and r["mode"] > 9.5 and r["fid"] < 1.0
+    # FID of real validation vs test digits: 1.73 in mnist-robust's features, 0.91 in mnist-clean's
+    assert r["is"] > 9.5 and r["mode"] > 9.5 and r["fid"] < 2.5
 
 
 @pytest.mark.slow
