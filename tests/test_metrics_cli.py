@@ -29,7 +29,7 @@ def assert_one_line_error(code, err):
     assert len(lines) == 1 and "Traceback" not in err, err
 
 
-@pytest.mark.parametrize("command", [["classifier"], ["classifier", "train"], ["classifier", "info"], ["classifier", "list"], ["score"]])
+@pytest.mark.parametrize("command", [["classifier"], ["classifier", "train"], ["classifier", "info"], ["classifier", "list"], ["classifier", "check"], ["score"]])
 def test_help(capsys, command):
     code, out, _ = run(capsys, *command, "--help")
     assert code == 0 and "usage: flowgan" in out
