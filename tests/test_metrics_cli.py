@@ -113,7 +113,7 @@ def test_trained_classifiers_do_not_change_the_default_scores(capsys, tmp_path, 
         assert code == 0 and (tmp_path / "cache" / "classifiers" / f"{dataset}.pt").is_file()
         assert f"--classifier {dataset}" in err
     code, after, _ = run(capsys, *argv)
-    strip = lambda text: {k: v for k, v in json.loads(text).items() if k != "score_seconds"}  # noqa: E731
+    strip = lambda text: {k: v for k, v in json.loads(text).items() if k != "score_seconds"}
     assert code == 0 and strip(after) == strip(before)
     code, out, _ = run(capsys, *argv, "--classifier", "mnist5k")
     named = json.loads(out)

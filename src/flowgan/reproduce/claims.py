@@ -193,7 +193,7 @@ def check_c3(gmm: dict | None) -> Claim:
         c = compare(g, run_score, _u(r.get("scores", {}).get(f"{score}_std"), run_sd))
         (clear if c == YES else unsure if c == UNSURE else []).append(r["sigma"])
     verdict = "PASS" if len(clear) >= 2 else "FAIL" if len(clear) + len(unsure) < 2 else "INCONCLUSIVE"
-    fmt = lambda xs: ", ".join(f"{s:.3g}" for s in xs) or "none"  # noqa: E731
+    fmt = lambda xs: ", ".join(f"{s:.3g}" for s in xs) or "none"
     ev = (
         f"ADV at its best {score} {run_score:.3f}{_pm(run_sd)}: validation NLL {run_nll:.1f} nats; mixture better on NLL and on {score} "
         f"beyond the uncertainty at sigma {fmt(clear)} ({len(clear)} of {len(rows)} grid values, needs >= 2); within the uncertainty at {fmt(unsure)}"

@@ -157,8 +157,8 @@ class Reproduction:
                 self._save_state()
             cal = self.state["calibration"]
             left = sum(cal["expected_seconds"][o] for o in OBJECTIVES if not self.done(f"train-{o}"))
-            per_update = ", ".join("%s %.3f s/update" % (LABELS[o], cal["step_seconds"][o]) for o in OBJECTIVES)
-            per_eval = ", ".join("%s %.1f s" % (LABELS[o], cal["eval_seconds"][o]) for o in OBJECTIVES)
+            per_update = ", ".join("{} {:.3f} s/update".format(LABELS[o], cal["step_seconds"][o]) for o in OBJECTIVES)
+            per_eval = ", ".join("{} {:.1f} s".format(LABELS[o], cal["eval_seconds"][o]) for o in OBJECTIVES)
             _say(
                 f"calibration: {per_update}, evaluation {per_eval}: "
                 f"training {self.steps} updates per objective is expected to take {left / 60:.1f} min on this machine now "
@@ -210,7 +210,7 @@ class Reproduction:
                 stamps: list[float] = []
                 config = self.run_config(obj).replace(max_steps=steps + 1, eval_every=10**9, time_limit=None)
                 start = time.perf_counter()
-                trainer = Trainer(config, Path(tmp) / obj, dataset=self._dataset_obj(), progress=False, callbacks=(lambda t: stamps.append(time.perf_counter()),))
+                trainer = Trainer(config, Path(tmp) / obj, dataset=self._dataset_obj(), progress=False, callbacks=(lambda t, stamps=stamps: stamps.append(time.perf_counter()),))
                 trainer.fit()  # evaluates at step 0 and at the end
                 total = time.perf_counter() - start
                 per_step = (stamps[-1] - stamps[0]) / max(len(stamps) - 1, 1)
