@@ -67,4 +67,5 @@ def test_sample_collapse_of_a_model_is_deterministic_and_uses_the_classifier(dig
     a = sample_collapse(model, 200, seed=3, classifier=clf)
     b = sample_collapse(model, 200, seed=3, classifier=clf)
     assert a == b and set(a) >= {"near_duplicate_share", "saturated_share", "classes_covered"}
+    assert a["collapse_classifier"].startswith(clf.summary()["classifier_name"])
     assert 1 <= a["classes_covered"] <= 10

@@ -29,7 +29,7 @@ def assert_one_line_error(code, err):
     assert len(lines) == 1 and "Traceback" not in err, err
 
 
-@pytest.mark.parametrize("command", [["classifier"], ["classifier", "train"], ["classifier", "info"], ["score"]])
+@pytest.mark.parametrize("command", [["classifier"], ["classifier", "train"], ["classifier", "info"], ["classifier", "list"], ["classifier", "check"], ["score"]])
 def test_help(capsys, command):
     code, out, _ = run(capsys, *command, "--help")
     assert code == 0 and "usage: flowgan" in out
@@ -68,6 +68,11 @@ def tiny_run(tmp_path_factory):
 
 def test_train_with_scores_then_evaluate_every_metric(capsys, tiny_run, tmp_path):
     assert (tiny_run / "checkpoints" / "best_mode.pt").is_file()
+    from flowgan.metrics.classifiers import find_classifier
+
+    default = find_classifier("mnist5k")
+    evals = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
+    assert evals and all(e["classifier"] == f"{default.name}@{default.sha256}" and e["mode_std"] >= 0 for e in evals)
     out_file = tmp_path / "e.json"
     code, out, _ = run(capsys, "evaluate", str(tiny_run), "--checkpoint", "best_mode", "--metrics", "nll,is,mode,fid,kid", "--samples", "300", "-o", str(out_file))
     assert code == 0
@@ -98,12 +103,33 @@ def test_classifier_train_and_info(capsys, tmp_path):
     assert code == 0 and 1 <= json.loads(out)["is"] <= 10
 
 
+def test_trained_classifiers_do_not_change_the_default_scores(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("FLOWGAN_CACHE", str(tmp_path / "cache"))
+    argv = ["score", "--dataset", "mnist5k", "--split", "test", "--metrics", "is,mode", "--samples", "200"]
+    code, before, _ = run(capsys, *argv)
+    assert code == 0
+    for dataset in ("digits", "mnist5k"):
+        code, out, err = run(capsys, "classifier", "train", "--dataset", dataset, "--epochs", "1")
+        assert code == 0 and (tmp_path / "cache" / "classifiers" / f"{dataset}.pt").is_file()
+        assert f"--classifier {dataset}" in err
+    code, after, _ = run(capsys, *argv)
+    strip = lambda text: {k: v for k, v in json.loads(text).items() if k != "score_seconds"}
+    assert code == 0 and strip(after) == strip(before)
+    code, out, _ = run(capsys, *argv, "--classifier", "mnist5k")
+    named = json.loads(out)
+    assert code == 0 and named["classifier_name"] == "mnist5k" and named["classifier_source"] == "cache" and named["mode"] != strip(before)["mode"]
+    code, out, _ = run(capsys, "classifier", "list")
+    names = {r["name"]: r for r in json.loads(out)}
+    assert code == 0 and {"mnist-clean", "mnist5k", "digits"} <= set(names) and names["digits"]["trained_on"].startswith("digits")
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
         (["score", "--dataset", "mnist5k", "--metrics", "is,bleu"], "unknown score"),
         (["score", "--dataset", "mnist5k", "--classifier", "/no/such/file.pt"], "does not exist"),
         (["score", "--dataset", "digits"], "flowgan classifier train --dataset digits"),
+        (["score", "--dataset", "mnist5k", "--classifier", "no-such-name"], "no classifier named 'no-such-name'"),
         (["score", "--dataset", "mnist5k", "--samples", "1"], "--samples"),
         (["classifier", "train", "--dataset", "/no/such/data.npz"], "does not exist"),
         (["classifier", "train", "--dataset", "mnist5k", "--epochs", "0"], "--epochs"),

@@ -83,7 +83,7 @@ def test_hook_restores_the_model_mode_and_leaves_random_states_alone(mnist5k):
         rng, global_state = trainer.rng.get_state(), torch.get_rng_state()
         out = score_hook(trainer)
         assert model.training is training
-        assert set(out) == {"is", "is_std", "mode", "mode_paper", "fid", "score_seconds"}
+        assert set(out) == {"is", "is_std", "mode", "mode_std", "mode_paper", "fid", "score_seconds", "classifier"}
         assert torch.equal(rng, trainer.rng.get_state()) and torch.equal(global_state, torch.get_rng_state())
     again = score_hook(trainer)
     assert {k: v for k, v in again.items() if k != "score_seconds"} == {k: v for k, v in out.items() if k != "score_seconds"}
@@ -98,6 +98,22 @@ def test_hook_without_a_classifier_says_how_to_get_one():
     trainer = _FakeTrainer(build_model("nice-small", shape=(1, 8, 8)).float(), digits, dataset="digits")
     with pytest.raises(FlowganError, match="flowgan classifier train --dataset digits"):
         score_hook(trainer)
+
+
+def test_hook_uses_a_cached_classifier_only_when_named(mnist5k, tmp_path, monkeypatch):
+    from flowgan.metrics.classifiers import build_classifier, find_classifier, save_classifier
+    from flowgan.models import build_model
+
+    monkeypatch.setenv("FLOWGAN_CACHE", str(tmp_path))
+    meta = {"arch": "cnn", "arch_options": {}, "family": "mnist", "trained_on": "mnist5k (untrained)", "shape": [1, 28, 28], "num_classes": 10,
+            "normalization": {"mean": [0.1], "std": [0.3]}, "test_accuracy": 0.1}
+    save_classifier(tmp_path / "classifiers" / "mnist5k.pt", build_classifier("cnn", (1, 28, 28), 10, [0.1], [0.3]), meta)
+    model = build_model("nice-small").float()
+    default = find_classifier(mnist5k)
+    out = score_hook(_FakeTrainer(model, mnist5k, score_samples=100))
+    assert out["classifier"] == f"{default.name}@{default.sha256}"
+    named = score_hook(_FakeTrainer(model, mnist5k, score_samples=100, score_classifier="mnist5k"))
+    assert named["classifier"].startswith("mnist5k@") and named["mode"] != out["mode"]
 
 
 def test_hook_rejects_unknown_scores(mnist5k):

@@ -66,6 +66,7 @@ def _add_train(sub) -> None:
     p.add_argument("--eval-samples", type=int, help="validation images per evaluation (default: all)")
     p.add_argument("--scores", help="comma-separated sample scores at each evaluation, e.g. mode or is")
     p.add_argument("--score-samples", type=int, help="samples per score evaluation")
+    p.add_argument("--score-classifier", help="classifier of the scores (default: the dataset's shipped one); a name from `flowgan classifier list` or a path")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
     p.add_argument("--precision", choices=["fp32", "bf16"], help="bf16 autocast for training (NLL always in float32)")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model and critic")
@@ -109,6 +110,7 @@ def _cmd_train(args) -> int:
         eval_samples=args.eval_samples,
         score_metrics=tuple(s for s in args.scores.split(",") if s) if args.scores is not None else None,
         score_samples=args.score_samples,
+        score_classifier=args.score_classifier,
         device=args.device,
         precision=args.precision,
         compile=args.compile,
@@ -212,7 +214,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--draws", type=int, default=1, help="dequantization noise draws to average (default 1, seed fixed)")
     p.add_argument("--seed", type=int, default=0, help="dequantization noise seed (default 0)")
     p.add_argument("--samples", type=int, help="samples for sample scores (default: 50,000 on a GPU, 10,000 on a CPU)")
-    p.add_argument("--classifier", help="classifier for scores: a path (state dict or TorchScript) or 'inception'")
+    p.add_argument("--classifier", help="classifier for scores (default: the shipped one of the dataset): a name from `flowgan classifier list`, a path (state dict or TorchScript) or 'inception'")
     p.add_argument("--batch-size", type=int, default=1000, help="images per batch for the NLL (default 1000)")
     p.add_argument("--device", default="auto")
     p.add_argument("--output", "-o", help="JSON file to write (default RUN/eval/<checkpoint>_<split>.json)")

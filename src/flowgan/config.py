@@ -57,6 +57,7 @@ class TrainConfig:
     eval_batch_size: int = 1000
     score_metrics: tuple = ()  # sample scores computed at each evaluation, e.g. ("mode",)
     score_samples: int = 2000
+    score_classifier: str | None = None  # None: the dataset's shipped classifier; else a name or path (flowgan classifier list)
     grid_samples: int = 64
     collapse_samples: int = 1000  # samples of the collapse diagnostics at each evaluation (0: none)
     log_every: int = 50

@@ -521,7 +521,7 @@ class Trainer:
         try:
             from .metrics.training import _classifier
 
-            classifier = _classifier(self.dataset)
+            classifier = _classifier(self.dataset, self.config.score_classifier)
         except FlowganError:  # no classifier for this dataset: no class count
             pass
         cfg = self.config

@@ -200,7 +200,7 @@ def _run_lines(run: str, score: str) -> dict[str, Any]:
     out.update(best_val_nll_nats=best_nll.get("val_nll_nats"), best_val_nll_step=best_nll.get("step"))
     if scored:
         best = max(scored, key=lambda r: r[score])
-        out.update(best_score=float(best[score]), best_score_step=best["step"], nll_nats=best.get("val_nll_nats"),
+        out.update(best_score=float(best[score]), best_score_std=best.get(f"{score}_std"), best_score_classifier=best.get("classifier"), best_score_step=best["step"], nll_nats=best.get("val_nll_nats"),
                    nll_bpd=best.get("val_nll_bpd"), nll_label=f"at its best {score} (step {best['step']})")
     else:
         out.update(best_score=None, nll_nats=best_nll.get("val_nll_nats"), nll_bpd=best_nll.get("val_nll_bpd"),
@@ -253,6 +253,14 @@ def _cmd_baseline_gmm(args) -> int:
         score_samples=args.samples_for_scores, seed=args.seed, precision=args.precision, progress=progress,
     )
     result.update(dataset=dataset.name, unit=unit, score_name=score, scores_note=note, seconds=round(time.perf_counter() - t0, 2))
+    if score_fn is not None:  # the classifier behind the sweep's scores (issue 11: every score names it)
+        from ..errors import FlowganError
+        from ..metrics.classifiers import find_classifier
+
+        try:
+            result.update(find_classifier(dataset).summary())
+        except FlowganError:  # a scoring function without a shipped classifier (tests inject one)
+            pass
     if args.against:
         lines = _run_lines(args.against, score)
         lines["run_val_eval_samples"] = cfg.get("eval_samples")

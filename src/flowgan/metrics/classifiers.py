@@ -8,7 +8,8 @@ al. 2018) need a feature map. Offline, flowgan uses its own small networks:
 ``cnn``         :class:`SmallCNN`, for 1-channel images (MNIST, Fashion-MNIST, digits): two
                 blocks of two 3×3 conv + batch-norm + ReLU (16, 32 channels) and a 2×2 max-pool,
                 adaptive average pooling to 4×4, a 128-unit ReLU layer (the *features* used for
-                FID/KID) and a linear layer to the logits. 83 k parameters.
+                FID/KID) and a linear layer to the logits. 83 k parameters at width 16
+                (``mnist-clean``), 137 k at width 24 (``mnist-robust``: 24, 48 channels).
 ``resnet``      :class:`SmallResNet`, for 3-channel images (CIFAR-10): a 3×3 stem and three
                 stages of one residual block each (widths 16, 32, 64; strides 1, 2, 2), global
                 average pooling (the 64 *features*) and a linear layer. 78 k parameters.
@@ -17,7 +18,8 @@ al. 2018) need a feature map. Offline, flowgan uses its own small networks:
 Both take images in ``[0, 1]`` (the normalisation ``(x - mean) / std`` is part of the module) and
 are trained on *dequantized* images ``(k + u)/256``, ``u ~ U(0, 1)`` -- the continuous images the
 flow's likelihood sees (Appendix A) and that its samples imitate -- with random translations (and
-horizontal flips for colour images).
+horizontal flips for colour images); ``augment="flow"`` (``mnist-robust``) adds the pixel noise
+of flow samples (:func:`.noise.flow_augment`).
 
 Files. A classifier file (``torch.save``, loadable with ``weights_only=True``) holds a dict::
 
@@ -29,12 +31,18 @@ A TorchScript module (``torch.jit.save``) is accepted too: its ``forward`` must 
 images in ``[0, 1]`` and return logits; an exported ``features`` method, if present, gives the
 FID/KID features (else the logits are used).
 
-Lookup (:func:`find_classifier`): an explicit path, else ``<cache>/<family>.pt`` with ``<cache>`` =
-``$FLOWGAN_CACHE/classifiers`` or ``~/.cache/flowgan/classifiers``, else the weights shipped in
-``flowgan/metrics/weights/`` (MNIST: trained on full MNIST; CIFAR-10: trained on the 4,000 images
-of cifar10-5k only -- see ``weights/README.md``). Families: ``mnist`` (mnist, mnist5k and other
-1×28×28 datasets), ``fashion-mnist``, ``cifar10`` (cifar10 and 3×32×32 datasets), ``digits``, and
-any other ``.npz`` dataset by its file stem.
+Names and lookup (:func:`find_classifier`, :func:`resolve_classifier`). The default is always a
+classifier *shipped* in ``flowgan/metrics/weights/`` (:data:`DEFAULT_CLASSIFIERS`): MNIST-shaped
+data get ``mnist-robust`` (full MNIST, trained with flow-like pixel noise, see :mod:`.noise`),
+CIFAR-10-shaped data ``cifar10-small`` (trained on the 3,600 training images of cifar10-5k only);
+see ``weights/README.md``. Other shipped names: ``mnist-clean`` (full MNIST, clean digits only).
+A cached or user-trained classifier is used **only when named** (``--classifier NAME|PATH``):
+``flowgan classifier train --dataset D`` writes ``<cache>/D.pt`` (``<cache>`` =
+``$FLOWGAN_CACHE/classifiers`` or ``~/.cache/flowgan/classifiers``), named ``D``. Every score
+records the classifier's name, training data, clean test accuracy and a short content hash
+(:meth:`ScoreClassifier.summary`). Families: ``mnist`` (mnist, mnist5k and other 1×28×28
+datasets), ``fashion-mnist``, ``cifar10`` (cifar10 and 3×32×32 datasets), ``digits``, and any
+other ``.npz`` dataset by its file stem.
 """
 
 from __future__ import annotations
@@ -58,8 +66,17 @@ from ..errors import FlowganError
 FORMAT = "flowgan-classifier"
 VERSION = 1
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-#: family -> file shipped in ``flowgan/metrics/weights``
-SHIPPED = {"mnist": "mnist_cnn.pt", "cifar10": "cifar10_resnet.pt"}
+#: the classifiers shipped in ``flowgan/metrics/weights``: name (what users type with
+#: ``--classifier``) -> (file, family)
+SHIPPED_CLASSIFIERS: dict[str, tuple[str, str]] = {
+    "mnist-robust": ("mnist_robust_cnn.pt", "mnist"),
+    "mnist-clean": ("mnist_cnn.pt", "mnist"),
+    "cifar10-small": ("cifar10_resnet.pt", "cifar10"),
+}
+#: family -> the name of its default classifier: always a shipped one, never the cache
+DEFAULT_CLASSIFIERS: dict[str, str] = {"mnist": "mnist-robust", "cifar10": "cifar10-small"}
+#: family -> file of its default classifier (kept for callers of the first versions)
+SHIPPED = {family: SHIPPED_CLASSIFIERS[name][0] for family, name in DEFAULT_CLASSIFIERS.items()}
 INPUT_CONVENTION = "images in [0, 1]; trained on dequantized (k + u)/256, u ~ U(0, 1)"
 
 
@@ -185,20 +202,30 @@ class ScoreClassifier:
     has_features: bool = True
     key: str = ""  # identifies the weights (reference-feature cache key)
     info: dict = field(default_factory=dict)
+    sha256: str = ""  # short content hash of the file (12 hex digits)
     #: images (N, C, H, W) in [0, 1], float32 on the device -> (logits, features or None)
     run: Callable[[torch.Tensor, bool], tuple[torch.Tensor, torch.Tensor | None]] | None = None
 
+    def ident(self) -> str:
+        """``name@hash``: short, and unique for the weights (what metrics.jsonl records)."""
+        return f"{self.name}@{self.sha256}" if self.sha256 else self.name
+
     def describe(self) -> str:
-        acc = "" if self.test_accuracy is None else f", test accuracy {100 * self.test_accuracy:.2f}%"
+        acc = "" if self.test_accuracy is None else f", clean test accuracy {100 * self.test_accuracy:.2f}%"
         where = self.path or self.source
-        return f"{self.name} trained on {self.trained_on}{acc} ({self.source}: {where})"
+        sha = f" (sha256 {self.sha256})" if self.sha256 else ""
+        return f"{self.name}{sha} trained on {self.trained_on}{acc} ({self.source}: {where})"
 
     def summary(self) -> dict[str, Any]:
-        """What the score JSON records about the classifier."""
+        """What every score JSON records about the classifier: a description, and its name, the
+        data it was trained on, its clean test accuracy, a short content hash and its source."""
         return {
             "classifier": self.describe(),
+            "classifier_name": self.name,
             "classifier_trained_on": self.trained_on,
             "classifier_test_accuracy": self.test_accuracy,
+            "classifier_sha256": self.sha256 or None,
+            "classifier_source": self.source,
         }
 
     @torch.no_grad()
@@ -273,12 +300,14 @@ def default_classifier_dir() -> Path:
     return base / "classifiers"
 
 
-def shipped_weights(family: str) -> Path | None:
-    """The classifier file shipped inside the package for ``family``, if any."""
-    name = SHIPPED.get(family)
-    if name is None:
+def shipped_weights(family_or_name: str) -> Path | None:
+    """The file of a shipped classifier: by name (``mnist-clean``), or the default of a family
+    (``mnist``); None if there is none."""
+    name = DEFAULT_CLASSIFIERS.get(family_or_name, family_or_name)
+    entry = SHIPPED_CLASSIFIERS.get(name)
+    if entry is None:
         return None
-    path = WEIGHTS_DIR / name
+    path = WEIGHTS_DIR / entry[0]
     return path if path.is_file() else None
 
 
@@ -291,6 +320,10 @@ def save_classifier(path: str | Path, module: Classifier, meta: dict[str, Any]) 
     path = Path(path)
     atomic_save(record, path)
     return path
+
+
+def _file_sha(path: Path) -> str:
+    return _file_key(path)[:12]
 
 
 def _file_key(path: Path) -> str:
@@ -311,8 +344,10 @@ def _is_torchscript(path: Path) -> bool:
     return any("/code/" in n for n in names) and any(n.endswith("constants.pkl") for n in names)
 
 
-def load_classifier(path: str | Path, source: str = "path") -> ScoreClassifier:
-    """Load a classifier file: flowgan's format (a state dict and metadata) or a TorchScript module."""
+def load_classifier(path: str | Path, source: str = "path", name: str | None = None) -> ScoreClassifier:
+    """Load a classifier file: flowgan's format (a state dict and metadata) or a TorchScript module.
+    ``name``: what the scores call it (default: the name recorded in the file, else
+    ``<family>-<arch>``; ``torchscript:<file>`` for TorchScript)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FlowganError(f"classifier file {path} does not exist")
@@ -325,9 +360,9 @@ def load_classifier(path: str | Path, source: str = "path") -> ScoreClassifier:
             raise FlowganError(f"cannot load TorchScript classifier {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
         has_features = hasattr(module, "features")
         return ScoreClassifier(
-            module=module.float(), name=f"torchscript:{path.name}", source=source, path=str(path),
+            module=module.float(), name=name or f"torchscript:{path.name}", source=source, path=str(path),
             trained_on="unknown (TorchScript module)", num_classes=-1, shape=None,
-            has_features=has_features, key="ts-" + _file_key(path),
+            has_features=has_features, key="ts-" + _file_key(path), sha256=_file_sha(path),
         )  # fmt: skip
     from ..checkpoint import load_versioned
 
@@ -346,9 +381,9 @@ def load_classifier(path: str | Path, source: str = "path") -> ScoreClassifier:
     module.eval()
     info = {k: v for k, v in rec.items() if k != "state_dict"}
     return ScoreClassifier(
-        module=module, name=f"{rec.get('family', '?')}-{rec['arch']}", source=source, path=str(path),
+        module=module, name=name or str(rec.get("name") or f"{rec.get('family', '?')}-{rec['arch']}"), source=source, path=str(path),
         trained_on=str(rec.get("trained_on", "unknown")), num_classes=int(rec["num_classes"]), shape=tuple(rec["shape"]),
-        test_accuracy=rec.get("test_accuracy"), key=_file_key(path), info=info,
+        test_accuracy=rec.get("test_accuracy"), key=_file_key(path), info=info, sha256=_file_sha(path),
     )  # fmt: skip
 
 
@@ -368,35 +403,114 @@ def classifier_family(dataset) -> str:
     return stem
 
 
-def find_classifier(dataset, classifier: str | Path | ScoreClassifier | None = None) -> ScoreClassifier:
-    """The classifier for ``dataset``: ``classifier`` if given (a loaded one, a path, or
-    ``"inception"``), else ``<cache>/<family>.pt``, else the shipped weights; else a
-    :class:`FlowganError` saying how to train one."""
-    if isinstance(classifier, ScoreClassifier):
-        return classifier
-    if classifier is not None and str(classifier) == "inception":
+def _is_plain_name(text: str) -> bool:
+    return "/" not in text and "\\" not in text and not text.endswith((".pt", ".pth", ".ts"))
+
+
+def cached_classifiers() -> dict[str, Path]:
+    """name -> file of the classifiers in the cache (``flowgan classifier train`` writes them)."""
+    d = default_classifier_dir()
+    return {p.stem: p for p in sorted(d.glob("*.pt"))} if d.is_dir() else {}
+
+
+def resolve_classifier(spec: str | Path) -> ScoreClassifier:
+    """A classifier *named* by the user: ``inception``; a shipped name (``mnist-robust``,
+    ``mnist-clean``, ``cifar10-small``); the name of a file in the cache (``mnist5k`` for
+    ``<cache>/mnist5k.pt``, or ``cache:NAME``); or a path to a classifier file."""
+    text = str(spec)
+    if text == "inception":
         from .inception import inception_classifier
 
         return inception_classifier()
+    if text in SHIPPED_CLASSIFIERS:
+        path = shipped_weights(text)
+        if path is None:
+            raise FlowganError(f"the shipped classifier {text} is missing from {WEIGHTS_DIR} (a broken installation?)")
+        return load_classifier(path, source="shipped", name=text)
+    if text.startswith("cache:") or _is_plain_name(text):
+        name = text[6:] if text.startswith("cache:") else text
+        cached = default_classifier_dir() / f"{name}.pt"
+        if cached.is_file():
+            return load_classifier(cached, source="cache", name=name)
+        if text.startswith("cache:") or not Path(text).expanduser().is_file():
+            raise FlowganError(
+                f"no classifier named {text!r}: shipped {', '.join(SHIPPED_CLASSIFIERS)}; in the cache "
+                f"({default_classifier_dir()}) {', '.join(cached_classifiers()) or 'none'}; or give a path to a classifier file"
+            )
+    return load_classifier(text, source="path")
+
+
+def find_classifier(dataset, classifier: str | Path | ScoreClassifier | None = None) -> ScoreClassifier:
+    """The classifier for ``dataset``: ``classifier`` if given (a loaded one, or a name or path,
+    see :func:`resolve_classifier`), else the *shipped* default of the dataset's family
+    (:data:`DEFAULT_CLASSIFIERS`). A cached or user-trained classifier is used only when named:
+    the same command scores the same way on every machine. With no shipped default, a
+    :class:`FlowganError` says how to train and name one."""
+    if isinstance(classifier, ScoreClassifier):
+        return classifier
     if classifier is not None:
-        return load_classifier(classifier, source="path")
+        return resolve_classifier(classifier)
     family = classifier_family(dataset)
-    cached = default_classifier_dir() / f"{family}.pt"
-    if cached.is_file():
-        return load_classifier(cached, source="cache")
-    shipped = shipped_weights(family)
-    if shipped is not None:
-        return load_classifier(shipped, source="shipped")
+    if family in DEFAULT_CLASSIFIERS:
+        return resolve_classifier(DEFAULT_CLASSIFIERS[family])
     name = dataset if isinstance(dataset, str) else dataset.name
+    stem = Path(name).stem if name.endswith(".npz") else name
+    have = cached_classifiers()
+    hint = f" (the cache has {', '.join(have)})" if have else ""
     raise FlowganError(
-        f"no classifier for {name} (family {family}) in {default_classifier_dir()} and none shipped; "
-        f"train one with: flowgan classifier train --dataset {name}, or pass --classifier PATH"
+        f"no shipped classifier for {name} (family {family}); train one with: flowgan classifier train --dataset {name}, "
+        f"then name it: --classifier {stem}{hint}"
     )
+
+
+def list_classifiers() -> list[dict[str, Any]]:
+    """What ``flowgan classifier list`` shows: every shipped and cached classifier, with its
+    provenance, and which family each shipped one is the default of."""
+    defaults = {v: k for k, v in DEFAULT_CLASSIFIERS.items()}
+    rows = []
+    entries = [(n, "shipped", shipped_weights(n)) for n in SHIPPED_CLASSIFIERS] + [(n, "cache", p) for n, p in cached_classifiers().items()]
+    for name, source, path in entries:
+        row: dict[str, Any] = {"name": name if source == "shipped" or name not in SHIPPED_CLASSIFIERS else f"cache:{name}", "source": source, "path": str(path) if path else None}
+        if source == "shipped":
+            row["default_for"] = defaults.get(name)
+        try:
+            clf = load_classifier(path, source=source, name=name) if path else None
+        except FlowganError as e:
+            row["error"] = str(e)
+            clf = None
+        if clf is not None:
+            row.update(trained_on=clf.trained_on, test_accuracy=clf.test_accuracy, sha256=clf.sha256, augment=clf.info.get("augment"))
+        elif path is None:
+            row["error"] = "file missing"
+        rows.append(row)
+    return rows
 
 
 # --------------------------------------------------------------------------------------------
 # training
 
+
+def cache_name(dataset) -> str:
+    """The name ``flowgan classifier train`` gives a classifier of ``dataset`` (its file in the
+    cache is ``<cache>/<name>.pt``; use it with ``--classifier <name>``): the dataset's name."""
+    name = dataset if isinstance(dataset, str) else dataset.name
+    return Path(name).stem if name.endswith(".npz") else name
+
+
+AUGMENTS = ("standard", "flow")
+
+
+def _augment_text_standard(shift: int, flip: bool) -> str:
+    return f"dequantized (k + u)/256 with fresh noise, shifts of up to {shift} px" + (", horizontal flips" if flip else "")
+
+
+def _augment_text_flow(shift: int, flip: bool) -> str:
+    from .noise import describe_flow_augment
+
+    return describe_flow_augment() + f" (shifts of up to {shift} px" + (", flips)" if flip else ")")
+
+
+AUGMENT_TEXT = {"standard": _augment_text_standard, "flow": _augment_text_flow}
 
 DEFAULT_EPOCHS = {"mnist": 8, "mnist5k": 40, "fashion-mnist": 15, "cifar10": 60, "digits": 60}
 
@@ -460,6 +574,7 @@ def train_classifier(
     device: torch.device | str = "cpu",
     arch: str | None = None,
     arch_options: dict | None = None,
+    augment: str = "standard",
     log: Callable[[str], None] | None = None,
 ) -> tuple[Classifier, dict[str, Any]]:
     """Train the classifier for ``dataset`` (labels required); returns the module (the state with
@@ -467,7 +582,14 @@ def train_classifier(
 
     AdamW with a one-cycle learning-rate schedule; inputs are dequantized with fresh noise every
     batch, translated by up to 2 pixels (4 for colour images, which are also flipped).
+    ``augment="flow"`` adds the flow-like pixel noise of :func:`.noise.flow_augment` (additive
+    Gaussian, salt-and-pepper, logit-space noise, blur, re-quantisation) to every batch: the
+    noise-robust MNIST score classifier.
     """
+    from . import noise as N
+
+    if augment not in AUGMENTS:
+        raise FlowganError(f"unknown augmentation {augment!r}; choose from {', '.join(AUGMENTS)}")
     if dataset.train.labels is None or dataset.num_classes is None:
         raise FlowganError(f"{dataset.name} has no labels: a classifier cannot be trained on it")
     device = torch.device(device)
@@ -503,7 +625,10 @@ def train_classifier(
         total_loss = 0.0
         for b in range(steps_per_epoch):
             idx = perm[b * batch_size : (b + 1) * batch_size]
-            x = _augment(_dequantized(images[idx], gen), shift, flip, gen).to(device)
+            x = _augment(_dequantized(images[idx], gen), shift, flip, gen)
+            if augment == "flow":
+                x = N.flow_augment(x, gen)
+            x = x.to(device)
             y = labels[idx].to(device)
             loss = F.cross_entropy(clf(x), y)
             opt.zero_grad(set_to_none=True)
@@ -512,9 +637,14 @@ def train_classifier(
             sched.step()
             total_loss += float(loss.detach())
         val_acc = accuracy(clf, dataset.val.images, dataset.val.labels, device) if dataset.val.labels is not None and len(dataset.val) else float("nan")
-        history.append({"epoch": epoch + 1, "loss": total_loss / steps_per_epoch, "val_accuracy": val_acc})
+        rec = {"epoch": epoch + 1, "loss": total_loss / steps_per_epoch, "val_accuracy": val_acc}
+        noisy = ""
+        if augment == "flow" and dataset.val.labels is not None and len(dataset.val):
+            rec["val_accuracy_gaussian_0.3"] = accuracy(clf, N.noisy_uint8(dataset.val.images, "gaussian", 0.3, seed=1), dataset.val.labels, device)
+            noisy = f", with Gaussian noise σ=0.3 {100 * rec['val_accuracy_gaussian_0.3']:.2f}%"
+        history.append(rec)
         if log:
-            log(f"epoch {epoch + 1}/{epochs}: loss {total_loss / steps_per_epoch:.4f}, val accuracy {100 * val_acc:.2f}% ({time.perf_counter() - start:.0f} s)")
+            log(f"epoch {epoch + 1}/{epochs}: loss {total_loss / steps_per_epoch:.4f}, val accuracy {100 * val_acc:.2f}%{noisy} ({time.perf_counter() - start:.0f} s)")
         if not (val_acc <= best[0]):  # also true for nan (no validation labels): keep the last
             best = (val_acc, {k: v.detach().clone() for k, v in clf.state_dict().items()}, epoch + 1)
     clf.load_state_dict(best[1])
@@ -525,6 +655,7 @@ def train_classifier(
         "arch": arch,
         "arch_options": arch_options,
         "family": classifier_family(dataset),
+        "name": cache_name(dataset),
         "trained_on": f"{dataset.name} ({n} training images)",
         "dataset": dataset.name,
         "train_images": n,
@@ -532,6 +663,8 @@ def train_classifier(
         "num_classes": int(dataset.num_classes),
         "normalization": {"mean": mean, "std": std},
         "input": INPUT_CONVENTION,
+        "augment": augment,
+        "augmentation": AUGMENT_TEXT[augment](shift, flip),
         "test_accuracy": test_acc,
         "test_images": len(dataset.test),
         "val_accuracy": None if math.isnan(best[0]) else best[0],

@@ -38,8 +38,8 @@ def register(sub) -> None:
         help="train the classifier of a dataset and save it where the scores find it",
         description=(
             "Train a small CNN (grey-scale data) or ResNet (colour data) on a dataset's training split and save it, "
-            "with its test accuracy, to the classifier cache ($FLOWGAN_CACHE/classifiers/<family>.pt, else "
-            "~/.cache/flowgan/classifiers/<family>.pt) or to --out."
+            "with its test accuracy, to the classifier cache ($FLOWGAN_CACHE/classifiers/<dataset>.pt, else "
+            "~/.cache/flowgan/classifiers/<dataset>.pt) or to --out. Scores use it only when named: --classifier <dataset>."
         ),
     )
     t.add_argument("--dataset", required=True, help="mnist, mnist5k, fashion-mnist, cifar10, digits, or a path to a .npz with labels")
@@ -47,19 +47,50 @@ def register(sub) -> None:
     t.add_argument("--epochs", type=int, help="passes over the training split (default by dataset: mnist 8, mnist5k 40, cifar10 60, ...)")
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW, one-cycle schedule; default 2e-3)")
-    t.add_argument("--out", metavar="PATH", help="classifier file to write (default: the cache, <family>.pt)")
+    t.add_argument("--out", metavar="PATH", help="classifier file to write (default: the cache, <dataset>.pt)")
     t.add_argument("--device", default="auto", help="auto (default), cpu, cuda, ...")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument(
+        "--augment", choices=["standard", "flow"], default="standard",
+        help="standard: dequantization and shifts (flips for colour); flow: also the flow-like pixel noise of the "
+        "shipped noise-robust MNIST classifier (Gaussian, salt-and-pepper, logit-space, blur)",
+    )  # fmt: skip
+    t.add_argument("--width", type=int, help="channels of the first conv block (default 16)")
     t.set_defaults(func=_cmd_classifier_train)
 
     i = csub.add_parser(
         "info",
         help="show which classifier scores a dataset (or what a classifier file holds)",
-        description="Print, as JSON, the classifier the scores would use for --dataset (lookup: --classifier PATH > cache > shipped weights).",
+        description="Print, as JSON, the classifier the scores would use for --dataset (the shipped default unless --classifier names one).",
     )
     i.add_argument("--dataset", help="dataset name or .npz path")
-    i.add_argument("--classifier", help="a classifier file (flowgan format or TorchScript)")
+    i.add_argument("--classifier", help="a classifier name (see `flowgan classifier list`) or file (flowgan format or TorchScript)")
     i.set_defaults(func=_cmd_classifier_info)
+
+    ls = csub.add_parser(
+        "list",
+        help="the shipped and cached classifiers, with what they were trained on",
+        description="List the shipped classifiers (and which dataset family each is the default of) and those in the cache, as JSON.",
+    )
+    ls.set_defaults(func=_cmd_classifier_list)
+
+    c = csub.add_parser(
+        "check",
+        help="accuracy, IS and MODE of a classifier on a split's real images under pixel noise",
+        description=(
+            "Score the real images of a split clean and with fixed, reproducible pixel noise (Gaussian sigma 0.15 and 0.30, "
+            "15%% salt-and-pepper, logit-space, blur; in [0, 1], clipped, re-quantised to 8 bits): accuracy, Inception score "
+            "and MODE of each. A classifier for flow samples must still see the digit under such noise."
+        ),
+    )
+    c.add_argument("--dataset", required=True, help="mnist, mnist5k, cifar10, a .npz with labels, ...")
+    c.add_argument("--data-dir")
+    c.add_argument("--split", default="test", choices=["train", "val", "test"])
+    c.add_argument("--classifier", help="default: the dataset's shipped classifier; or a name from `flowgan classifier list`, or a file")
+    c.add_argument("--samples", type=int, help="a fixed random subset of N images (default all)")
+    c.add_argument("--device", default="auto")
+    c.add_argument("--output", "-o", help="also write the JSON to this file")
+    c.set_defaults(func=_cmd_classifier_check)
 
     s = sub.add_parser(
         "score",
@@ -76,7 +107,11 @@ def register(sub) -> None:
     s.add_argument("--data-dir")
     s.add_argument("--metrics", default="is,mode,fid,kid", help="comma-separated: is,mode,fid,kid (default all)")
     s.add_argument("--samples", type=int, help="score a fixed random subset of N images of the split (default all)")
-    s.add_argument("--classifier", help="a classifier file (flowgan format or TorchScript), or 'inception'")
+    s.add_argument(
+        "--classifier",
+        help="default: the shipped classifier of the dataset (mnist-robust, cifar10-small); or a name from `flowgan classifier list` "
+        "(mnist-clean, a cached one such as mnist5k), a classifier file (flowgan format or TorchScript), or 'inception'",
+    )
     s.add_argument("--device", default="auto")
     s.add_argument("--output", "-o", help="also write the JSON to this file")
     s.set_defaults(func=_cmd_score)
@@ -88,7 +123,7 @@ def _cmd_classifier_train(args) -> int:
     from ..cli import UsageError, err
     from ..data import load_dataset
     from ..training import resolve_device
-    from .classifiers import classifier_family, default_classifier_dir, save_classifier, train_classifier
+    from .classifiers import SHIPPED_CLASSIFIERS, cache_name, classifier_family, default_classifier_dir, save_classifier, train_classifier
 
     if args.epochs is not None and args.epochs < 1:
         raise UsageError("--epochs must be >= 1")
@@ -97,13 +132,58 @@ def _cmd_classifier_train(args) -> int:
     device = resolve_device(args.device)
     dataset = load_dataset(args.dataset, args.data_dir)
     family = classifier_family(dataset)
-    out = Path(args.out) if args.out else default_classifier_dir() / f"{family}.pt"
+    name = cache_name(dataset)
+    out = Path(args.out) if args.out else default_classifier_dir() / f"{name}.pt"
     err(f"flowgan: training the {family} classifier on {dataset.describe()} ({torch.get_num_threads()} threads, {device})")
-    clf, meta = train_classifier(dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=device, log=err)
+    if args.width is not None and args.width < 1:
+        raise UsageError("--width must be >= 1")
+    options = {"width": args.width} if args.width else None
+    clf, meta = train_classifier(
+        dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=device,
+        arch_options=options, augment=args.augment, log=err,
+    )  # fmt: skip
     save_classifier(out, clf, meta)
     acc = meta["test_accuracy"]
     print(json.dumps({"path": str(out), **{k: meta[k] for k in ("family", "trained_on", "test_accuracy", "test_images", "val_accuracy", "epochs", "train_seconds")}}, indent=2))
     err(f"flowgan: wrote {out} (test accuracy {100 * acc:.2f}% on {meta['test_images']} {dataset.name} test images)" if acc is not None else f"flowgan: wrote {out}")
+    if not args.out:
+        use = f"cache:{name}" if name in SHIPPED_CLASSIFIERS else name
+        err(f"flowgan: scores use it only when named: --classifier {use} (the default stays the shipped classifier)")
+    return 0
+
+
+def _cmd_classifier_check(args) -> int:
+    from ..cli import UsageError, err
+    from ..data import load_dataset
+    from ..training import resolve_device
+    from .noise import check_classifier
+
+    if args.samples is not None and args.samples < 20:
+        raise UsageError("--samples must be >= 20 (10 splits)")
+    dataset = load_dataset(args.dataset, args.data_dir)
+    t = time.perf_counter()
+    result = check_classifier(dataset, args.classifier, split=args.split, n_images=args.samples, device=resolve_device(args.device))
+    result["check_seconds"] = round(time.perf_counter() - t, 1)
+    text = json.dumps(result, indent=2)
+    print(text)
+    err(f"flowgan: {result['classifier']}; {result['images']} {dataset.name} {args.split} images")
+    err(f"  {'noise':<22} {'accuracy':>9} {'IS':>13} {'MODE':>13}")
+    for r in result["rows"]:
+        acc = f"{100 * r['accuracy']:.2f}%" if "accuracy" in r else "—"
+        mode = f"{r['mode']:.2f} ± {r['mode_std']:.2f}" if "mode" in r else "—"
+        err(f"  {r['noise']:<22} {acc:>9} {r['is']:>6.2f} ± {r['is_std']:.2f} {mode:>13}")
+    if args.output:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+        err(f"flowgan: wrote {out}")
+    return 0
+
+
+def _cmd_classifier_list(args) -> int:
+    from .classifiers import list_classifiers
+
+    print(json.dumps(list_classifiers(), indent=2, default=str))
     return 0
 
 
@@ -118,7 +198,7 @@ def _cmd_classifier_info(args) -> int:
     else:
         clf = find_classifier(args.dataset)
     info = {"family": classifier_family(args.dataset) if args.dataset else None, "source": clf.source, "path": clf.path, "name": clf.name, **clf.summary()}
-    info.update({k: v for k, v in clf.info.items() if k not in ("history", "normalization", "format", "version")})
+    info.update({k: v for k, v in clf.info.items() if k not in ("history", "normalization", "format", "version", "name")})
     print(json.dumps(info, indent=2, default=str))
     return 0
 

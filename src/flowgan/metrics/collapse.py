@@ -93,4 +93,8 @@ def sample_collapse(model, n: int = DEFAULT_SAMPLES, *, seed: int = 0, classifie
     logits = None
     if classifier is not None and bool(torch.isfinite(images).all()):
         logits, _ = classifier.predict(images, device=device)
-    return collapse_stats(images, logits)
+    out = collapse_stats(images, logits)
+    if classifier is not None:  # which classifier counted the classes: name@hash
+        info = classifier.summary()
+        out["collapse_classifier"] = info["classifier_name"] + (f"@{info['classifier_sha256']}" if info.get("classifier_sha256") else "")
+    return out

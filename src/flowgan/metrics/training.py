@@ -10,8 +10,12 @@ for MNIST or ``("is",)`` for CIFAR-10 as in the paper's Tables 1-2 and Appendix 
   not touched, so a run with scores ends with exactly the parameters of the same run without
   them, and resumes bit-exactly.
 * FID/KID compare with the **validation** split (model selection must not look at test data).
-* The classifier is the dataset's default (cache, else shipped weights); if there is none, a
-  :class:`FlowganError` says how to train it. It is loaded once per process.
+* The classifier is the dataset's shipped default (never a cached one unless named by
+  ``config.score_classifier``, ``--score-classifier``: the same run scores the same way on every
+  machine); if there is none, a :class:`FlowganError` says how to train and name one.
+  It is loaded once per process. Each record names it (``classifier``: ``name@hash``) and
+  carries the 10-split standard deviation of each score (``mode_std``, ``is_std``, ...), the
+  uncertainty the reproduction's verdicts use.
 * The model is sampled in eval mode and put back in its previous mode.
 """
 
@@ -24,16 +28,13 @@ from ..errors import FlowganError
 _CLASSIFIERS: dict = {}
 
 
-def _classifier(dataset):
-    from .classifiers import classifier_family, default_classifier_dir, find_classifier, shipped_weights
+def _classifier(dataset, name: str | None = None):
+    from .classifiers import classifier_family, find_classifier
 
-    family = classifier_family(dataset)
-    cached = default_classifier_dir() / f"{family}.pt"
-    stamp = cached.stat().st_mtime_ns if cached.is_file() else None
-    key = (family, str(cached), stamp, str(shipped_weights(family)))
+    key = (classifier_family(dataset), name)
     if key not in _CLASSIFIERS:
         _CLASSIFIERS.clear()
-        _CLASSIFIERS[key] = find_classifier(dataset)
+        _CLASSIFIERS[key] = find_classifier(dataset, name)
     return _CLASSIFIERS[key]
 
 
@@ -59,12 +60,13 @@ def score_hook(trainer) -> dict:
             trainer.dataset,
             scores,
             n_samples=cfg.score_samples,
-            classifier=_classifier(trainer.dataset),
+            classifier=_classifier(trainer.dataset, getattr(cfg, "score_classifier", None)),
             device=device,
             split="val",
             seed=mix_seed(cfg.seed, trainer.step, 5),
         )
-    keys = {"is": ("is", "is_std"), "mode": ("mode", "mode_paper"), "fid": ("fid",), "kid": ("kid", "kid_std")}
-    out = {k: result[k] for s in scores for k in keys[s]}
+    keys = {"is": ("is", "is_std"), "mode": ("mode", "mode_std", "mode_paper"), "fid": ("fid",), "kid": ("kid", "kid_std")}
+    out = {k: result[k] for s in scores for k in keys[s] if k in result}
+    out["classifier"] = result.get("classifier_name", "?") + (f"@{result['classifier_sha256']}" if result.get("classifier_sha256") else "")
     out["score_seconds"] = round(time.perf_counter() - start, 3)
     return out

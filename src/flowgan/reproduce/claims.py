@@ -2,6 +2,19 @@
 
 The thresholds are fixed here, not tuned per run; a FAIL is reported as such.
 
+**Uncertainty.** A comparison is decided only when the difference exceeds its uncertainty;
+otherwise the claim is **INCONCLUSIVE**, with the numbers. The uncertainty of a sample score
+(IS/MODE) is its 10-split standard deviation (``mode_std``/``is_std``, recorded with every score);
+of two scores compared, ``u = sqrt(s_a² + s_b²)``. The uncertainty of a test NLL is its standard
+error over the test images (``test_nll_sem_nats``, written by the reproduction's evaluation). A
+comparison of two scores that are both at their floor (MODE ≤ 1.5/K ≈ 0.15: every sample in one
+class; IS ≤ 1.1) is never decided: it says nothing about the models. Numbers without a recorded
+uncertainty (older logs) are compared as they are, and the evidence says so. There is no
+seed-to-seed spread (each objective is trained once); where a claim needs one, this is stated.
+
+Verdicts: PASS (holds beyond the uncertainty), FAIL (fails beyond it), INCONCLUSIVE, N/A (inputs
+missing).
+
 * **C1** (§3.3, Figure 2) ADV's validation NLL ends far worse than MLE's (≥ 1 bit/dim) and rises
   during training (its final value ≥ 0.25 bit/dim above its minimum, reached in the first half),
   while the critic loss settles (the mean of its last quarter within 25% of its whole range of the
@@ -30,9 +43,61 @@ LN2 = math.log(2.0)
 class Claim:
     key: str
     statement: str
-    verdict: str  # "PASS", "FAIL", "N/A"
+    verdict: str  # "PASS", "FAIL", "INCONCLUSIVE", "N/A"
     evidence: str
     numbers: dict[str, Any] = field(default_factory=dict)
+
+
+YES, NO, UNSURE = 1, -1, 0
+
+
+def score_floor(score_name: str | None, num_classes: int = 10) -> float | None:
+    """The value at or below which a score means "every sample in one class" (see
+    :func:`flowgan.metrics.noise.at_floor`)."""
+    if score_name == "mode":
+        return 1.5 / num_classes
+    if score_name in ("is", "mode_paper"):
+        return 1.1
+    return None
+
+
+def at_floor(score_name: str | None, value) -> bool:
+    f = score_floor(score_name)
+    return f is not None and _finite(value) and value <= f
+
+
+def floor_words(score_name: str | None) -> str:
+    if score_name == "mode":
+        return "at its floor (MODE ≈ 0.1: every sample classified as one class)"
+    return "at its floor (IS ≈ 1: the classifier sees one class in every sample)"
+
+
+def compare(a: float, b: float, u: float) -> int:
+    """``YES`` if ``a > b`` beyond the uncertainty ``u`` of the difference, ``NO`` if ``a < b``
+    beyond it, ``UNSURE`` otherwise."""
+    d = a - b
+    if d > u:
+        return YES
+    if d < -u:
+        return NO
+    return UNSURE
+
+
+def _combine(*parts: int) -> str:
+    if any(p == NO for p in parts):
+        return "FAIL"
+    if all(p == YES for p in parts):
+        return "PASS"
+    return "INCONCLUSIVE"
+
+
+def _u(*stds) -> float:
+    vals = [float(s) for s in stds if _finite(s)]
+    return math.sqrt(sum(v * v for v in vals)) if vals else 0.0
+
+
+def _pm(std) -> str:
+    return f" ± {std:.3f}" if _finite(std) else " (no uncertainty recorded)"
 
 
 def _na(key: str, statement: str, why: str) -> Claim:
@@ -74,7 +139,7 @@ def check_c1(evals: dict[str, list[dict]], trains: dict[str, list[dict]], dim: i
     return Claim("C1", st, "PASS" if ok else "FAIL", ev, {"adv_final_bpd": adv_final, "mle_final_bpd": mle_final, "adv_min_bpd": adv_nll[i_min], "far": far, "rises": rises, "critic_settles": settles})
 
 
-def check_c2(results: dict[str, dict], unit: str) -> Claim:
+def check_c2(results: dict[str, dict], unit: str, score_name: str | None = "mode") -> Claim:
     st = "Hybrid's NLL is within 5% of MLE's while its sample score beats MLE's"
     key = "test_nll_bpd" if unit == "bpd" else "test_nll_nats"
     try:
@@ -84,10 +149,26 @@ def check_c2(results: dict[str, dict], unit: str) -> Claim:
         return _na("C2", st, "needs the test NLL and best score of the MLE and Hybrid runs")
     if not _finite(h_nll, m_nll, h_s, m_s):
         return _na("C2", st, "non-finite numbers")
+    h_sd, m_sd = results["hybrid"].get("score_std"), results["mle"].get("score_std")
+    sem_key = "test_nll_sem_bpd" if unit == "bpd" else "test_nll_sem_nats"
+    u_nll = _u(results["hybrid"].get(sem_key), results["mle"].get(sem_key))
     rel = abs(h_nll - m_nll) / abs(m_nll)
-    ok = rel <= 0.05 and h_s > m_s
-    ev = f"test NLL Hybrid {h_nll:.4g} vs MLE {m_nll:.4g} {unit} ({rel:.1%} apart, needs <= 5%); score Hybrid {h_s:.3f} vs MLE {m_s:.3f} (needs >)"
-    return Claim("C2", st, "PASS" if ok else "FAIL", ev, {"relative_nll_gap": rel, "hybrid_score": h_s, "mle_score": m_s})
+    u_rel = u_nll / abs(m_nll)
+    nll_part = YES if rel + u_rel <= 0.05 else NO if rel - u_rel > 0.05 else UNSURE
+    floors = [n for n, v in (("Hybrid", h_s), ("MLE", m_s)) if at_floor(score_name, v)]
+    u_s = _u(h_sd, m_sd)
+    score_part = UNSURE if len(floors) == 2 else compare(h_s, m_s, u_s)
+    verdict = _combine(nll_part, score_part)
+    ev = (
+        f"test NLL Hybrid {h_nll:.4g} vs MLE {m_nll:.4g} {unit} ({rel:.1%} apart ± {u_rel:.1%}, needs <= 5%); "
+        f"score Hybrid {h_s:.3f}{_pm(h_sd)} vs MLE {m_s:.3f}{_pm(m_sd)} (difference {h_s - m_s:+.3f}, needs > its uncertainty {u_s:.3f})"
+    )
+    if floors:
+        ev += f"; {' and '.join(floors)} {'are' if len(floors) == 2 else 'is'} {floor_words(score_name)}"
+        if len(floors) == 2:
+            ev += ": the scores cannot rank them"
+    return Claim("C2", st, verdict, ev, {"relative_nll_gap": rel, "relative_nll_uncertainty": u_rel, "hybrid_score": h_s, "mle_score": m_s,
+                                          "score_uncertainty": u_s, "at_floor": floors})
 
 
 def check_c3(gmm: dict | None) -> Claim:
@@ -99,14 +180,29 @@ def check_c3(gmm: dict | None) -> Claim:
     score = gmm.get("score_name")
     if against.get("best_score") is None or not any(score in r.get("scores", {}) for r in rows):
         return _na("C3", st, "the sweep or the ADV run has no sample scores")
-    run_nll, run_score = against.get("nll_nats"), against["best_score"]
-    both = [r["sigma"] for r in rows if r["val_nll_nats"] < run_nll and r.get("scores", {}).get(score, -math.inf) >= run_score]
-    ok = len(both) >= 2
+    run_nll, run_score, run_sd = against.get("nll_nats"), against["best_score"], against.get("best_score_std")
+    clear, unsure, floored = [], [], []
+    for r in rows:
+        g = r.get("scores", {}).get(score)
+        if not _finite(g) or not r["val_nll_nats"] < run_nll:
+            continue  # the mixture's NLL is not better here (NLL gaps are hundreds of nats; no uncertainty needed)
+        if at_floor(score, g) and at_floor(score, run_score):
+            floored.append(r["sigma"])
+            unsure.append(r["sigma"])
+            continue
+        c = compare(g, run_score, _u(r.get("scores", {}).get(f"{score}_std"), run_sd))
+        (clear if c == YES else unsure if c == UNSURE else []).append(r["sigma"])
+    verdict = "PASS" if len(clear) >= 2 else "FAIL" if len(clear) + len(unsure) < 2 else "INCONCLUSIVE"
+    fmt = lambda xs: ", ".join(f"{s:.3g}" for s in xs) or "none"
     ev = (
-        f"ADV at its best {score} {run_score:.3f}: validation NLL {run_nll:.1f} nats; mixture better on both at sigma "
-        f"{', '.join(f'{s:.3g}' for s in both) or 'none'} ({len(both)} of {len(rows)} grid values, needs >= 2)"
+        f"ADV at its best {score} {run_score:.3f}{_pm(run_sd)}: validation NLL {run_nll:.1f} nats; mixture better on NLL and on {score} "
+        f"beyond the uncertainty at sigma {fmt(clear)} ({len(clear)} of {len(rows)} grid values, needs >= 2); within the uncertainty at {fmt(unsure)}"
     )
-    return Claim("C3", st, "PASS" if ok else "FAIL", ev, {"sigmas": both, "adv_score": run_score, "adv_val_nll_nats": run_nll})
+    if floored:
+        ev += f"; at sigma {fmt(floored)} both the mixture's and ADV's {score} are {floor_words(score)}"
+    elif at_floor(score, run_score):
+        ev += f"; ADV's {score} is {floor_words(score)}"
+    return Claim("C3", st, verdict, ev, {"sigmas": clear, "sigmas_within_uncertainty": unsure, "adv_score": run_score, "adv_val_nll_nats": run_nll})
 
 
 def check_c4(table3: dict | None) -> Claim:
@@ -156,6 +252,15 @@ def check_c5(jacobian: dict | None, labels: dict[str, str]) -> Claim:
     return Claim("C5", st, "PASS" if ok else "FAIL", ev, {"spread": sp, "mean_logdet": ld})
 
 
+def _between(v: float, a: float, b: float, u_va: float, u_vb: float) -> int:
+    ca, cb = compare(v, a, u_va), compare(v, b, u_vb)
+    if ca * cb == -1:
+        return YES
+    if ca == cb and ca != UNSURE:
+        return NO
+    return UNSURE
+
+
 def check_c6(results: dict[str, dict], paper: str) -> Claim:
     st = "(CIFAR-10) Hybrid's NLL and score lie between MLE's and ADV's"
     if paper != "cifar10":
@@ -165,10 +270,14 @@ def check_c6(results: dict[str, dict], paper: str) -> Claim:
         s = {k: results[k]["score"] for k in ("mle", "adv", "hybrid")}
     except (KeyError, TypeError):
         return _na("C6", st, "needs the test NLL and score of all three runs")
-
-    def between(v, a, b):
-        return min(a, b) <= v <= max(a, b)
-
-    ok = between(n["hybrid"], n["mle"], n["adv"]) and between(s["hybrid"], s["mle"], s["adv"])
-    ev = f"test NLL MLE {n['mle']:.3f} / Hybrid {n['hybrid']:.3f} / ADV {n['adv']:.3f} bits/dim; score MLE {s['mle']:.3f} / Hybrid {s['hybrid']:.3f} / ADV {s['adv']:.3f}"
-    return Claim("C6", st, "PASS" if ok else "FAIL", ev, {"nll_bpd": n, "score": s})
+    if not _finite(*n.values(), *s.values()):
+        return _na("C6", st, "non-finite numbers")
+    nu = {k: results[k].get("test_nll_sem_bpd") for k in n}
+    su = {k: results[k].get("score_std") for k in s}
+    nll_part = _between(n["hybrid"], n["mle"], n["adv"], _u(nu["hybrid"], nu["mle"]), _u(nu["hybrid"], nu["adv"]))
+    score_part = _between(s["hybrid"], s["mle"], s["adv"], _u(su["hybrid"], su["mle"]), _u(su["hybrid"], su["adv"]))
+    ev = (
+        f"test NLL MLE {n['mle']:.3f} / Hybrid {n['hybrid']:.3f} / ADV {n['adv']:.3f} bits/dim; "
+        f"score MLE {s['mle']:.3f}{_pm(su['mle'])} / Hybrid {s['hybrid']:.3f}{_pm(su['hybrid'])} / ADV {s['adv']:.3f}{_pm(su['adv'])}"
+    )
+    return Claim("C6", st, _combine(nll_part, score_part), ev, {"nll_bpd": n, "score": s})

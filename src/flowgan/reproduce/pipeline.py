@@ -2,16 +2,21 @@
 
 Stages, each recorded in ``DIR/reproduce.json`` when done::
 
-    train-adv, train-hybrid, train-mle   run directories DIR/runs/<objective>: ADV within its time
-                                         limit, then Hybrid and MLE for as many generator updates
+    calibrate                            a few timed updates and one evaluation of each objective in a
+                                         scratch directory: the expected duration (printed, recorded)
+    train-adv, train-hybrid, train-mle   run directories DIR/runs/<objective>: each trains for the
+                                         preset's number of generator updates (``--steps``); the
+                                         budget (``--budget-minutes``) is only a safety net, and a
+                                         stage it cuts is recorded as "cut" (report: INCOMPLETE)
     evaluate                             DIR/eval/<objective>.json and sample grids
     gmm                                  DIR/gmm/ (flowgan baseline gmm --against the ADV run)
     table3                               DIR/table3/ (flowgan analyze likelihoods)
     jacobian                             DIR/jacobian/ (flowgan analyze jacobian)
     report                               DIR/report.md, DIR/figures/, DIR/claims.json
 
-Re-running the same command reuses finished stages; an interrupted training run continues from its
-latest checkpoint (exactly), an interrupted analysis is redone.
+Re-running the same command reuses finished stages; an interrupted training run (or one cut by the
+safety net, re-run with a larger ``--budget-minutes``) continues from its latest checkpoint
+(exactly), and the analyses after it are redone.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ class Reproduction:
         data_dir: str | None = None,
         device: str = "auto",
         progress: bool = True,
+        steps: int | None = None,
     ):
         if isinstance(preset, Preset):  # a custom plan (tests, experiments)
             self.preset = preset
@@ -61,6 +67,10 @@ class Reproduction:
             raise FlowganError(f"{self.root} holds a reproduction of preset {state.get('preset')!r}, not {preset!r}; choose another --out")
         if budget_minutes is not None and budget_minutes <= 0:
             raise FlowganError("--budget-minutes must be positive")
+        if steps is not None and steps < 1:
+            raise FlowganError("--steps must be >= 1")
+        if state and steps is not None and state.get("steps") not in (None, steps):
+            raise FlowganError(f"{self.root} holds a reproduction with {state['steps']} generator updates per objective, not {steps}; choose another --out")
         self.state = state or {"preset": preset, "stages": {}}
         self.state.update(
             preset=preset,
@@ -71,8 +81,10 @@ class Reproduction:
             budget_minutes=budget_minutes or self.state.get("budget_minutes") or self.preset.budget_minutes,
             data_dir=data_dir if data_dir is not None else self.state.get("data_dir"),
             device=device,
+            steps=int(steps or self.state.get("steps") or self.preset.steps),
         )
         self.budget = float(self.state["budget_minutes"]) * 60.0
+        self.steps = int(self.state["steps"])
         self._dataset = None
 
     # ------------------------------------------------------------------ state
@@ -102,7 +114,11 @@ class Reproduction:
     # ------------------------------------------------------------------ budget
 
     def _stage_budget(self, stage: str) -> float:
-        """Seconds planned for a stage: training shares of the budget, the rest split evenly."""
+        """Seconds expected for a stage: the calibration's estimate for training stages once it
+        has run, else the preset's shares of the budget; the analyses split the rest evenly."""
+        cal = self.state.get("calibration") or {}
+        if stage.startswith("train-") and stage[6:] in cal.get("expected_seconds", {}):
+            return float(cal["expected_seconds"][stage[6:]])
         shares = self.preset.training_share
         if stage.startswith("train-"):
             return shares[stage[6:]] * self.budget
@@ -112,6 +128,11 @@ class Reproduction:
     def _eta(self, stage: str) -> str:
         remaining = sum(self._stage_budget(s) for s in STAGES[STAGES.index(stage) :] if not self.done(s))
         return time.strftime("%H:%M", time.localtime(time.time() + remaining))
+
+    def _time_left(self, stage: str) -> float:
+        """The safety net of a training stage: the budget minus what the other stages used."""
+        used = sum(v.get("seconds", 0.0) for k, v in self.state["stages"].items() if k != stage)
+        return max(1.0, self.budget - used)
 
     # ------------------------------------------------------------------ stages
 
@@ -128,14 +149,29 @@ class Reproduction:
             "jacobian": self.jacobian,
             "report": self.report,
         }
+        if any(not self.done(f"train-{o}") for o in OBJECTIVES):
+            for stage in ANALYSIS_STAGES:  # they read the training runs: redo them after any training
+                self.state["stages"].pop(stage, None)
+            if "calibration" not in self.state:
+                self.state["calibration"] = self.calibrate()
+                self._save_state()
+            cal = self.state["calibration"]
+            left = sum(cal["expected_seconds"][o] for o in OBJECTIVES if not self.done(f"train-{o}"))
+            per_update = ", ".join("{} {:.3f} s/update".format(LABELS[o], cal["step_seconds"][o]) for o in OBJECTIVES)
+            per_eval = ", ".join("{} {:.1f} s".format(LABELS[o], cal["eval_seconds"][o]) for o in OBJECTIVES)
+            _say(
+                f"calibration: {per_update}, evaluation {per_eval}: "
+                f"training {self.steps} updates per objective is expected to take {left / 60:.1f} min on this machine now "
+                f"(safety net: {self.budget / 60:.0f} min for the whole reproduction)"
+            )
         for i, stage in enumerate(STAGES, 1):
             if self.done(stage) and stage != "report":
                 _say(f"[{i}/{len(STAGES)}] {stage}: done before, reused")
                 continue
             _say(f"[{i}/{len(STAGES)}] {stage} (planned {self._stage_budget(stage) / 60:.1f} min; whole reproduction ETA {self._eta(stage)})")
             start = time.perf_counter()
-            extra = stages[stage]() or {}
-            self._mark(stage, "done", time.perf_counter() - start, **extra)
+            extra = dict(stages[stage]() or {})
+            self._mark(stage, extra.pop("status", "done"), time.perf_counter() - start, **extra)
         return self.root / "report.md"
 
     def _dataset_obj(self):
@@ -151,30 +187,57 @@ class Reproduction:
         options = dict(self.preset.run_options[objective])
         options.update(
             score_metrics=(self.preset.score,),
-            time_limit=self._stage_budget(f"train-{objective}"),
+            max_steps=self.steps,
+            time_limit=self._time_left(f"train-{objective}"),
             data_dir=self.state.get("data_dir"),
             device=self.device,
         )
         return resolve_config(self.preset.runs[objective], **options)
+
+    def calibrate(self, steps: int = 3) -> dict:
+        """Time ``steps`` generator updates (after one warm-up update) and one evaluation of each
+        objective, in a scratch directory, and extrapolate to the preset's updates and
+        evaluations. Touches neither the reproduction's runs nor the global random state."""
+        import tempfile
+
+        import torch
+
+        from ..training import Trainer
+
+        step_s, eval_s, expected = {}, {}, {}
+        with tempfile.TemporaryDirectory(prefix="flowgan-calibrate-") as tmp, torch.random.fork_rng(devices=[]):
+            for obj in OBJECTIVES:
+                stamps: list[float] = []
+                config = self.run_config(obj).replace(max_steps=steps + 1, eval_every=10**9, time_limit=None)
+                start = time.perf_counter()
+                trainer = Trainer(config, Path(tmp) / obj, dataset=self._dataset_obj(), progress=False, callbacks=(lambda t, stamps=stamps: stamps.append(time.perf_counter()),))
+                trainer.fit()  # evaluates at step 0 and at the end
+                total = time.perf_counter() - start
+                per_step = (stamps[-1] - stamps[0]) / max(len(stamps) - 1, 1)
+                per_eval = max(0.0, (total - per_step * len(stamps)) / 2)
+                cfg = self.run_config(obj)
+                n_evals = self.steps // max(cfg.eval_every, 1) + 1
+                step_s[obj], eval_s[obj] = per_step, per_eval
+                expected[obj] = per_step * self.steps + per_eval * n_evals
+        return {"step_seconds": step_s, "eval_seconds": eval_s, "expected_seconds": expected, "timed_updates": steps}
 
     def train(self, objective: str) -> dict:
         from ..training import Trainer
 
         run_dir = self.root / "runs" / objective
         config = self.run_config(objective)
-        adv_steps = self.state["stages"].get("train-adv", {}).get("steps")
-        if objective != "adv" and adv_steps:
-            # the same number of generator updates as ADV (the paper trains all objectives for the
-            # same epochs); the time limit becomes a safety net
-            config = config.replace(max_steps=min(config.max_steps or adv_steps, adv_steps), time_limit=2 * config.time_limit)
         latest = run_dir / "checkpoints" / "latest.pt"
         resume = latest.is_file()
         if run_dir.exists() and not resume:
             shutil.rmtree(run_dir)  # started but never checkpointed: start again
         trainer = Trainer(config, run_dir, resume=resume, dataset=self._dataset_obj(), progress=self.progress)
         summary = trainer.fit()
-        _say(f"  {LABELS[objective]}: {summary['step']} steps in {summary['time'] / 60:.1f} min (ended by {summary['stopped_by']})")
-        return {"steps": summary["step"], "stopped_by": summary["stopped_by"]}
+        cut = summary["stopped_by"] == "time_limit" and summary["step"] < self.steps
+        _say(
+            f"  {LABELS[objective]}: {summary['step']} of {self.steps} updates in {summary['time'] / 60:.1f} min"
+            + (f" -- CUT by the safety net (--budget-minutes {self.budget / 60:g}): the report will say INCOMPLETE" if cut else "")
+        )
+        return {"steps": summary["step"], "planned_steps": self.steps, "stopped_by": summary["stopped_by"], "status": "cut" if cut else "done"}
 
     def evaluate(self) -> dict:
         import torch
@@ -197,7 +260,7 @@ class Reproduction:
                 "checkpoint": "best_nll",
                 "step": ckpt.get("step"),
                 **_prefixed(nll_report(model, ds.val.images, progress=self.progress), "val_"),
-                **_prefixed(nll_report(model, ds.test.images, progress=self.progress), "test_"),
+                **_prefixed(_nll_with_sem(model, ds.test.images, progress=self.progress), "test_"),
             }
             which = f"best_{score}" if (run / "checkpoints" / f"best_{score}.pt").is_file() else "best_nll"
             model, ckpt = load_model(run, which, device=device)
@@ -270,6 +333,18 @@ class Reproduction:
         _say("  claims: " + ", ".join(f"{k} {v}" for k, v in verdicts.items()))
         _say(f"  report: {path}")
         return {"claims": verdicts}
+
+
+def _nll_with_sem(model, images, **kwargs) -> dict[str, float]:
+    """``nll_nats``, ``nll_bpd`` and their standard errors over the images (``nll_sem_nats``,
+    ``nll_sem_bpd``): the uncertainty of a test NLL that the claims use."""
+    from ..likelihood import log_likelihoods, nats_to_bpd
+
+    ll = -log_likelihoods(model, images, **kwargs).double()
+    dim = math.prod(model.shape)
+    nats = float(ll.mean())
+    sem = float(ll.std(correction=1) / math.sqrt(len(ll))) if len(ll) > 1 else 0.0
+    return {"nll_nats": nats, "nll_bpd": float(nats_to_bpd(nats, dim)), "nll_sem_nats": sem, "nll_sem_bpd": sem / (dim * math.log(2.0))}
 
 
 def _prefixed(d: dict[str, Any], prefix: str) -> dict[str, Any]:

@@ -96,10 +96,14 @@ class ReproductionData:
         out = {}
         for obj, r in self.results.items():
             if r:
+                bn, bs = r.get("best_nll", {}), r.get("best_score", {})
                 out[obj] = {
-                    "test_nll_nats": r.get("best_nll", {}).get("test_nll_nats"),
-                    "test_nll_bpd": r.get("best_nll", {}).get("test_nll_bpd"),
-                    "score": r.get("best_score", {}).get("score"),
+                    "test_nll_nats": bn.get("test_nll_nats"),
+                    "test_nll_bpd": bn.get("test_nll_bpd"),
+                    "test_nll_sem_nats": bn.get("test_nll_sem_nats"),
+                    "test_nll_sem_bpd": bn.get("test_nll_sem_bpd"),
+                    "score": bs.get("score"),
+                    "score_std": (bs.get("scores") or {}).get(f"{self.score}_std"),
                 }
         return out
 
@@ -108,7 +112,7 @@ def compute_claims(d: ReproductionData) -> list[C.Claim]:
     results = d.claim_inputs()
     return [
         C.check_c1(d.evals, d.trains, d.dim),
-        C.check_c2(results, d.unit),
+        C.check_c2(results, d.unit, d.score),
         C.check_c3(d.gmm),
         C.check_c4(d.table3),
         C.check_c5(d.jacobian, LABELS),
@@ -215,13 +219,13 @@ def _table_main(d: ReproductionData) -> list[str]:
     lines = [
         f"## Table {tnum} analog: best {sname} score and test NLL",
         "",
-        f"Score: the best-{d.score} checkpoint re-scored on more samples (best during training in brackets). "
+        f"Score: the best-{d.score} checkpoint re-scored on more samples, ± the standard deviation over 10 splits (best during training in brackets). "
         "Test NLL: the best-validated checkpoint (lowest validation NLL) on the whole test split, exact, fixed dequantization noise.",
         "",
         f"| Objective | {sname} score | Test NLL (nats) | Test NLL (bits/dim) | checkpoint step (score / NLL) | paper {sname} | paper NLL ({u}) |",
         "|---|---|---|---|---|---|---|",
     ]
-    untrained = []
+    untrained, floored, classifiers = [], [], set()
     for obj in OBJECTIVES:
         r = d.results.get(obj) or {}
         bs, bn = r.get("best_score", {}), r.get("best_nll", {})
@@ -229,13 +233,27 @@ def _table_main(d: ReproductionData) -> list[str]:
         lam = d.configs[obj].get("lam")
         name = LABELS[obj] + (f" (λ = {lam:g})" if obj == "hybrid" and lam is not None else "")
         p = paper[obj]
-        score_cell = f"{_fmt(bs.get('score'), '.2f')} [{_fmt(during, '.2f')}]"
+        sd = (bs.get("scores") or {}).get(f"{d.score}_std")
+        score_cell = f"{_fmt(bs.get('score'), '.2f')}" + (f" ± {_fmt(sd, '.2f')}" if isinstance(sd, (int, float)) else "") + f" [{_fmt(during, '.2f')}]"
+        if C.at_floor(d.score, bs.get("score")):
+            floored.append(f"{LABELS[obj]} ({_fmt(bs.get('score'), '.3f')})")
+        clf = (bs.get("scores") or {}).get("classifier")
+        if clf:
+            classifiers.add(clf)
         steps_cell = f"{bs.get('step', '—')} / {bn.get('step', '—')}"
         lines.append(
             f"| {name} | {score_cell} | {_fmt(bn.get('test_nll_nats'), '.1f')} | {_fmt(bn.get('test_nll_bpd'), '.3f')} | {steps_cell} | {p['score']:.2f} | {p['nll']:.2f} |"
         )
         if bn.get("step") == 0:
             untrained.append(LABELS[obj])
+    if classifiers:
+        lines += ["", "Scores computed with the classifier " + "; ".join(sorted(classifiers)) + "."]
+    if floored:
+        lines += [
+            "",
+            f"**At the floor:** the {sname} score of {', '.join(floored)} is {C.floor_words(d.score)}. "
+            "Such a score does not rank models; read the samples (Figure 1).",
+        ]
     if untrained:
         lines += [
             "",
@@ -350,6 +368,8 @@ def _gmm_section(d: ReproductionData, fig: Path | None, grids: list[Path]) -> li
             f"and on both NLL and score at σ ∈ {_sigma_set(g.get('beats_both', []))}; "
             f"the best σ = {_fmt(g.get('best_sigma'), '.3g')} of the refined search is {'better' if best_beats else 'not better'} than ADV on NLL."
         )
+        if C.at_floor(g.get("score_name"), a.get("best_score")):
+            lines.append(f"ADV's best {g.get('score_name')} is {C.floor_words(g.get('score_name'))}.")
     if g.get("scores_note"):
         lines.append(f"Note: {g['scores_note']}")
     for p in grids:
@@ -388,15 +408,37 @@ def _settings_section(d: ReproductionData) -> list[str]:
         "dataset": lambda c, e, t: c.get("dataset", "—"),
         "lr, β1, batch": lambda c, e, t: f"{c.get('lr', '—')}, {c.get('beta1', '—')}, {c.get('batch_size', '—')}",
         "generator steps": lambda c, e, t: str(e[-1]["step"]) if e else "—",
-        "wall time (min)": lambda c, e, t: _fmt(e[-1]["time"] / 60, ".1f") if e else "—",
     }
     for name, f in rows.items():
         lines.append(f"| {name} | " + " | ".join(f(d.configs[o], d.evals[o], d.trains[o]) for o in OBJECTIVES) + " |")
     stages = m.get("stages", {})
     if stages:
         total = sum(s.get("seconds", 0) for s in stages.values())
-        lines += ["", "Stages: " + ", ".join(f"{k} {v.get('status')} ({v.get('seconds', 0) / 60:.1f} min)" for k, v in stages.items()) + f"; total {total / 60:.1f} min."]
+        walls = [f"{LABELS[o]} {_fmt(d.evals[o][-1]['time'] / 60, '.1f')}" for o in OBJECTIVES if d.evals[o]]
+        lines += ["", "Timings (they depend on the machine and its load; the numbers above do not): "
+                  + ("training wall time " + ", ".join(walls) + " min; " if walls else "")
+                  + "stages: " + ", ".join(f"{k} {v.get('status')} ({v.get('seconds', 0) / 60:.1f} min)" for k, v in stages.items()) + f"; total {total / 60:.1f} min."]
     return lines
+
+
+def _incomplete(d: ReproductionData) -> list[str]:
+    """The banner at the top of a report whose training the safety net cut (or that has not finished)."""
+    stages = d.meta.get("stages", {})
+    planned = d.meta.get("steps")
+    cut = []
+    for o in OBJECTIVES:
+        st = stages.get(f"train-{o}", {})
+        if st.get("status") == "cut" or (st.get("stopped_by") == "time_limit" and planned and st.get("steps", planned) < planned):
+            cut.append(f"{LABELS[o]} {st.get('steps', '?')} of {st.get('planned_steps', planned)} updates")
+    if not cut:
+        return []
+    budget = d.meta.get("budget_minutes")
+    return [
+        f"> **INCOMPLETE**: the time limit (a safety net: --budget-minutes {budget}) cut training: {'; '.join(cut)}. "
+        "The objectives were not trained for the same number of updates, and the tables and verdicts below are not those of the preset. "
+        "Re-run the same command with a larger --budget-minutes to finish.",
+        "",
+    ]
 
 
 def build_report(root: str | Path) -> Path:
@@ -414,13 +456,18 @@ def build_report(root: str | Path) -> Path:
         grids.append(_copy(p, figdir / f"fig7_mixture_{p.stem}.png"))
     claims = compute_claims(d)
     md = _settings_section(d)
+    banner = _incomplete(d)
+    if banner:
+        md = md[:2] + banner + md[2:]
     md += ["", *_table_main(d), "", *_collapse_section(d)]
     for fig, title in ((f1, "Figure 1 analog"), (f2, "Figure 2 analog"), (f5, "Figure 5 analog")):
         md += [f"![{title}]({fig.relative_to(d.root)})", ""] if fig else [f"{title}: not available.", ""]
     md += [*_gmm_section(d, f3, [g for g in grids if g]), ""]
     md += [*_table3(d), ""]
     md += [*_jacobian_section(d, f4), ""]
-    md += ["## Claims", "", "Each claim is checked with fixed thresholds (see `flowgan.reproduce.claims`); a FAIL is reported as such.", "", "| | Claim | Verdict | Numbers |", "|---|---|---|---|"]
+    md += ["## Claims", "", "Each claim is checked with fixed thresholds (see `flowgan.reproduce.claims`); a FAIL is reported as such. "
+           "A comparison counts only when the difference exceeds its uncertainty (the 10-split standard deviation of a score, the standard error "
+           "of a test NLL); otherwise the claim is INCONCLUSIVE. Each objective is trained once: there is no seed-to-seed spread.", "", "| | Claim | Verdict | Numbers |", "|---|---|---|---|"]
     for c in claims:
         md.append(f"| {c.key} | {c.statement} | **{c.verdict}** | {c.evidence} |")
     notes = d.meta.get("notes") or []
