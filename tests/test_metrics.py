@@ -207,7 +207,8 @@ def test_shipped_cifar10_classifier_is_labelled_with_its_data():
 def test_classifier_families():
     assert classifier_family("mnist") == classifier_family("mnist5k") == "mnist"
     assert classifier_family("cifar10") == "cifar10" and classifier_family("fashion-mnist") == "fashion-mnist"
-    assert classifier_family("/x/cifar10-5k.npz") == "cifar10-5k"  # by name; by shape below
+    assert classifier_family("/x/my-images.npz") == "my-images"  # an unknown name: its own; by shape below
+    assert classifier_family("cifar10-5k") == classifier_family("/x/cifar10-5k.npz") == "cifar10"  # CIFAR-10 images
     from flowgan.data import ImageDataset, Split
 
     fake = ImageDataset("cifar10-5k", Split(torch.zeros(1, 3, 32, 32, dtype=torch.uint8)), Split(torch.zeros(1, 3, 32, 32, dtype=torch.uint8)), Split(torch.zeros(1, 3, 32, 32, dtype=torch.uint8)))
