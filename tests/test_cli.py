@@ -7,8 +7,9 @@ import sys
 import pytest
 from PIL import Image
 
-from flowgan.checkpoint import load_checkpoint
+from flowgan.checkpoint import load_checkpoint, load_model
 from flowgan.cli import _done_line, main
+from flowgan.rundir import read_metrics
 
 
 def run(capsys, *argv):
@@ -86,14 +87,34 @@ def test_done_line_says_what_stopped_the_run():
     assert "1:06:40 wall" in _done_line({**summary, "stopped_by": "steps"}, 4000.0, None)
 
 
-def test_resume_via_cli_extends_a_run(capsys, trained_run, tmp_path):
+def _without_timings(records):
+    return [{k: v for k, v in r.items() if k not in ("time", "steps_per_s", "images_per_s")} for r in records]
+
+
+def test_resume_via_cli_equals_an_uninterrupted_run(capsys, trained_run, tmp_path):
+    """4 steps, then ``--resume --max-steps 6``: the same model, checkpoint and log as 6 steps at once."""
     import shutil
 
-    copy = tmp_path / "copy"
-    shutil.copytree(trained_run, copy)
-    code, out, _ = run(capsys, "train", "--resume", str(copy), "--max-steps", "6", "--no-progress")
+    import torch
+
+    torch.set_default_dtype(torch.float32)  # as trained_run was trained (conftest: float64 in tests)
+    resumed, full = tmp_path / "resumed", tmp_path / "full"
+    shutil.copytree(trained_run, resumed)
+    code, out, _ = run(capsys, "train", "--resume", str(resumed), "--max-steps", "6", "--no-progress")
     assert code == 0 and out.startswith("done: 6 generator updates (all steps done)")
-    assert load_checkpoint(copy / "checkpoints" / "latest.pt")["step"] == 6
+    argv = ["train", "--dataset", "mnist5k", "--model", "nice-small", "--max-steps", "6", "--eval-every", "2"]
+    assert run(capsys, *argv, "--out", str(full), "--no-progress")[0] == 0
+
+    ckpt, ckpt_full = (load_checkpoint(r / "checkpoints" / "latest.pt") for r in (resumed, full))
+    assert ckpt["step"] == ckpt_full["step"] == 6 and ckpt["config"] == ckpt_full["config"]
+    a, b = (load_model(r, "latest")[0].state_dict() for r in (resumed, full))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    evals = [_without_timings(read_metrics(r, "eval")) for r in (resumed, full)]
+    assert [e["step"] for e in evals[1]] == [0, 2, 4, 6] and evals[0] == evals[1]
+    # a finished run is left as it is
+    code, out, _ = run(capsys, "train", "--resume", str(resumed), "--max-steps", "6", "--no-progress")
+    assert code == 0 and "already finished at step 6" in out
+    assert load_checkpoint(resumed / "checkpoints" / "latest.pt")["step"] == 6
 
 
 def test_missing_data_is_one_line(capsys, tmp_path):
@@ -153,9 +174,12 @@ def test_existing_run_directory_and_bad_resume_are_one_line(capsys, trained_run)
     code, _, err = run(capsys, "train", "--dataset", "mnist5k", "--out", str(trained_run), "--max-steps", "1")
     assert_one_line_error(code, err)
     assert "already holds a run" in err
-    code, _, err = run(capsys, "train", "--resume", str(trained_run), "--lr", "0.1")
-    assert_one_line_error(code, err)
-    assert "only --epochs, --max-steps and --max-minutes" in err
+    for flags, got in ((["--lr", "0.1"], "lr"), (["--critic-lr", "0.1", "--log-every", "3"], "critic_lr, log_every"),
+                       (["--preset", "mnist-mle"], "--preset")):
+        code, _, err = run(capsys, "train", "--resume", str(trained_run), *flags)
+        assert_one_line_error(code, err)
+        assert f"only --epochs, --max-steps and --max-minutes may change (got {got})" in err
+    assert load_checkpoint(trained_run / "checkpoints" / "latest.pt")["step"] == 4
 
 
 def test_console_script_runs_without_traceback(tmp_path):
