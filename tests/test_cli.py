@@ -23,7 +23,7 @@ def run(capsys, *argv):
 
 def assert_one_line_error(code, err, expected_code=2):
     assert code == expected_code
-    lines = [l for l in err.splitlines() if l.strip() and "%|" not in l]
+    lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]
     assert len(lines) == 1, err
     assert "Traceback" not in err
 
@@ -37,7 +37,22 @@ def test_help(capsys, command):
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("cli") / "run"
-    code = main(["train", "--dataset", "mnist5k", "--model", "nice-small", "--max-steps", "4", "--eval-every", "2", "--out", str(run_dir), "--no-progress"])
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "mnist5k",
+            "--model",
+            "nice-small",
+            "--max-steps",
+            "4",
+            "--eval-every",
+            "2",
+            "--out",
+            str(run_dir),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     return run_dir
 
@@ -79,9 +94,17 @@ def test_sample_writes_beside_the_run_by_default(capsys, trained_run, monkeypatc
 
 
 def test_done_line_says_what_stopped_the_run():
-    summary = {"step": 129, "time": 183.4, "best": {"val_nll_nats": {"value": -812.5, "step": 120}}, "run_dir": "r", "stopped_by": "time_limit"}
+    summary = {
+        "step": 129,
+        "time": 183.4,
+        "best": {"val_nll_nats": {"value": -812.5, "step": 120}},
+        "run_dir": "r",
+        "stopped_by": "time_limit",
+    }
     line = _done_line(summary, 100.2, 180.0)
-    assert line.startswith("done: 129 generator updates (stopped by the time limit (--max-minutes 3), not by a step count)")
+    assert line.startswith(
+        "done: 129 generator updates (stopped by the time limit (--max-minutes 3), not by a step count)"
+    )
     assert "1:40 wall in this process, 3:03 of training in all sessions" in line and "-812.50 nats at step 120" in line
     assert "(all steps done)" in _done_line({**summary, "stopped_by": "steps"}, 4000.0, None)
     assert "1:06:40 wall" in _done_line({**summary, "stopped_by": "steps"}, 4000.0, None)
@@ -118,13 +141,17 @@ def test_resume_via_cli_equals_an_uninterrupted_run(capsys, trained_run, tmp_pat
 
 
 def test_missing_data_is_one_line(capsys, tmp_path):
-    code, _, err = run(capsys, "train", "--dataset", "mnist", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "r"))
+    code, _, err = run(
+        capsys, "train", "--dataset", "mnist", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "r")
+    )
     assert_one_line_error(code, err)
     assert "mnist not found" in err
 
 
 def test_malformed_data_is_one_line(capsys, tmp_path):
-    (tmp_path / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03\x00\x00\x00\x05\x00\x00\x00\x1c\x00\x00\x00\x1c" + b"\x00" * 10)
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(
+        b"\x00\x00\x08\x03\x00\x00\x00\x05\x00\x00\x00\x1c\x00\x00\x00\x1c" + b"\x00" * 10
+    )
     for name in ("train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
         (tmp_path / name).write_bytes(b"junk")
     code, _, err = run(capsys, "train", "--dataset", "mnist", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r"))
@@ -135,7 +162,9 @@ def test_malformed_data_is_one_line(capsys, tmp_path):
 def test_bad_npz_is_one_line(capsys, tmp_path):
     import numpy as np
 
-    np.savez(tmp_path / "d.npz", x_train=np.zeros((10, 4, 4), dtype=np.float32), x_test=np.zeros((5, 4, 4), dtype=np.float32))
+    np.savez(
+        tmp_path / "d.npz", x_train=np.zeros((10, 4, 4), dtype=np.float32), x_test=np.zeros((5, 4, 4), dtype=np.float32)
+    )
     code, _, err = run(capsys, "train", "--dataset", str(tmp_path / "d.npz"), "--out", str(tmp_path / "r"))
     assert_one_line_error(code, err)
     assert "uint8" in err
@@ -174,8 +203,11 @@ def test_existing_run_directory_and_bad_resume_are_one_line(capsys, trained_run)
     code, _, err = run(capsys, "train", "--dataset", "mnist5k", "--out", str(trained_run), "--max-steps", "1")
     assert_one_line_error(code, err)
     assert "already holds a run" in err
-    for flags, got in ((["--lr", "0.1"], "lr"), (["--critic-lr", "0.1", "--log-every", "3"], "critic_lr, log_every"),
-                       (["--preset", "mnist-mle"], "--preset")):
+    for flags, got in (
+        (["--lr", "0.1"], "lr"),
+        (["--critic-lr", "0.1", "--log-every", "3"], "critic_lr, log_every"),
+        (["--preset", "mnist-mle"], "--preset"),
+    ):
         code, _, err = run(capsys, "train", "--resume", str(trained_run), *flags)
         assert_one_line_error(code, err)
         assert f"only --epochs, --max-steps and --max-minutes may change (got {got})" in err
@@ -185,5 +217,7 @@ def test_existing_run_directory_and_bad_resume_are_one_line(capsys, trained_run)
 def test_console_script_runs_without_traceback(tmp_path):
     ok = subprocess.run([sys.executable, "-m", "flowgan", "--help"], capture_output=True, text=True)
     assert ok.returncode == 0 and "train" in ok.stdout
-    bad = subprocess.run([sys.executable, "-m", "flowgan", "evaluate", str(tmp_path / "x")], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "flowgan", "evaluate", str(tmp_path / "x")], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

@@ -86,17 +86,32 @@ def test_flags_keep_their_meaning():
     assert _config("--max-minutes", "2").time_limit == 120.0  # minutes on the command line, seconds in the config
     assert _config("--scores", "mode,,is").score_metrics == ("mode", "is")
     assert _config("--coupling-norm", "none").model_options == {"norm": "none"}
-    assert _config("--model-option", "hidden=5", "--model-option", "norm=none").model_options == {"hidden": 5, "norm": "none"}
+    assert _config("--model-option", "hidden=5", "--model-option", "norm=none").model_options == {
+        "hidden": 5,
+        "norm": "none",
+    }
     assert _config("--compile", "--sync-batchnorm").compile is True
     # not given: the preset's, then the model family's values, then the field's
-    assert _config("--preset", "cifar10-mle").lr == 1e-3 and _config("--preset", "cifar10-mle", "--lr", "0.01").lr == 0.01
+    assert (
+        _config("--preset", "cifar10-mle").lr == 1e-3 and _config("--preset", "cifar10-mle", "--lr", "0.01").lr == 0.01
+    )
     assert _config("--model", "realnvp-small").batch_size == 64 and _config().batch_size == 100
     assert _config() == resolve_config()
 
 
 def test_critic_settings_reach_the_config():
-    config = _config("--critic-lr", "3e-4", "--critic-beta1", "0.1", "--critic-beta2", "0.8", "--min-lr", "1e-6",
-                     "--critic-option", "hidden=64")
+    config = _config(
+        "--critic-lr",
+        "3e-4",
+        "--critic-beta1",
+        "0.1",
+        "--critic-beta2",
+        "0.8",
+        "--min-lr",
+        "1e-6",
+        "--critic-option",
+        "hidden=64",
+    )
     assert (config.critic_lr, config.critic_beta1, config.critic_beta2, config.min_lr) == (3e-4, 0.1, 0.8, 1e-6)
     assert config.critic_options == {"hidden": 64}
 
@@ -104,7 +119,10 @@ def test_critic_settings_reach_the_config():
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--coupling-norm", "none", "--model-option", "norm=batch"], "--coupling-norm and --model-option norm=... disagree"),
+        (
+            ["--coupling-norm", "none", "--model-option", "norm=batch"],
+            "--coupling-norm and --model-option norm=... disagree",
+        ),
         (["--critic-beta1", "1.5"], "critic_beta1 must be in [0, 1)"),
         (["--min-lr", "-1"], "min_lr must be a number >= 0"),
         (["--log-every", "0"], "log_every must be >= 1"),

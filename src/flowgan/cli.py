@@ -63,7 +63,9 @@ def _cmd_train(args) -> int:
     else:
         config = resolve_config(preset, **options)
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        run_dir = Path(args.out or Path("runs") / f"{Path(config.dataset).stem}-{config.model}-{config.objective}-{stamp}")
+        run_dir = Path(
+            args.out or Path("runs") / f"{Path(config.dataset).stem}-{config.model}-{config.objective}-{stamp}"
+        )
         resume = False
     with _distributed(rank, world):
         common = dict(rank=rank, world_size=world, progress=not args.no_progress)
@@ -72,7 +74,10 @@ def _cmd_train(args) -> int:
         else:
             trainer = Trainer(config, run_dir, **common)
         if trainer.is_main:
-            _err(f"flowgan: {'resuming' if resume else 'training'} {trainer.config.describe()} -> {run_dir} ({trainer.dataset.describe()})")
+            _err(
+                f"flowgan: {'resuming' if resume else 'training'} {trainer.config.describe()} -> {run_dir} "
+                f"({trainer.dataset.describe()})"
+            )
         wall, time_limit = time.perf_counter(), trainer.config.time_limit
         try:
             summary = trainer.fit()
@@ -81,7 +86,10 @@ def _cmd_train(args) -> int:
             trainer.close()  # before the process group goes (see Trainer.close)
             del trainer
     if rank == 0 and summary["stopped_by"] == "finished":
-        print(f"run {run_dir} is already finished at step {summary['step']}; nothing to do (extend it with --epochs, --max-steps or --max-minutes)")
+        print(
+            f"run {run_dir} is already finished at step {summary['step']}; nothing to do "
+            "(extend it with --epochs, --max-steps or --max-minutes)"
+        )
     elif rank == 0:
         print(_done_line(summary, wall, time_limit))
     return 0
@@ -239,7 +247,11 @@ def _default_eval_path(run: str, ckpt_path: Path, split: str) -> Path:
 
 
 def _add_sample(sub) -> None:
-    p = sub.add_parser("sample", help="draw samples G(z) from a run or checkpoint into a PNG grid", description="Draw n samples from a trained flow and write them as a grid.")
+    p = sub.add_parser(
+        "sample",
+        help="draw samples G(z) from a run or checkpoint into a PNG grid",
+        description="Draw n samples from a trained flow and write them as a grid.",
+    )
     p.add_argument("run", metavar="RUN_OR_CKPT")
     p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
     p.add_argument("-o", "--output", help="PNG file (default RUN/samples/sample_<checkpoint>_n<N>_seed<S>.png)")
@@ -351,7 +363,10 @@ def main(argv: list[str] | None = None) -> int:
                 what = str(e).splitlines()[0] if str(e) else type(e).__name__
             _err(f"flowgan {args.command}: error: {what}")
             return EXIT_USAGE
-        _err(f"flowgan {args.command}: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} (set FLOWGAN_DEBUG=1 for the traceback)")
+        _err(
+            f"flowgan {args.command}: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+            "(set FLOWGAN_DEBUG=1 for the traceback)"
+        )
         return 1
 
 

@@ -156,7 +156,10 @@ class TrainConfig:
         if self.collapse_samples < 0 or self.collapse_samples == 1:
             problems.append("collapse_samples must be 0 (off) or at least 2")
         if self.time_limit is not None and not (self.time_limit >= 0):  # inf: no limit
-            problems.append(f"the time limit (--max-minutes) must be >= 0, got {self.time_limit / 60 if finite(self.time_limit) else self.time_limit} minutes")
+            problems.append(
+                "the time limit (--max-minutes) must be >= 0, got "
+                f"{self.time_limit / 60 if finite(self.time_limit) else self.time_limit} minutes"
+            )
         if not (finite(self.lr_decay) and 0 < self.lr_decay <= 1):
             problems.append(f"lr_decay must be in (0, 1], got {self.lr_decay}")
         if not (finite(self.min_lr) and self.min_lr >= 0):
@@ -172,7 +175,9 @@ class TrainConfig:
         if self.eval_every < 1:
             problems.append("eval_every must be >= 1")
         if self.eval_samples is not None and self.eval_samples < 1:
-            problems.append(f"eval_samples must be >= 1 (omit it to evaluate the whole validation split), got {self.eval_samples}")
+            problems.append(
+                f"eval_samples must be >= 1 (omit it to evaluate the whole validation split), got {self.eval_samples}"
+            )
         for name in ("train_eval_samples", "eval_batch_size", "grid_samples", "log_every"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -213,7 +218,9 @@ class TrainConfig:
         return self.objective != "mle"
 
     def describe(self) -> str:
-        what = "MLE" if not self.adversarial else (f"{self.objective} + {self.lam:g}·NLL" if self.lam else self.objective)
+        what = (
+            "MLE" if not self.adversarial else (f"{self.objective} + {self.lam:g}·NLL" if self.lam else self.objective)
+        )
         return f"{self.model} on {self.dataset}, {what}"
 
 
@@ -225,7 +232,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "mnist-mle": dict(_MNIST, objective="mle", epochs=500, score_metrics=("mode",)),
     "mnist-adv": dict(_MNIST, objective="wgan-gp", lam=0.0, n_critic=5, epochs=500, score_metrics=("mode",)),
     "mnist-hybrid": dict(_MNIST, objective="wgan-gp", lam=0.1, n_critic=5, epochs=500, score_metrics=("mode",)),
-    "cifar10-mle": dict(_CIFAR, objective="mle", lr=1e-3, beta1=0.9, lr_decay=0.999995, epochs=300, score_metrics=("is",)),
+    "cifar10-mle": dict(
+        _CIFAR, objective="mle", lr=1e-3, beta1=0.9, lr_decay=0.999995, epochs=300, score_metrics=("is",)
+    ),
     "cifar10-adv": dict(_CIFAR, objective="wgan-gp", lam=0.0, lr=1e-4, beta1=0.5, epochs=300, score_metrics=("is",)),
     "cifar10-hybrid": dict(
         _CIFAR, objective="wgan-gp", lam=1.0, lr=1e-3, beta1=0.5, lr_decay=0.99999, epochs=500, score_metrics=("is",)
