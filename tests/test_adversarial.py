@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import perturb
 from torch import nn
 
 import flowgan
@@ -15,8 +16,6 @@ from flowgan.data import load_dataset
 from flowgan.errors import NonFiniteError
 from flowgan.objectives import LOSSES, Adversarial, MaximumLikelihood, gradient_penalty
 from flowgan.training import Trainer, read_metrics
-
-from helpers import perturb
 
 
 class LinearCritic(nn.Module):
@@ -147,9 +146,10 @@ def test_every_named_model_has_a_default_critic_of_its_size():
 def test_critics_have_the_paper_architecture_and_no_batch_norm():
     mnist = build_critic("dcgan-mnist", (1, 28, 28))
     convs = [m for m in mnist.modules() if isinstance(m, nn.Conv2d)]
-    assert [(c.in_channels, c.out_channels, c.kernel_size, c.stride) for c in convs] == [(1, 1, (5, 5), (2, 2)), (1, 64, (5, 5), (2, 2))]
+    shapes = [(c.in_channels, c.out_channels, c.kernel_size, c.stride) for c in convs]
+    assert shapes == [(1, 1, (5, 5), (2, 2)), (1, 64, (5, 5), (2, 2))]
     linears = [m for m in mnist.modules() if isinstance(m, nn.Linear)]
-    assert [(l.in_features, l.out_features) for l in linears] == [(64 * 7 * 7, 1024), (1024, 1)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(64 * 7 * 7, 1024), (1024, 1)]
     cifar = build_critic("dcgan-cifar10", (3, 32, 32))
     assert [c.out_channels for c in cifar.modules() if isinstance(c, nn.Conv2d)] == [64, 128, 256, 512]
     assert len([m for m in cifar.modules() if isinstance(m, nn.LayerNorm)]) == 4
@@ -161,10 +161,24 @@ def test_critics_have_the_paper_architecture_and_no_batch_norm():
 
 def test_presets_carry_the_papers_hyperparameters():
     adv, hybrid = resolve_config("mnist-adv"), resolve_config("mnist-hybrid")
-    assert (adv.model, adv.lr, adv.beta1, adv.beta2, adv.batch_size, adv.n_critic, adv.lam) == ("nice-mnist", 1e-4, 0.5, 0.9, 100, 5, 0.0)
+    assert (adv.model, adv.lr, adv.beta1, adv.beta2, adv.batch_size, adv.n_critic, adv.lam) == (
+        "nice-mnist",
+        1e-4,
+        0.5,
+        0.9,
+        100,
+        5,
+        0.0,
+    )
     assert hybrid.lam == 0.1 and hybrid.objective == "wgan-gp"
     c_hybrid = resolve_config("cifar10-hybrid")
-    assert (c_hybrid.model, c_hybrid.lam, c_hybrid.lr, c_hybrid.lr_decay, c_hybrid.batch_size) == ("realnvp-cifar10", 1.0, 1e-3, 0.99999, 64)
+    assert (c_hybrid.model, c_hybrid.lam, c_hybrid.lr, c_hybrid.lr_decay, c_hybrid.batch_size) == (
+        "realnvp-cifar10",
+        1.0,
+        1e-3,
+        0.99999,
+        64,
+    )
     c_adv = resolve_config("cifar10-adv")
     assert (c_adv.lr, c_adv.beta1) == (1e-4, 0.5)
     assert resolve_config("mnist-hybrid", lam=1.0, lr=3e-4).lam == 1.0  # every value overridable
@@ -180,7 +194,18 @@ def mnist5k():
 
 
 def _adv_cfg(**kw):
-    base = dict(dataset="mnist5k", model="nice-small", objective="wgan-gp", n_critic=2, batch_size=50, max_steps=6, eval_every=3, train_eval_samples=100, eval_samples=100, log_every=1)
+    base = dict(
+        dataset="mnist5k",
+        model="nice-small",
+        objective="wgan-gp",
+        n_critic=2,
+        batch_size=50,
+        max_steps=6,
+        eval_every=3,
+        train_eval_samples=100,
+        eval_samples=100,
+        log_every=1,
+    )
     return TrainConfig(**{**base, **kw})
 
 

@@ -7,8 +7,9 @@ import sys
 import pytest
 from PIL import Image
 
-from flowgan.checkpoint import load_checkpoint
+from flowgan.checkpoint import load_checkpoint, load_model
 from flowgan.cli import _done_line, main
+from flowgan.rundir import read_metrics
 
 
 def run(capsys, *argv):
@@ -22,7 +23,7 @@ def run(capsys, *argv):
 
 def assert_one_line_error(code, err, expected_code=2):
     assert code == expected_code
-    lines = [l for l in err.splitlines() if l.strip() and "%|" not in l]
+    lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]
     assert len(lines) == 1, err
     assert "Traceback" not in err
 
@@ -36,7 +37,22 @@ def test_help(capsys, command):
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("cli") / "run"
-    code = main(["train", "--dataset", "mnist5k", "--model", "nice-small", "--max-steps", "4", "--eval-every", "2", "--out", str(run_dir), "--no-progress"])
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "mnist5k",
+            "--model",
+            "nice-small",
+            "--max-steps",
+            "4",
+            "--eval-every",
+            "2",
+            "--out",
+            str(run_dir),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     return run_dir
 
@@ -78,32 +94,67 @@ def test_sample_writes_beside_the_run_by_default(capsys, trained_run, monkeypatc
 
 
 def test_done_line_says_what_stopped_the_run():
-    summary = {"step": 129, "time": 183.4, "best": {"val_nll_nats": {"value": -812.5, "step": 120}}, "run_dir": "r", "stopped_by": "time_limit"}
+    summary = {
+        "step": 129,
+        "time": 183.4,
+        "best": {"val_nll_nats": {"value": -812.5, "step": 120}},
+        "run_dir": "r",
+        "stopped_by": "time_limit",
+    }
     line = _done_line(summary, 100.2, 180.0)
-    assert line.startswith("done: 129 generator updates (stopped by the time limit (--max-minutes 3), not by a step count)")
+    assert line.startswith(
+        "done: 129 generator updates (stopped by the time limit (--max-minutes 3), not by a step count)"
+    )
     assert "1:40 wall in this process, 3:03 of training in all sessions" in line and "-812.50 nats at step 120" in line
     assert "(all steps done)" in _done_line({**summary, "stopped_by": "steps"}, 4000.0, None)
     assert "1:06:40 wall" in _done_line({**summary, "stopped_by": "steps"}, 4000.0, None)
 
 
-def test_resume_via_cli_extends_a_run(capsys, trained_run, tmp_path):
+def _without_timings(records):
+    return [{k: v for k, v in r.items() if k not in ("time", "steps_per_s", "images_per_s")} for r in records]
+
+
+def test_resume_via_cli_equals_an_uninterrupted_run(capsys, trained_run, tmp_path):
+    """4 steps, then ``--resume --max-steps 6``: the same model, checkpoint and log as 6 steps at once."""
     import shutil
 
-    copy = tmp_path / "copy"
-    shutil.copytree(trained_run, copy)
-    code, out, _ = run(capsys, "train", "--resume", str(copy), "--max-steps", "6", "--no-progress")
+    import torch
+
+    torch.set_default_dtype(torch.float32)  # as trained_run was trained (conftest: float64 in tests)
+    resumed, full = tmp_path / "resumed", tmp_path / "full"
+    shutil.copytree(trained_run, resumed)
+    code, out, _ = run(capsys, "train", "--resume", str(resumed), "--max-steps", "6", "--no-progress")
     assert code == 0 and out.startswith("done: 6 generator updates (all steps done)")
-    assert load_checkpoint(copy / "checkpoints" / "latest.pt")["step"] == 6
+    argv = ["train", "--dataset", "mnist5k", "--model", "nice-small", "--max-steps", "6", "--eval-every", "2"]
+    assert run(capsys, *argv, "--out", str(full), "--no-progress")[0] == 0
+
+    ckpt, ckpt_full = (load_checkpoint(r / "checkpoints" / "latest.pt") for r in (resumed, full))
+    assert ckpt["step"] == ckpt_full["step"] == 6 and ckpt["config"] == ckpt_full["config"]
+    a, b = (load_model(r, "latest")[0].state_dict() for r in (resumed, full))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    evals = [_without_timings(read_metrics(r, "eval")) for r in (resumed, full)]
+    assert [e["step"] for e in evals[0]] == [e["step"] for e in evals[1]] == [0, 2, 4, 6]
+    # step 4 ended the first part: its record adds the training losses of that run's last steps
+    evals[0][2] = {k: v for k, v in evals[0][2].items() if k not in ("train_nll", "loss")}
+    assert evals[0] == evals[1]
+    # a finished run is left as it is
+    code, out, _ = run(capsys, "train", "--resume", str(resumed), "--max-steps", "6", "--no-progress")
+    assert code == 0 and "already finished at step 6" in out
+    assert load_checkpoint(resumed / "checkpoints" / "latest.pt")["step"] == 6
 
 
 def test_missing_data_is_one_line(capsys, tmp_path):
-    code, _, err = run(capsys, "train", "--dataset", "mnist", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "r"))
+    code, _, err = run(
+        capsys, "train", "--dataset", "mnist", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "r")
+    )
     assert_one_line_error(code, err)
     assert "mnist not found" in err
 
 
 def test_malformed_data_is_one_line(capsys, tmp_path):
-    (tmp_path / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03\x00\x00\x00\x05\x00\x00\x00\x1c\x00\x00\x00\x1c" + b"\x00" * 10)
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(
+        b"\x00\x00\x08\x03\x00\x00\x00\x05\x00\x00\x00\x1c\x00\x00\x00\x1c" + b"\x00" * 10
+    )
     for name in ("train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
         (tmp_path / name).write_bytes(b"junk")
     code, _, err = run(capsys, "train", "--dataset", "mnist", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r"))
@@ -114,7 +165,9 @@ def test_malformed_data_is_one_line(capsys, tmp_path):
 def test_bad_npz_is_one_line(capsys, tmp_path):
     import numpy as np
 
-    np.savez(tmp_path / "d.npz", x_train=np.zeros((10, 4, 4), dtype=np.float32), x_test=np.zeros((5, 4, 4), dtype=np.float32))
+    np.savez(
+        tmp_path / "d.npz", x_train=np.zeros((10, 4, 4), dtype=np.float32), x_test=np.zeros((5, 4, 4), dtype=np.float32)
+    )
     code, _, err = run(capsys, "train", "--dataset", str(tmp_path / "d.npz"), "--out", str(tmp_path / "r"))
     assert_one_line_error(code, err)
     assert "uint8" in err
@@ -153,13 +206,21 @@ def test_existing_run_directory_and_bad_resume_are_one_line(capsys, trained_run)
     code, _, err = run(capsys, "train", "--dataset", "mnist5k", "--out", str(trained_run), "--max-steps", "1")
     assert_one_line_error(code, err)
     assert "already holds a run" in err
-    code, _, err = run(capsys, "train", "--resume", str(trained_run), "--lr", "0.1")
-    assert_one_line_error(code, err)
-    assert "only --epochs, --max-steps and --max-minutes" in err
+    for flags, got in (
+        (["--lr", "0.1"], "lr"),
+        (["--critic-lr", "0.1", "--log-every", "3"], "critic_lr, log_every"),
+        (["--preset", "mnist-mle"], "--preset"),
+    ):
+        code, _, err = run(capsys, "train", "--resume", str(trained_run), *flags)
+        assert_one_line_error(code, err)
+        assert f"only --epochs, --max-steps and --max-minutes may change (got {got})" in err
+    assert load_checkpoint(trained_run / "checkpoints" / "latest.pt")["step"] == 4
 
 
 def test_console_script_runs_without_traceback(tmp_path):
     ok = subprocess.run([sys.executable, "-m", "flowgan", "--help"], capture_output=True, text=True)
     assert ok.returncode == 0 and "train" in ok.stdout
-    bad = subprocess.run([sys.executable, "-m", "flowgan", "evaluate", str(tmp_path / "x")], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "flowgan", "evaluate", str(tmp_path / "x")], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

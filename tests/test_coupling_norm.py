@@ -4,13 +4,12 @@ import math
 
 import pytest
 import torch
+from helpers import perturb
 
 import flowgan
 from flowgan.checkpoint import atomic_save, load_checkpoint, load_model
 from flowgan.models import model_from_spec
 from flowgan.nets import MLP, ScalarBatchNorm, set_sync_batchnorm
-
-from helpers import perturb
 
 
 def test_training_mode_normalises_over_batch_and_features_together():
@@ -86,7 +85,9 @@ def test_an_old_run_resumes_with_its_unnormalised_architecture(tmp_path):
     from flowgan.config import TrainConfig
     from flowgan.training import Trainer
 
-    cfg = TrainConfig(dataset="digits", model="nice-small", model_options={"norm": "none"}, batch_size=50, max_steps=2, eval_every=2)
+    cfg = TrainConfig(
+        dataset="digits", model="nice-small", model_options={"norm": "none"}, batch_size=50, max_steps=2, eval_every=2
+    )
     Trainer(cfg, tmp_path / "run", progress=False).fit()
     # rewrite the checkpoint as an older flowgan did: no norm option, no spec version
     path = tmp_path / "run" / "checkpoints" / "latest.pt"

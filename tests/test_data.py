@@ -22,7 +22,9 @@ def test_mnist5k_is_real_and_stratified():
     assert torch.bincount(d.train.labels).tolist() == [400] * 10
     assert torch.bincount(d.test.labels).tolist() == [50] * 10
     # the three splits are disjoint images
-    flat = lambda s: {bytes(x.numpy().tobytes()) for x in s.images}
+    def flat(split):
+        return {bytes(x.numpy().tobytes()) for x in split.images}
+
     assert not (flat(d.train) & flat(d.test))
 
 
@@ -58,7 +60,9 @@ def test_full_mnist_uses_the_papers_split(shared_data_dir):
     assert d.test.labels[:5].tolist() == [7, 2, 1, 0, 4]  # the t10k file's first labels
 
 
-@pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"), reason="Debian's dataset-fashion-mnist not installed")
+@pytest.mark.skipif(
+    not os.path.isdir("/usr/share/datasets/fashion-mnist"), reason="Debian's dataset-fashion-mnist not installed"
+)
 def test_fashion_mnist_from_the_debian_package(tmp_path):
     d = load_dataset("fashion-mnist", tmp_path, download=False)
     assert (len(d.train), len(d.val), len(d.test)) == (50000, 10000, 10000)
@@ -79,7 +83,9 @@ def test_cifar10_python_batches_are_read_with_a_5k_random_validation_split(tmp_p
     batches = [pickle.load(open(base / f"data_batch_{i}", "rb"))["data"].reshape(-1, 3, 32, 32) for i in range(1, 6)]
     originals = torch.from_numpy(np.concatenate(batches))
     # train and val partition the 50,000 training images; val is a random subset, not the last 5,000
-    assert torch.equal(torch.cat([d.train.images, d.val.images]).sum(0, dtype=torch.int64), originals.sum(0, dtype=torch.int64))
+    assert torch.equal(
+        torch.cat([d.train.images, d.val.images]).sum(0, dtype=torch.int64), originals.sum(0, dtype=torch.int64)
+    )
     assert not torch.equal(d.val.images, originals[45000:])
 
 
@@ -125,8 +131,10 @@ def test_mnist5k_prefixes_mix_the_classes():
 def test_cifar10_5k_from_its_npz_in_either_place(tmp_path):
     gen = np.random.default_rng(0)
     arrays = dict(
-        x_train=gen.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8), y_train=np.arange(40) % 10,
-        x_test=gen.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8), y_test=np.arange(10) % 10,
+        x_train=gen.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8),
+        y_train=np.arange(40) % 10,
+        x_test=gen.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8),
+        y_test=np.arange(10) % 10,
     )
     (tmp_path / "cifar10-5k").mkdir()
     np.savez(tmp_path / "cifar10-5k" / "cifar10-5k.npz", **arrays)
@@ -137,7 +145,11 @@ def test_cifar10_5k_from_its_npz_in_either_place(tmp_path):
     assert torch.equal(ds.test.images[3], torch.from_numpy(arrays["x_test"][3]).permute(2, 0, 1))
     with pytest.raises(DataError, match="cifar10-5k not found"):
         load_dataset("cifar10-5k", tmp_path / "nowhere")
-    np.savez(tmp_path / "cifar10-5k.npz", x_train=arrays["x_train"][:, :28, :28, :1], x_test=arrays["x_test"][:, :28, :28, :1])
+    np.savez(
+        tmp_path / "cifar10-5k.npz",
+        x_train=arrays["x_train"][:, :28, :28, :1],
+        x_test=arrays["x_test"][:, :28, :28, :1],
+    )
     with pytest.raises(DataError, match="not CIFAR-10's"):
         load_dataset("cifar10-5k", tmp_path)  # the folder's own file comes first
 

@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
+from helpers import brute_force_logdet, perturb
 
 from flowgan import flows as F
 from flowgan.nets import MLP, ResNet
-
-from helpers import brute_force_logdet, perturb
 
 
 def _mlp(n_in, n_out):

@@ -2,17 +2,15 @@
 
 import math
 
-import numpy as np
 import pytest
 import scipy.stats
 import torch
+from helpers import perturb
 
 import flowgan
 from flowgan import flows as F
 from flowgan.likelihood import dequantization_noise, log_likelihoods, nll_report
 from flowgan.models import FlowModel
-
-from helpers import perturb
 
 
 def _images(n=40, shape=(1, 4, 4), seed=0):
@@ -31,7 +29,9 @@ def test_uniform_model_has_eight_bits_per_dim():
 
 
 def test_gaussian_model_matches_scipy():
-    model = FlowModel(F.FlowSequence(F.Reshape((2, 3, 3), (18,)), F.Reshape((18,), (2, 3, 3))), F.StandardNormal(), (2, 3, 3))
+    model = FlowModel(
+        F.FlowSequence(F.Reshape((2, 3, 3), (18,)), F.Reshape((18,), (2, 3, 3))), F.StandardNormal(), (2, 3, 3)
+    )
     data = _images(shape=(2, 3, 3))
     noise = dequantization_noise(0, len(data), (2, 3, 3), seed=0, dtype=torch.float64)
     x = (data.double() + noise) / 256
@@ -39,7 +39,9 @@ def test_gaussian_model_matches_scipy():
     assert flowgan.nll(model, data, "nats") == pytest.approx(expected, rel=1e-12)
 
 
-@pytest.mark.parametrize("nats, dim, bpd", [(0.0, 784, 8.0), (-784 * math.log(2), 784, 7.0), (3072 * math.log(2), 3072, 9.0)])
+@pytest.mark.parametrize(
+    "nats, dim, bpd", [(0.0, 784, 8.0), (-784 * math.log(2), 784, 7.0), (3072 * math.log(2), 3072, 9.0)]
+)
 def test_unit_conversion(nats, dim, bpd):
     assert flowgan.nats_to_bpd(nats, dim) == pytest.approx(bpd)
     assert flowgan.bpd_to_nats(bpd, dim) == pytest.approx(nats, abs=1e-9)

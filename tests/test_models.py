@@ -4,11 +4,10 @@ import math
 
 import pytest
 import torch
+from helpers import brute_force_logdet, perturb
 
 import flowgan
 from flowgan.models import MODELS, model_config
-
-from helpers import brute_force_logdet, perturb
 
 # Small shapes keep the brute-force Jacobian cheap; the paper models keep their full width/depth.
 CASES = {

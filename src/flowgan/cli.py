@@ -23,55 +23,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _kv(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
-    try:
-        return key.strip(), json.loads(value)
-    except json.JSONDecodeError:
-        return key.strip(), value
-
-
 # ------------------------------------------------------------------------------------ train
 
 
 def _add_train(sub) -> None:
+    from .options import add_config_flags
+
     p = sub.add_parser(
         "train",
         help="train a Flow-GAN (MLE, adversarial or hybrid)",
-        description="Train a flow model into a fresh run directory (config.json, metrics.jsonl, checkpoints/, samples/).",
+        description="Train a flow model into a fresh run directory "
+        "(config.json, metrics.jsonl, checkpoints/, samples/).",
     )
-    p.add_argument("--preset", help="the paper's configurations: mnist-mle, mnist-adv, mnist-hybrid, cifar10-mle, cifar10-adv, cifar10-hybrid")
-    p.add_argument("--dataset", help="mnist, fashion-mnist, cifar10, mnist5k (offline default), digits, or a path to a .npz")
-    p.add_argument("--data-dir", help="folder with the dataset files (default $FLOWGAN_DATA or ~/.cache/flowgan/data)")
-    p.add_argument("--model", help="nice-mnist, nice-small, realnvp-cifar10, realnvp-small")
-    p.add_argument("--model-option", action="append", type=_kv, default=[], metavar="KEY=VALUE", help="override a model option, e.g. hidden=500 (repeatable)")
-    p.add_argument("--coupling-norm", choices=["batch", "none"], help="normalisation inside the coupling networks: batch (default; the original code's NICE, Real-NVP's ResNets) or none (NICE as flowgan built it before; same as --model-option norm=none)")
-    p.add_argument("--objective", help="mle, or an adversarial loss: wgan-gp, ce, kl, rkl, hellinger, tv, lsgan")
-    p.add_argument("--lam", "--lambda", dest="lam", type=float, help="hybrid weight λ of the NLL term (Eq. 7); 0 = pure ADV")
-    p.add_argument("--critic", help="dcgan-mnist, dcgan-cifar10, dcgan-small, dcgan-cifar10-small (default: by data shape)")
-    p.add_argument("--n-critic", type=int, help="critic updates per generator update (default 5)")
-    p.add_argument("--gp-weight", type=float, help="gradient-penalty weight (default 10)")
-    p.add_argument("--epochs", type=float, help="passes over the training data")
-    p.add_argument("--max-steps", type=int, help="stop after this many generator updates")
-    p.add_argument("--max-minutes", type=float, help="end the run after this much wall time (summed over resumes)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="learning rate (Adam)")
-    p.add_argument("--beta1", type=float)
-    p.add_argument("--beta2", type=float)
-    p.add_argument("--lr-decay", type=float, help="learning-rate factor per generator update")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--eval-every", type=int, help="generator updates between evaluations")
-    p.add_argument("--eval-samples", type=int, help="validation images per evaluation (default: all)")
-    p.add_argument("--scores", help="comma-separated sample scores at each evaluation, e.g. mode or is")
-    p.add_argument("--score-samples", type=int, help="samples per score evaluation")
-    p.add_argument("--score-classifier", help="classifier of the scores (default: the dataset's shipped one); a name from `flowgan classifier list` or a path")
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
-    p.add_argument("--precision", choices=["fp32", "bf16"], help="bf16 autocast for training (NLL always in float32)")
-    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model and critic")
-    p.add_argument("--sync-batchnorm", action="store_true", default=None, help="under torchrun: batch-norm statistics of the global batch (default: each process its own shard's)")
-    p.add_argument("--on-nonfinite", choices=["stop", "rollback"], help="on NaN/Inf: stop (default) or roll back to the last checkpoint with half the learning rate")
+    add_config_flags(p)  # one flag per TrainConfig field (flowgan.options)
     p.add_argument("--out", help="run directory (default runs/<dataset>-<model>-<objective>-<time>)")
     p.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its latest checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -80,62 +44,40 @@ def _add_train(sub) -> None:
 
 def _cmd_train(args) -> int:
     from .config import resolve_config
+    from .options import config_options, resumable_flags
     from .training import Trainer
 
-    model_options = dict(args.model_option)
-    if args.coupling_norm is not None:
-        if model_options.get("norm", args.coupling_norm) != args.coupling_norm:
-            raise _usage("--coupling-norm and --model-option norm=... disagree")
-        model_options["norm"] = args.coupling_norm
-    options = dict(
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        model=args.model,
-        model_options=model_options or None,
-        objective=args.objective,
-        lam=args.lam,
-        critic=args.critic,
-        n_critic=args.n_critic,
-        gp_weight=args.gp_weight,
-        epochs=args.epochs,
-        max_steps=args.max_steps,
-        time_limit=None if args.max_minutes is None else 60.0 * args.max_minutes,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        beta1=args.beta1,
-        beta2=args.beta2,
-        lr_decay=args.lr_decay,
-        seed=args.seed,
-        eval_every=args.eval_every,
-        eval_samples=args.eval_samples,
-        score_metrics=tuple(s for s in args.scores.split(",") if s) if args.scores is not None else None,
-        score_samples=args.score_samples,
-        score_classifier=args.score_classifier,
-        device=args.device,
-        precision=args.precision,
-        compile=args.compile,
-        sync_batchnorm=args.sync_batchnorm,
-        on_nonfinite=args.on_nonfinite,
-    )
+    options = config_options(args)
+    preset = options.pop("preset")
+    resumable = resumable_flags()
     rank, world = _dist_rank_world()
     if args.resume:
-        changed = {k: v for k, v in options.items() if v is not None and k not in ("epochs", "max_steps", "time_limit")}
-        if changed or args.preset:
-            raise _usage(f"--resume continues a run with its stored config; only --epochs, --max-steps and --max-minutes may change (got {', '.join(sorted(changed)) or '--preset'})")
+        changed = sorted(k for k, v in options.items() if v is not None and k not in {f.field for f in resumable})
+        if changed or preset:
+            names = [f.name for f in resumable]
+            raise _usage(
+                f"--resume continues a run with its stored config; only {', '.join(names[:-1])} and {names[-1]} "
+                f"may change (got {', '.join(changed) or '--preset'})"
+            )
         run_dir, resume = Path(args.resume), True
     else:
-        config = resolve_config(args.preset, **options)
-        run_dir = Path(args.out) if args.out else Path("runs") / f"{Path(config.dataset).stem}-{config.model}-{config.objective}-{time.strftime('%Y%m%d-%H%M%S')}"
+        config = resolve_config(preset, **options)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(
+            args.out or Path("runs") / f"{Path(config.dataset).stem}-{config.model}-{config.objective}-{stamp}"
+        )
         resume = False
     with _distributed(rank, world):
         common = dict(rank=rank, world_size=world, progress=not args.no_progress)
         if resume:
-            time_limit = None if args.max_minutes is None else 60.0 * args.max_minutes
-            trainer = Trainer.resume(run_dir, epochs=args.epochs, max_steps=args.max_steps, time_limit=time_limit, **common)
+            trainer = Trainer.resume(run_dir, **{f.field: options[f.field] for f in resumable}, **common)
         else:
             trainer = Trainer(config, run_dir, **common)
         if trainer.is_main:
-            _err(f"flowgan: {'resuming' if resume else 'training'} {trainer.config.describe()} -> {run_dir} ({trainer.dataset.describe()})")
+            _err(
+                f"flowgan: {'resuming' if resume else 'training'} {trainer.config.describe()} -> {run_dir} "
+                f"({trainer.dataset.describe()})"
+            )
         wall, time_limit = time.perf_counter(), trainer.config.time_limit
         try:
             summary = trainer.fit()
@@ -144,7 +86,10 @@ def _cmd_train(args) -> int:
             trainer.close()  # before the process group goes (see Trainer.close)
             del trainer
     if rank == 0 and summary["stopped_by"] == "finished":
-        print(f"run {run_dir} is already finished at step {summary['step']}; nothing to do (extend it with --epochs, --max-steps or --max-minutes)")
+        print(
+            f"run {run_dir} is already finished at step {summary['step']}; nothing to do "
+            "(extend it with --epochs, --max-steps or --max-minutes)"
+        )
     elif rank == 0:
         print(_done_line(summary, wall, time_limit))
     return 0
@@ -302,7 +247,11 @@ def _default_eval_path(run: str, ckpt_path: Path, split: str) -> Path:
 
 
 def _add_sample(sub) -> None:
-    p = sub.add_parser("sample", help="draw samples G(z) from a run or checkpoint into a PNG grid", description="Draw n samples from a trained flow and write them as a grid.")
+    p = sub.add_parser(
+        "sample",
+        help="draw samples G(z) from a run or checkpoint into a PNG grid",
+        description="Draw n samples from a trained flow and write them as a grid.",
+    )
     p.add_argument("run", metavar="RUN_OR_CKPT")
     p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
     p.add_argument("-o", "--output", help="PNG file (default RUN/samples/sample_<checkpoint>_n<N>_seed<S>.png)")
@@ -414,7 +363,10 @@ def main(argv: list[str] | None = None) -> int:
                 what = str(e).splitlines()[0] if str(e) else type(e).__name__
             _err(f"flowgan {args.command}: error: {what}")
             return EXIT_USAGE
-        _err(f"flowgan {args.command}: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} (set FLOWGAN_DEBUG=1 for the traceback)")
+        _err(
+            f"flowgan {args.command}: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+            "(set FLOWGAN_DEBUG=1 for the traceback)"
+        )
         return 1
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from typing import Any
 
 from .errors import FlowganError
@@ -22,54 +22,118 @@ OBJECTIVES = ("mle", "wgan-gp", "ce", "kl", "rkl", "hellinger", "tv", "lsgan")
 SCORE_METRICS = ("is", "mode", "fid", "kid")
 
 
+def option(default: Any = MISSING, *, help: str, factory: Any = MISSING, **flag: Any) -> Any:
+    """A :class:`TrainConfig` field and its ``flowgan train`` flag, declared together.
+
+    The flag's type comes from the field's annotation (``int``, ``float``, ``str``; ``bool``: a
+    switch; ``dict``: repeatable ``KEY=VALUE``; ``tuple``: comma-separated), its default is "not
+    given" (the preset's or the model family's value, else the field's default). ``flag``
+    (default ``--field-name``), ``aliases``, ``choices``, ``metavar``; ``scale``: the flag's value
+    times ``scale`` is the field's; ``resumable``: ``flowgan train --resume`` may change it;
+    ``shortcuts``: ``{flag: (key, choices, help)}``, flags that set one key of a dict field.
+    """
+    return field(default=default, default_factory=factory, metadata={"help": help, **flag})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
+    """Everything a training run depends on. Each field carries its ``flowgan train`` flag
+    (:func:`option`; the flags are built by :mod:`flowgan.options`)."""
+
     # data and model
-    dataset: str = "mnist5k"
-    data_dir: str | None = None
-    model: str = "nice-small"
-    model_options: dict = field(default_factory=dict)
+    dataset: str = option(
+        "mnist5k", help="mnist, fashion-mnist, cifar10, mnist5k (offline default), digits, or a path to a .npz"
+    )
+    data_dir: str | None = option(
+        None, help="folder with the dataset files (default $FLOWGAN_DATA or ~/.cache/flowgan/data)"
+    )
+    model: str = option("nice-small", help="nice-mnist, nice-small, realnvp-cifar10, realnvp-small")
+    model_options: dict = option(
+        factory=dict,
+        flag="--model-option",
+        help="override a model option, e.g. hidden=500 (repeatable)",
+        shortcuts={
+            "--coupling-norm": (
+                "norm",
+                ("batch", "none"),
+                "normalisation inside the coupling networks: batch (default; the original code's NICE, Real-NVP's "
+                "ResNets) or none (NICE as flowgan built it before; same as --model-option norm=none)",
+            )
+        },
+    )
     # objective: "mle", or an adversarial loss; lam > 0 adds lam * NLL to the generator loss (Eq. 7)
-    objective: str = "mle"
-    lam: float = 0.0
-    critic: str = "auto"
-    critic_options: dict = field(default_factory=dict)
-    n_critic: int = 5
-    gp_weight: float = 10.0
-    # optimisation
-    epochs: float | None = None  # passes over the training data; with max_steps, the smaller wins
-    max_steps: int | None = None  # generator updates; neither given: one epoch (or until time_limit)
-    time_limit: float | None = None  # seconds of wall time (summed over resumes) after which the run ends
-    batch_size: int = 100
-    lr: float = 1e-4
-    beta1: float = 0.5
-    beta2: float = 0.9
-    lr_decay: float = 1.0  # multiplied into the learning rate after every generator step
-    min_lr: float = 0.0
-    critic_lr: float | None = None  # None: same as lr
-    critic_beta1: float | None = None
-    critic_beta2: float = 0.9
-    seed: int = 0
+    objective: str = option("mle", help="mle, or an adversarial loss: wgan-gp, ce, kl, rkl, hellinger, tv, lsgan")
+    lam: float = option(0.0, aliases=("--lambda",), help="hybrid weight λ of the NLL term (Eq. 7); 0 = pure ADV")
+    critic: str = option(
+        "auto", help="dcgan-mnist, dcgan-cifar10, dcgan-small, dcgan-cifar10-small (default: by data shape)"
+    )
+    critic_options: dict = option(
+        factory=dict, flag="--critic-option", help="override a critic option, e.g. hidden=256 (repeatable)"
+    )
+    n_critic: int = option(5, help="critic updates per generator update (default 5)")
+    gp_weight: float = option(10.0, help="gradient-penalty weight (default 10)")
+    # optimisation. epochs and max_steps given: the smaller wins; neither: one epoch (or until time_limit)
+    epochs: float | None = option(None, resumable=True, help="passes over the training data")
+    max_steps: int | None = option(None, resumable=True, help="stop after this many generator updates")
+    time_limit: float | None = option(  # seconds in the config, minutes on the command line
+        None,
+        flag="--max-minutes",
+        scale=60.0,
+        resumable=True,
+        help="end the run after this much wall time (summed over resumes)",
+    )
+    batch_size: int = option(100, help="images per batch (default: 100 for NICE, 64 for Real-NVP)")
+    lr: float = option(1e-4, help="learning rate (Adam)")
+    beta1: float = option(0.5, help="Adam's β1 (default: 0.5 for NICE, 0.9 for Real-NVP)")
+    beta2: float = option(0.9, help="Adam's β2 (default 0.9)")
+    lr_decay: float = option(1.0, help="learning-rate factor per generator update")
+    min_lr: float = option(0.0, help="the decayed learning rate stops at this floor (default 0)")
+    critic_lr: float | None = option(None, help="learning rate of the critic (default: --lr)")
+    critic_beta1: float | None = option(None, help="β1 of the critic's Adam (default: --beta1)")
+    critic_beta2: float = option(0.9, help="β2 of the critic's Adam (default 0.9)")
+    seed: int = option(0, help="random seed (default 0)")
     # evaluation and logging
-    eval_every: int = 500  # generator steps between evaluations
-    eval_samples: int | None = None  # validation images per evaluation (None: the whole split)
-    train_eval_samples: int = 2000  # training images whose exact NLL is logged at each evaluation
-    eval_batch_size: int = 1000
-    score_metrics: tuple = ()  # sample scores computed at each evaluation, e.g. ("mode",)
-    score_samples: int = 2000
-    score_classifier: str | None = None  # None: the dataset's shipped classifier; else a name or path (flowgan classifier list)
-    grid_samples: int = 64
-    collapse_samples: int = 1000  # samples of the collapse diagnostics at each evaluation (0: none)
-    log_every: int = 50
+    eval_every: int = option(500, help="generator updates between evaluations")
+    eval_samples: int | None = option(None, help="validation images per evaluation (default: all)")
+    train_eval_samples: int = option(
+        2000, help="training images whose exact NLL is logged at each evaluation (default 2000)"
+    )
+    eval_batch_size: int = option(1000, help="images per batch of the NLL evaluations (default 1000)")
+    score_metrics: tuple = option(
+        (), flag="--scores", help="comma-separated sample scores at each evaluation, e.g. mode or is"
+    )
+    score_samples: int = option(2000, help="samples per score evaluation")
+    score_classifier: str | None = option(
+        None,
+        help="classifier of the scores (default: the dataset's shipped one); a name from `flowgan classifier list` "
+        "or a path",
+    )
+    grid_samples: int = option(64, help="samples in the grid written at each evaluation (default 64)")
+    collapse_samples: int = option(
+        1000, help="samples of the collapse diagnostics at each evaluation (default 1000; 0: none)"
+    )
+    log_every: int = option(50, help="generator updates between logged training losses (default 50)")
     # system
-    device: str = "auto"
-    precision: str = "fp32"  # or "bf16" (autocast; the NLL is always evaluated in float32)
-    compile: bool = False
+    device: str = option("auto", help="auto (default), cpu, cuda, cuda:1, ...")
+    precision: str = option(
+        "fp32", choices=("fp32", "bf16"), help="bf16 autocast for training (NLL always in float32)"
+    )
+    compile: bool = option(False, help="torch.compile the model and critic")
     # data parallelism: coupling-network batch norm over the global batch (True) or each
     # process's shard (False, the default; see flowgan.distributed)
-    sync_batchnorm: bool = False
-    on_nonfinite: str = "stop"  # or "rollback"
-    preset: str | None = None
+    sync_batchnorm: bool = option(
+        False,
+        help="under torchrun: batch-norm statistics of the global batch (default: each process its own shard's)",
+    )
+    on_nonfinite: str = option(
+        "stop",
+        choices=("stop", "rollback"),
+        help="on NaN/Inf: stop (default) or roll back to the last checkpoint with half the learning rate",
+    )
+    preset: str | None = option(
+        None,
+        help="the paper's configurations: mnist-mle, mnist-adv, mnist-hybrid, cifar10-mle, cifar10-adv, cifar10-hybrid",
+    )
 
     def __post_init__(self):
         problems = []
@@ -92,7 +156,10 @@ class TrainConfig:
         if self.collapse_samples < 0 or self.collapse_samples == 1:
             problems.append("collapse_samples must be 0 (off) or at least 2")
         if self.time_limit is not None and not (self.time_limit >= 0):  # inf: no limit
-            problems.append(f"the time limit (--max-minutes) must be >= 0, got {self.time_limit / 60 if finite(self.time_limit) else self.time_limit} minutes")
+            problems.append(
+                "the time limit (--max-minutes) must be >= 0, got "
+                f"{self.time_limit / 60 if finite(self.time_limit) else self.time_limit} minutes"
+            )
         if not (finite(self.lr_decay) and 0 < self.lr_decay <= 1):
             problems.append(f"lr_decay must be in (0, 1], got {self.lr_decay}")
         if not (finite(self.min_lr) and self.min_lr >= 0):
@@ -108,7 +175,9 @@ class TrainConfig:
         if self.eval_every < 1:
             problems.append("eval_every must be >= 1")
         if self.eval_samples is not None and self.eval_samples < 1:
-            problems.append(f"eval_samples must be >= 1 (omit it to evaluate the whole validation split), got {self.eval_samples}")
+            problems.append(
+                f"eval_samples must be >= 1 (omit it to evaluate the whole validation split), got {self.eval_samples}"
+            )
         for name in ("train_eval_samples", "eval_batch_size", "grid_samples", "log_every"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -149,7 +218,9 @@ class TrainConfig:
         return self.objective != "mle"
 
     def describe(self) -> str:
-        what = "MLE" if not self.adversarial else (f"{self.objective} + {self.lam:g}·NLL" if self.lam else self.objective)
+        what = (
+            "MLE" if not self.adversarial else (f"{self.objective} + {self.lam:g}·NLL" if self.lam else self.objective)
+        )
         return f"{self.model} on {self.dataset}, {what}"
 
 
@@ -161,7 +232,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "mnist-mle": dict(_MNIST, objective="mle", epochs=500, score_metrics=("mode",)),
     "mnist-adv": dict(_MNIST, objective="wgan-gp", lam=0.0, n_critic=5, epochs=500, score_metrics=("mode",)),
     "mnist-hybrid": dict(_MNIST, objective="wgan-gp", lam=0.1, n_critic=5, epochs=500, score_metrics=("mode",)),
-    "cifar10-mle": dict(_CIFAR, objective="mle", lr=1e-3, beta1=0.9, lr_decay=0.999995, epochs=300, score_metrics=("is",)),
+    "cifar10-mle": dict(
+        _CIFAR, objective="mle", lr=1e-3, beta1=0.9, lr_decay=0.999995, epochs=300, score_metrics=("is",)
+    ),
     "cifar10-adv": dict(_CIFAR, objective="wgan-gp", lam=0.0, lr=1e-4, beta1=0.5, epochs=300, score_metrics=("is",)),
     "cifar10-hybrid": dict(
         _CIFAR, objective="wgan-gp", lam=1.0, lr=1e-3, beta1=0.5, lr_decay=0.99999, epochs=500, score_metrics=("is",)

@@ -92,5 +92,9 @@ def build_critic(name: str, shape: tuple[int, int, int], **overrides: Any) -> DC
     if set(values) - fields:
         raise ValueError(f"critic {name!r} has no option(s) {sorted(set(values) - fields)}")
     values["channels"] = tuple(values["channels"])
-    spec = {"name": name, "shape": list(shape), "overrides": {k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()}}
+    spec = {
+        "name": name,
+        "shape": list(shape),
+        "overrides": {k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()},
+    }
     return DCGANCritic(tuple(shape), CriticConfig(**values), spec=spec)

@@ -143,7 +143,8 @@ def _stratified_split(labels: np.ndarray, per_class: tuple[int, int, int], seed:
 
 
 def _split(x: np.ndarray, y: np.ndarray | None, idx: np.ndarray) -> Split:
-    return Split(torch.from_numpy(np.ascontiguousarray(x[idx])), None if y is None else torch.from_numpy(y[idx].astype(np.int64)))
+    labels = None if y is None else torch.from_numpy(y[idx].astype(np.int64))
+    return Split(torch.from_numpy(np.ascontiguousarray(x[idx])), labels)
 
 
 def _to_nchw(x: np.ndarray, what: str) -> np.ndarray:

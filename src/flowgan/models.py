@@ -263,7 +263,8 @@ def build_model(name: str, **overrides: Any) -> FlowModel:
     cfg = model_config(name, **overrides)
     arch = MODELS[name][0]
     flow = _BUILDERS[arch](cfg)
-    spec = {"name": name, "overrides": {k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()}, "version": SPEC_VERSION}
+    plain = {k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()}
+    spec = {"name": name, "overrides": plain, "version": SPEC_VERSION}
     return FlowModel(flow, build_prior(cfg.prior), cfg.shape, spec=spec)
 
 

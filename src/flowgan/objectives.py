@@ -54,8 +54,12 @@ LOSSES: dict[str, AdversarialLoss] = {
     # f-GANs (Nowozin et al. 2016), as in the original code
     "kl": AdversarialLoss(real=lambda v: -v, fake=lambda v: torch.exp(v - 1.0), gen=lambda v: -v),
     "rkl": AdversarialLoss(real=torch.exp, fake=lambda v: -v - 1.0, gen=lambda v: v + 1.0),
-    "hellinger": AdversarialLoss(real=lambda v: torch.exp(-v), fake=lambda v: torch.exp(v) - 2.0, gen=lambda v: torch.exp(-v)),
-    "tv": AdversarialLoss(real=lambda v: -0.5 * torch.tanh(v), fake=lambda v: 0.5 * torch.tanh(v), gen=lambda v: -0.5 * torch.tanh(v)),
+    "hellinger": AdversarialLoss(
+        real=lambda v: torch.exp(-v), fake=lambda v: torch.exp(v) - 2.0, gen=lambda v: torch.exp(-v)
+    ),
+    "tv": AdversarialLoss(
+        real=lambda v: -0.5 * torch.tanh(v), fake=lambda v: 0.5 * torch.tanh(v), gen=lambda v: -0.5 * torch.tanh(v)
+    ),
     # least squares GAN (Mao et al. 2017)
     "lsgan": AdversarialLoss(
         real=lambda v: 0.5 * (v - 1.0) ** 2, fake=lambda v: 0.5 * v**2, gen=lambda v: 0.5 * (v - 1.0) ** 2
@@ -117,7 +121,11 @@ class Adversarial(Objective):
         v_real, v_fake = D(real), D(fake)
         loss_real, loss_fake = self.loss.real(v_real).mean(), self.loss.fake(v_fake).mean()
         loss = loss_real + loss_fake
-        logs = {"critic_loss": loss.detach(), "critic_real": v_real.detach().mean(), "critic_fake": v_fake.detach().mean()}
+        logs = {
+            "critic_loss": loss.detach(),
+            "critic_real": v_real.detach().mean(),
+            "critic_fake": v_fake.detach().mean(),
+        }
         if self.loss.gradient_penalty:
             logs["wasserstein"] = v_real.detach().mean() - v_fake.detach().mean()
         if self.loss.gradient_penalty and self.gp_weight > 0:

@@ -51,7 +51,11 @@ class RunLock:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as e:
                 if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
-                    warnings.warn(f"{self.path.parent}: this file system has no locks; the run directory is not locked", RuntimeWarning, stacklevel=2)
+                    warnings.warn(
+                        f"{self.path.parent}: this file system has no locks; the run directory is not locked",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
                     f.close()
                     return self
                 if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
@@ -60,7 +64,9 @@ class RunLock:
                 f.seek(0)
                 holder = f.read().strip() or "another process"
                 f.close()
-                raise FlowganError(f"run directory {self.path.parent} is in use by {holder}; wait for it to end or stop it")
+                raise FlowganError(
+                    f"run directory {self.path.parent} is in use by {holder}; wait for it to end or stop it"
+                )
             try:  # the previous holder may have removed the file while we opened it: lock the current one
                 current = os.path.samestat(os.fstat(f.fileno()), os.stat(self.path))
             except FileNotFoundError:
@@ -93,7 +99,17 @@ def staging_dirs(run_dir: Path) -> list[Path]:
 
 
 #: what a run directory may hold before its first checkpoint
-RUN_ENTRIES = {"config.json", "metrics.jsonl", "checkpoints", "samples", "tb", "eval", LOCK_NAME, ".config.json.tmp", ".metrics.jsonl.tmp"}
+RUN_ENTRIES = {
+    "config.json",
+    "metrics.jsonl",
+    "checkpoints",
+    "samples",
+    "tb",
+    "eval",
+    LOCK_NAME,
+    ".config.json.tmp",
+    ".metrics.jsonl.tmp",
+}
 
 
 def failed_start(run_dir: Path) -> bool:
@@ -184,7 +200,9 @@ class RunDirectory:
         latest = self.latest
         if not latest.is_file() and not (self.path / "config.json").exists():
             started = " (its start was interrupted before the first checkpoint)" if staging_dirs(self.path) else ""
-            raise CheckpointError(f"{self.path} holds no run to resume{started}; start it with flowgan train ... --out {self.path}")
+            raise CheckpointError(
+                f"{self.path} holds no run to resume{started}; start it with flowgan train ... --out {self.path}"
+            )
         if not latest.is_file():
             raise CheckpointError(
                 f"{self.path} has no checkpoint: its start was interrupted before the first one; "
@@ -201,7 +219,9 @@ class RunDirectory:
         if d.exists() and not d.is_dir():
             raise FlowganError(f"run directory {d} exists and is not a directory; choose another --out")
         if (d / "checkpoints" / "latest.pt").exists():
-            raise FlowganError(f"run directory {d} already holds a run; continue it with --resume {d} or choose another --out")
+            raise FlowganError(
+                f"run directory {d} already holds a run; continue it with --resume {d} or choose another --out"
+            )
         if d.is_dir() and any(d.iterdir()):
             if not failed_start(d):
                 raise FlowganError(f"run directory {d} exists and is not empty; choose another --out")
@@ -224,7 +244,9 @@ class RunDirectory:
             try:
                 lock.acquire()
             except FlowganError:
-                raise FlowganError(f"run directory {self.path} is being created by another process ({old}); choose another --out") from None
+                raise FlowganError(
+                    f"run directory {self.path} is being created by another process ({old}); choose another --out"
+                ) from None
             except OSError:
                 pass
             lock.release()
@@ -249,7 +271,11 @@ class RunDirectory:
             return False
         self.lock = RunLock(self.path).acquire()
         seen, latest = self._checkpoint_stat, self.latest
-        return seen is not None and latest.is_file() and (latest.stat().st_ino, latest.stat().st_mtime_ns) != (seen.st_ino, seen.st_mtime_ns)
+        return (
+            seen is not None
+            and latest.is_file()
+            and (latest.stat().st_ino, latest.stat().st_mtime_ns) != (seen.st_ino, seen.st_mtime_ns)
+        )
 
     def continue_log(self, step: int) -> None:
         """Resume logging at ``step``: remove temporary files of a killed writer, drop log lines
@@ -307,7 +333,9 @@ class RunDirectory:
             os.rename(self.path, final)
         except OSError as e:
             if e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
-                raise FlowganError(f"run directory {final} was created by another process meanwhile; choose another --out") from None
+                raise FlowganError(
+                    f"run directory {final} was created by another process meanwhile; choose another --out"
+                ) from None
             raise
         self.path, self.final = final, None
         self.lock.path = final / LOCK_NAME

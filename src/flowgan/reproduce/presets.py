@@ -38,7 +38,6 @@ class Preset:
     gmm: dict[str, Any] = field(default_factory=dict)
     likelihoods: dict[str, Any] = field(default_factory=dict)
     jacobian: dict[str, Any] = field(default_factory=dict)
-    data_dir: str | None = None
     steps: int = 750
 
 
