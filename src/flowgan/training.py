@@ -39,12 +39,12 @@ from .checkpoint import FORMAT, VERSION, load_checkpoint
 from .config import TrainConfig
 from .data import ImageDataset, load_dataset
 from .errors import CheckpointError, FlowganError, NonFiniteError
-from .evaluation import EVAL_CARRIED  # noqa: F401 - public here too
+from .evaluation import EVAL_CARRIED
 from .likelihood import dequantize
 from .models import model_config
 from .nonfinite import MAX_ROLLBACKS, checked_update, stop_or_roll_back  # noqa: F401 - MAX_ROLLBACKS: public here too
 from .rundir import RunDirectory, RunLock, jsonable, read_metrics  # noqa: F401 - RunLock, read_metrics: public here too
-from .runtime import BatchStream, cpu_has_fast_bf16, make_adam, mix_seed, resolve_device  # noqa: F401 - BatchStream, resolve_device: public here too
+from .runtime import BatchStream, cpu_has_fast_bf16, make_adam, mix_seed, resolve_device
 from .signals import Interrupted, StopSignals  # noqa: F401 - Interrupted: public here too
 from .train_logs import Progress, RunningAverages
 from .train_modules import build_modules, wrap

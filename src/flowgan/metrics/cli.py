@@ -124,7 +124,8 @@ def _cmd_classifier_train(args) -> int:
     from ..cli import UsageError, err
     from ..data import load_dataset
     from ..training import resolve_device
-    from .classifiers import SHIPPED_CLASSIFIERS, cache_name, classifier_family, default_classifier_dir, save_classifier, train_classifier
+    from .classifier_training import train_classifier
+    from .classifiers import SHIPPED_CLASSIFIERS, cache_name, classifier_family, default_classifier_dir, save_classifier
 
     if args.epochs is not None and args.epochs < 1:
         raise UsageError("--epochs must be >= 1")

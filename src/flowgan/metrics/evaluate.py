@@ -18,7 +18,7 @@ its keys and direction, in :mod:`.registry`.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 

@@ -33,8 +33,9 @@ carries. Nothing is imported here until a function runs (``flowgan --help`` stay
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from ..errors import FlowganError
 
