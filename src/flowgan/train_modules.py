@@ -7,20 +7,24 @@ of ``config.critic`` (``auto``: the paper's DCGAN critic for the data shape,
 :func:`flowgan.critics.default_critic`). Parameters are initialised from the global generator
 seeded with ``config.seed``, in that order, so a run's initial parameters depend on its seed only.
 :func:`wrap` adds ``DistributedDataParallel`` under ``torchrun`` and ``torch.compile`` when
-asked (not for a critic whose gradient penalty needs a double backward).
+asked (not for a critic whose gradient penalty needs a double backward). :func:`run_info` is
+what a run's ``config.json`` records about them, its data and its environment.
 """
 
 from __future__ import annotations
 
+import platform
 import warnings
 
 import torch
 
+from . import __version__
 from .config import TrainConfig
 from .critics import build_critic, default_critic
 from .errors import FlowganError
-from .models import build_model, model_from_spec
+from .models import build_model, model_config, model_from_spec
 from .objectives import Objective, build_objective
+from .rundir import jsonable
 
 
 def build_modules(cfg: TrainConfig, shape, device: torch.device, *, model_spec: dict | None = None, world_size: int = 1):
@@ -80,3 +84,15 @@ def wrap(model, critic, objective: Objective, cfg: TrainConfig, device: torch.de
         if D is not None and not objective.double_backward:
             D = torch.compile(D)
     return G, D
+
+
+def run_info(cfg: TrainConfig, model, critic, dataset, device: torch.device, world_size: int) -> dict:
+    """What config.json holds: the config, the resolved model, data, sizes, environment."""
+    return {
+        "config": cfg.to_dict(),
+        "model": {"spec": model.spec, "resolved": jsonable(model_config(cfg.model, shape=dataset.shape, **cfg.model_options))},
+        "critic": None if critic is None else critic.spec,
+        "dataset": {"name": dataset.name, "shape": list(dataset.shape), "train": len(dataset.train), "val": len(dataset.val), "test": len(dataset.test)},
+        "parameters": {"model": sum(p.numel() for p in model.parameters()), "critic": 0 if critic is None else sum(p.numel() for p in critic.parameters())},
+        "environment": {"flowgan": __version__, "torch": torch.__version__, "python": platform.python_version(), "device": str(device), "world_size": world_size, "threads": torch.get_num_threads()},
+    }

@@ -24,7 +24,6 @@ keeps its shard, so ``N`` processes see exactly the samples one process would.
 from __future__ import annotations
 
 import math
-import platform
 import time
 import warnings
 from collections.abc import Callable
@@ -41,13 +40,12 @@ from .data import ImageDataset, load_dataset
 from .errors import CheckpointError, FlowganError, NonFiniteError
 from .evaluation import EVAL_CARRIED
 from .likelihood import dequantize
-from .models import model_config
 from .nonfinite import MAX_ROLLBACKS, checked_update, stop_or_roll_back  # noqa: F401 - MAX_ROLLBACKS: public here too
-from .rundir import RunDirectory, RunLock, jsonable, read_metrics  # noqa: F401 - RunLock, read_metrics: public here too
+from .rundir import RunDirectory, RunLock, read_metrics  # noqa: F401 - RunLock, read_metrics: public here too
 from .runtime import BatchStream, cpu_has_fast_bf16, make_adam, mix_seed, resolve_device
 from .signals import Interrupted, StopSignals  # noqa: F401 - Interrupted: public here too
 from .train_logs import Progress, RunningAverages
-from .train_modules import build_modules, wrap
+from .train_modules import build_modules, run_info, wrap
 
 _Averages = RunningAverages  # the name of earlier versions
 
@@ -284,24 +282,13 @@ class Trainer:
     def _log(self, record: dict[str, Any]) -> None:
         self.dir.log(record)
 
-    def _run_info(self) -> dict[str, Any]:
-        """What config.json holds: the config, the resolved model, data, sizes, environment."""
-        return {
-            "config": self.config.to_dict(),
-            "model": {"spec": self.model.spec, "resolved": jsonable(model_config(self.config.model, shape=self.dataset.shape, **self.config.model_options))},
-            "critic": None if self.critic is None else self.critic.spec,
-            "dataset": {"name": self.dataset.name, "shape": list(self.dataset.shape), "train": len(self.dataset.train), "val": len(self.dataset.val), "test": len(self.dataset.test)},
-            "parameters": {"model": sum(p.numel() for p in self.model.parameters()), "critic": 0 if self.critic is None else sum(p.numel() for p in self.critic.parameters())},
-            "environment": {"flowgan": __version__, "torch": torch.__version__, "python": platform.python_version(), "device": str(self.device), "world_size": self.world_size, "threads": torch.get_num_threads()},
-        }
-
     def _open_run_dir(self, fresh: bool) -> None:
         """Lock the run directory; a fresh run is built in a staging directory (see
         :meth:`flowgan.rundir.RunDirectory.create`), a resumed one reloads its checkpoint if another
         process went on before this one held the lock, and continues its log."""
         if fresh:
             if self.is_main:
-                self.dir.create(self._run_info())
+                self.dir.create(run_info(self.config, self.model, self.critic, self.dataset, self.device, self.world_size))
             return
         if self.dir.reopen():
             self._restore(load_checkpoint(self.dir.latest))
@@ -309,10 +296,6 @@ class Trainer:
         self.dir.continue_log(self.step)
 
     # ------------------------------------------------------------------ training
-
-    def _update(self, opt, params, loss: torch.Tensor, what: str, measure: bool) -> torch.Tensor | None:
-        """Backward and optimizer step, refusing non-finite values (:func:`flowgan.nonfinite.checked_update`)."""
-        return checked_update(self, opt, params, loss, what, measure)
 
     def train_step(self) -> None:
         """One generator update, preceded by ``objective.critic_steps`` critic updates."""
@@ -325,14 +308,14 @@ class Trainer:
         for _ in range(obj.critic_steps):
             with self._autocast():
                 loss, logs = obj.critic_loss(self.G, self.D, self._real_batch(), self._latents(), self._rand)
-            norm = self._update(self.critic_opt, critic_params, loss, "critic", measure)
+            norm = checked_update(self, self.critic_opt, critic_params, loss, "critic", measure)
             if norm is not None:
                 logs["critic_grad_norm"] = norm
             self.averages.add(logs)
         real = self._real_batch() if obj.generator_uses_data else None
         with self._autocast():
             loss, logs = obj.generator_loss(self.G, self.D, real, self._latents(), self._rand)
-        norm = self._update(self.opt, list(self.model.parameters()), loss, "generator", measure)
+        norm = checked_update(self, self.opt, list(self.model.parameters()), loss, "generator", measure)
         if norm is not None:
             logs["grad_norm"] = norm
         logs["loss"] = loss.detach()
