@@ -115,9 +115,20 @@ def test_flips_are_applied_to_training_batches_only_when_asked(tmp_path):
     split = Split(images)
     for flip in (False, True):
         ds = ImageDataset("toy", split, Split(images[:8]), Split(images[:8]), flip=flip)
-        cfg = TrainConfig(dataset="toy", model="nice-small", batch_size=40, max_steps=1, train_eval_samples=8)
+        cfg = TrainConfig(dataset="toy", model="nice-small", batch_size=40, max_steps=1, train_eval_samples=8, collapse_samples=0)
         trainer = Trainer(cfg, tmp_path / f"r{flip}", dataset=ds, progress=False)
-        batch = trainer._real_batch()
+        seen = []  # the real batches the objective is given in training
+        loss = trainer.objective.generator_loss
+
+        def recording(G, D, real, z, rand, loss=loss):
+            seen.append(real.detach().clone())
+            return loss(G, D, real, z, rand)
+
+        trainer.objective.generator_loss = recording
+        trainer.fit()
+        assert len(seen) == 1 and seen[0].shape == (40, 1, 4, 4)
+        batch = seen[0]
+        assert bool(((batch >= 0) & (batch <= 1)).all())  # dequantized (k + u)/256
         flipped = (batch[:, 0, :, -1] > 0.5).all(dim=1)
         assert bool(flipped.any()) == flip and bool((~flipped).any())
 

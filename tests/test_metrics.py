@@ -399,7 +399,7 @@ def test_evaluate_samples_is_deterministic_and_restores_the_mode(mnist5k):
 
 @pytest.mark.slow
 def test_classifier_trained_on_mnist5k_reaches_95_percent(mnist5k):
-    from flowgan.metrics.classifiers import accuracy, train_classifier
+    from flowgan.metrics.classifier_training import accuracy, train_classifier
 
     clf, meta = train_classifier(mnist5k, seed=0)  # default: 40 epochs, about 4-8 minutes on one CPU core
     print(f"\nmnist5k classifier: test accuracy {100 * meta['test_accuracy']:.2f}% ({meta['train_seconds']:.0f} s)")
@@ -409,7 +409,7 @@ def test_classifier_trained_on_mnist5k_reaches_95_percent(mnist5k):
 
 @pytest.mark.slow
 def test_shipped_classifier_accuracy_on_full_mnist(shared_data_dir):
-    from flowgan.metrics.classifiers import accuracy
+    from flowgan.metrics.classifier_training import accuracy
 
     mnist = load_dataset("mnist", shared_data_dir)
     clf = load_classifier(shipped_weights("mnist"))
@@ -425,7 +425,7 @@ def test_shipped_classifier_accuracy_on_full_mnist(shared_data_dir):
 def test_shipped_cifar10_classifier_accuracy(shared_data_dir):
     import os
 
-    from flowgan.metrics.classifiers import accuracy
+    from flowgan.metrics.classifier_training import accuracy
 
     path = os.path.join(shared_data_dir, "cifar10-5k", "cifar10-5k.npz")
     if not os.path.isfile(path):

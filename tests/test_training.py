@@ -1,6 +1,8 @@
 """MLE training on real data: it learns, it resumes exactly, it keeps its run directory sound."""
 
 import json
+import os
+import signal
 
 import pytest
 import torch
@@ -88,17 +90,19 @@ def test_stopped_and_resumed_run_equals_uninterrupted(tmp_path, cfg, mnist5k, di
 def test_signal_interrupt_saves_state_and_resumes_exactly(tmp_path, mnist5k):
     Trainer(_cfg(epochs=0.5), tmp_path / "full", dataset=mnist5k, progress=False).fit()
 
-    def kill_at_step_6(trainer):
+    def kill_at_step_6(trainer):  # a real SIGTERM to this process, as a scheduler would send it
         if trainer.step == 6:
-            trainer._stop_signal = "SIGTERM"
+            os.kill(os.getpid(), signal.SIGTERM)
 
+    before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(Interrupted, match="step 6"):
         Trainer(_cfg(epochs=0.5), tmp_path / "killed", dataset=mnist5k, progress=False, callbacks=(kill_at_step_6,)).fit()
+    assert signal.getsignal(signal.SIGTERM) is before  # fit() puts the previous handler back
     assert _final_state(tmp_path / "killed")["step"] == 6
     Trainer(None, tmp_path / "killed", resume=True, dataset=mnist5k, progress=False).fit()
     _assert_same_state(_final_state(tmp_path / "full"), _final_state(tmp_path / "killed"))
     events = read_metrics(tmp_path / "killed", "event")
-    assert events and events[0]["event"] == "interrupted"
+    assert events and events[0]["event"] == "interrupted" and events[0]["signal"] == "SIGTERM" and events[0]["step"] == 6
 
 
 def test_resume_truncates_log_lines_written_after_the_checkpoint(tmp_path, mnist5k):
@@ -173,3 +177,37 @@ def test_bf16_autocast_follows_fp32_and_evaluates_in_float32(tmp_path, mnist5k):
         finals[precision] = read_metrics(tmp_path / precision, "eval")[-1]["val_nll_nats"]
     assert finals["fp32"] < -200  # it learned
     assert abs(finals["bf16"] - finals["fp32"]) <= 0.05 * abs(finals["fp32"])
+
+
+def test_sigint_to_a_training_process_stops_it_with_a_checkpoint_to_resume(tmp_path):
+    """``flowgan train`` in a child process, SIGINT once its run directory exists: exit 130, the
+    state of the step it stopped at in latest.pt, an ``interrupted`` event, and a resume goes on."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import flowgan
+
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(Path(flowgan.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+    train = [sys.executable, "-m", "flowgan", "train", "--dataset", "mnist5k", "--model", "nice-small", "--batch-size", "32", "--no-progress"]
+    child = subprocess.Popen([*train, "--max-steps", "100000", "--eval-every", "100000", "--eval-samples", "50", "--out", str(run_dir)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (run_dir / "metrics.jsonl").is_file():  # published after the evaluation of step 0: training has begun
+            assert time.monotonic() < deadline and child.poll() is None, "the run never started"
+            time.sleep(0.05)
+        time.sleep(0.5)
+    finally:
+        child.send_signal(signal.SIGINT)
+        code = child.wait(timeout=300)
+    err = child.stderr.read()
+    assert code == 130, err
+    event = read_metrics(run_dir, "event")[-1]
+    assert event["event"] == "interrupted" and event["signal"] == "SIGINT"
+    assert f"interrupted by SIGINT at step {event['step']}" in err and f"--resume {run_dir}" in err
+    assert _final_state(run_dir)["step"] == event["step"]
+    resumed = subprocess.run([sys.executable, "-m", "flowgan", "train", "--resume", str(run_dir), "--max-steps", str(event["step"] + 2)], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert _final_state(run_dir)["step"] == event["step"] + 2

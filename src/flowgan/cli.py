@@ -170,6 +170,7 @@ def _cmd_evaluate(args) -> int:
     from .checkpoint import load_model, resolve_checkpoint
     from .data import load_dataset
     from .likelihood import nll_report
+    from .metrics.registry import METRICS
     from .training import resolve_device
 
     for flag, value in (("--batch-size", args.batch_size), ("--draws", args.draws), ("--samples", args.samples)):
@@ -184,10 +185,7 @@ def _cmd_evaluate(args) -> int:
         raise _usage("the checkpoint does not name its dataset; pass --dataset")
     dataset = load_dataset(dataset_name, args.data_dir or cfg.get("data_dir"))
     split = dataset.split(args.split)
-    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
-    unknown = set(metrics) - {"nll", "collapse", "is", "mode", "fid", "kid"}
-    if unknown:
-        raise _usage(f"unknown metric(s) {', '.join(sorted(unknown))}; choose from nll, collapse, is, mode, fid, kid")
+    metrics = _parse_metrics(args.metrics)
     if "collapse" in metrics and args.collapse_samples < 2:
         raise _usage("--collapse-samples must be at least 2")
     result: dict[str, Any] = {
@@ -203,7 +201,7 @@ def _cmd_evaluate(args) -> int:
         result.update(nll_draws=args.draws, nll_seed=args.seed, nll_seconds=round(time.perf_counter() - t, 2))
     if "collapse" in metrics:
         result.update(_collapse(model, dataset, args, device))
-    scores = [m for m in metrics if m not in ("nll", "collapse")]
+    scores = [m for m in metrics if METRICS[m].is_score]
     if scores:
         from .metrics import evaluate_samples
 
@@ -216,19 +214,23 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _parse_metrics(text: str) -> list[str]:
+    """``--metrics`` of ``flowgan evaluate``: names of :data:`flowgan.metrics.registry.METRICS`."""
+    from .errors import FlowganError
+    from .metrics.registry import parse_metrics
+
+    try:
+        return parse_metrics(text)
+    except FlowganError as e:
+        raise _usage(str(e)) from None
+
+
 def _collapse(model, dataset, args, device) -> dict:
     """Collapse diagnostics of ``--collapse-samples`` samples (seed ``--seed``), with the dataset's
     score classifier where it has one (``--classifier`` to choose another)."""
-    from .errors import FlowganError
-    from .metrics.classifiers import find_classifier
-    from .metrics.collapse import sample_collapse
+    from .metrics.collapse import collapse_classifier, sample_collapse
 
-    try:
-        classifier = find_classifier(dataset, args.classifier)
-    except FlowganError:
-        if args.classifier:
-            raise
-        classifier = None  # no classifier for this dataset: no class count
+    classifier = collapse_classifier(dataset, args.classifier)
     return sample_collapse(model, args.collapse_samples, seed=args.seed, classifier=classifier, device=device)
 
 

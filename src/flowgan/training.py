@@ -4,6 +4,12 @@ Run directories (config.json, metrics.jsonl, checkpoints/, samples/, tb/, the lo
 creation) are :mod:`flowgan.rundir`'s; the device, seeds, optimiser and data stream are
 :mod:`flowgan.runtime`'s.
 
+The trainer's other jobs live beside it, one per module: :mod:`flowgan.evaluation` (evaluation
+records, best checkpoints, sample grids, sample scores), :mod:`flowgan.nonfinite` (refusing
+NaN/Inf, stop or rollback), :mod:`flowgan.signals` (SIGINT/SIGTERM), :mod:`flowgan.train_logs`
+(running averages of the log lines, the progress bar), :mod:`flowgan.train_modules` (the flow,
+the critic, their data-parallel and compiled wrappers).
+
 Exactness of resume: every source of randomness of training (data order, dequantization noise,
 flips, prior samples, gradient-penalty interpolation) comes from the run's own CPU generator
 and a data stream whose position is saved; model, critic, optimizers, learning-rate state and the
@@ -18,9 +24,6 @@ keeps its shard, so ``N`` processes see exactly the samples one process would.
 from __future__ import annotations
 
 import math
-import platform
-import signal
-import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -30,61 +33,21 @@ from typing import Any
 
 import torch
 
-from . import __version__
-from .checkpoint import FORMAT, VERSION, link_or_copy, load_checkpoint
+from . import __version__, evaluation
+from .checkpoint import FORMAT, VERSION, load_checkpoint
 from .config import TrainConfig
-from .critics import build_critic, default_critic
 from .data import ImageDataset, load_dataset
 from .errors import CheckpointError, FlowganError, NonFiniteError
-from .images import save_grid
-from .likelihood import dequantize, log_likelihoods, nats_to_bpd, nll_report
-from .models import build_model, model_config, model_from_spec
-from .objectives import build_objective
-from .rundir import RunDirectory, RunLock, jsonable, read_metrics  # noqa: F401 - RunLock, read_metrics: public here too
+from .evaluation import EVAL_CARRIED
+from .likelihood import dequantize
+from .nonfinite import MAX_ROLLBACKS, checked_update, stop_or_roll_back  # noqa: F401 - MAX_ROLLBACKS: public here too
+from .rundir import RunDirectory, RunLock, read_metrics  # noqa: F401 - RunLock, read_metrics: public here too
 from .runtime import BatchStream, cpu_has_fast_bf16, make_adam, mix_seed, resolve_device
+from .signals import Interrupted, StopSignals  # noqa: F401 - Interrupted: public here too
+from .train_logs import Progress, RunningAverages
+from .train_modules import build_modules, run_info, wrap
 
-#: non-finite rollbacks allowed over a whole run (counted in the checkpoint, so resumes count too)
-MAX_ROLLBACKS = 10
-
-#: training logs repeated in every evaluation record (from the latest training log line)
-EVAL_CARRIED = ("loss", "train_nll", "critic_loss", "wasserstein", "gradient_penalty", "generator_loss")
-
-
-class Interrupted(FlowganError):
-    """Training was stopped by a signal; the latest checkpoint holds the state at ``step``."""
-
-
-class _Averages:
-    """Running sums of detached scalar logs between two log lines (tensors: no sync per step)."""
-
-    def __init__(self):
-        self.sums: dict[str, float] = {}
-        self.counts: dict[str, int] = {}
-        self._pending: list[dict[str, torch.Tensor]] = []
-
-    def add(self, logs: dict[str, torch.Tensor]) -> None:
-        self._pending.append(logs)
-
-    def _flush(self) -> None:
-        for logs in self._pending:
-            for k, v in logs.items():
-                self.sums[k] = self.sums.get(k, 0.0) + float(v)
-                self.counts[k] = self.counts.get(k, 0) + 1
-        self._pending = []
-
-    def pop(self, reset: bool = True) -> dict[str, float]:
-        self._flush()
-        out = {k: self.sums[k] / self.counts[k] for k in self.sums}
-        if reset:
-            self.sums, self.counts = {}, {}
-        return out
-
-    def state_dict(self) -> dict:
-        self._flush()
-        return {"sums": dict(self.sums), "counts": dict(self.counts)}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.sums, self.counts, self._pending = dict(state["sums"]), dict(state["counts"]), []
+_Averages = RunningAverages  # the name of earlier versions
 
 
 class Trainer:
@@ -145,32 +108,9 @@ class Trainer:
 
         self.dataset = dataset or load_dataset(cfg.dataset, cfg.data_dir)
         shape = self.dataset.shape
-        torch.manual_seed(cfg.seed)  # parameter initialisation
-        try:
-            if self._checkpoint is not None:  # the stored spec: runs of older flowgan versions keep their architecture
-                self.model = model_from_spec(self._checkpoint["model_spec"])
-            else:
-                self.model = build_model(cfg.model, shape=shape, **cfg.model_options)
-        except (RuntimeError, ValueError, TypeError) as e:  # e.g. a negative width: torch's own message
-            opts = ", ".join(f"{k}={v}" for k, v in cfg.model_options.items()) or "its defaults"
-            raise FlowganError(f"model {cfg.model} cannot be built for shape {tuple(shape)} with {opts}: {str(e).splitlines()[0][:200]}") from None
-        if cfg.sync_batchnorm and world_size > 1:
-            self._sync_batchnorm()
-        self.model = self.model.to(self.device, torch.float32)
-        self.objective = build_objective(cfg.objective, cfg.lam, cfg.n_critic, cfg.gp_weight)
-        self.critic = None
-        if self.objective.critic_steps:
-            critic_name = default_critic(shape, cfg.model) if cfg.critic == "auto" else cfg.critic
-            try:
-                self.critic = build_critic(critic_name, shape, **cfg.critic_options).to(self.device, torch.float32)
-            except (RuntimeError, ValueError, TypeError) as e:
-                raise FlowganError(f"critic {critic_name} cannot be built for shape {tuple(shape)}: {str(e).splitlines()[0][:200]}") from None
-        self.G, self.D = self._wrap(self.model), self._wrap(self.critic)
-        if cfg.compile:
-            self.G = torch.compile(self.G)
-            # a gradient penalty needs a double backward, which compiled modules do not support
-            if self.D is not None and not self.objective.double_backward:
-                self.D = torch.compile(self.D)
+        spec = None if self._checkpoint is None else self._checkpoint["model_spec"]
+        self.model, self.objective, self.critic = build_modules(cfg, shape, self.device, model_spec=spec, world_size=world_size)
+        self.G, self.D = wrap(self.model, self.critic, self.objective, cfg, self.device, world_size)
         if cfg.precision == "bf16" and self.device.type == "cpu" and not cpu_has_fast_bf16():
             warnings.warn(
                 "bf16 on this CPU (no AMX or AVX512-BF16) runs slower than fp32; see benchmarks/README.md",
@@ -192,12 +132,12 @@ class Trainer:
         self.lr_scale = 1.0  # halved by non-finite rollbacks
         self.elapsed = 0.0
         self.best: dict[str, dict] = {}
-        self.averages = _Averages()
+        self.averages = RunningAverages()
         self.last_train_logs: dict[str, float] = {}
         self.rollbacks = 0
         self.last_eval_step: int | None = None  # the step of the latest evaluation (saved in checkpoints)
         self._reloaded = False  # a resume found a newer checkpoint once it held the lock
-        self._stop_signal: str | None = None
+        self.signals = StopSignals()  # the stop signals received during fit()
         self.stopped_by = "steps"  # or "time_limit"
         if score_fn == "auto":
             score_fn = None
@@ -248,26 +188,6 @@ class Trainer:
     def writer(self):
         """The TensorBoard writer (None without tensorboard or before the run directory exists)."""
         return self.dir.writer
-
-    def _sync_batchnorm(self) -> None:
-        """Global-batch statistics in every batch-norm layer of the model (``--sync-batchnorm``)."""
-        from .nets import set_sync_batchnorm
-
-        set_sync_batchnorm(self.model)
-        if any(isinstance(m, torch.nn.BatchNorm2d) for m in self.model.modules()):
-            if self.device.type != "cuda":
-                raise FlowganError("--sync-batchnorm of Real-NVP's ResNet batch norm needs CUDA (torch's SyncBatchNorm); leave it out on CPUs")
-            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
-
-    def _wrap(self, module):
-        if module is None or self.world_size == 1:
-            return module
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        # conv weight gradients of single-channel inputs come with unusual strides: harmless
-        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
-        device_ids = [self.device.index] if self.device.type == "cuda" else None
-        return DDP(module, device_ids=device_ids)
 
     def _shard(self, x: torch.Tensor) -> torch.Tensor:
         if self.world_size == 1:
@@ -362,24 +282,13 @@ class Trainer:
     def _log(self, record: dict[str, Any]) -> None:
         self.dir.log(record)
 
-    def _run_info(self) -> dict[str, Any]:
-        """What config.json holds: the config, the resolved model, data, sizes, environment."""
-        return {
-            "config": self.config.to_dict(),
-            "model": {"spec": self.model.spec, "resolved": jsonable(model_config(self.config.model, shape=self.dataset.shape, **self.config.model_options))},
-            "critic": None if self.critic is None else self.critic.spec,
-            "dataset": {"name": self.dataset.name, "shape": list(self.dataset.shape), "train": len(self.dataset.train), "val": len(self.dataset.val), "test": len(self.dataset.test)},
-            "parameters": {"model": sum(p.numel() for p in self.model.parameters()), "critic": 0 if self.critic is None else sum(p.numel() for p in self.critic.parameters())},
-            "environment": {"flowgan": __version__, "torch": torch.__version__, "python": platform.python_version(), "device": str(self.device), "world_size": self.world_size, "threads": torch.get_num_threads()},
-        }
-
     def _open_run_dir(self, fresh: bool) -> None:
         """Lock the run directory; a fresh run is built in a staging directory (see
         :meth:`flowgan.rundir.RunDirectory.create`), a resumed one reloads its checkpoint if another
         process went on before this one held the lock, and continues its log."""
         if fresh:
             if self.is_main:
-                self.dir.create(self._run_info())
+                self.dir.create(run_info(self.config, self.model, self.critic, self.dataset, self.device, self.world_size))
             return
         if self.dir.reopen():
             self._restore(load_checkpoint(self.dir.latest))
@@ -387,45 +296,6 @@ class Trainer:
         self.dir.continue_log(self.step)
 
     # ------------------------------------------------------------------ training
-
-    def _update(self, opt, params, loss: torch.Tensor, what: str, measure: bool) -> torch.Tensor | None:
-        """Backward and optimizer step, refusing non-finite values.
-
-        The loss is checked at every update (a scalar: free). The gradient norm is measured,
-        logged and checked on logging steps only: it reads every gradient (~6% of a NICE step on
-        a CPU). A non-finite gradient between two logging steps turns the parameters non-finite
-        in that update and the loss of the next one: the run then stops (or rolls back) one update
-        later, naming the update that broke the parameters; checkpoints are never written from a
-        broken state (parameters are checked before each evaluation).
-        """
-        opt.zero_grad(set_to_none=True)
-        loss_value = float(loss.detach())
-        bad_loss = not math.isfinite(loss_value)
-        grad_norm, bad_grad = None, False
-        if not bad_loss:
-            loss.backward()
-            if measure:
-                grads = [p.grad for p in params if p.grad is not None]
-                grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else loss.new_zeros(())
-                bad_grad = not math.isfinite(float(grad_norm))
-        if self.world_size > 1:  # every process must take the same decision
-            from .distributed import all_reduce_max
-
-            bad_loss, bad_grad = (bool(v) for v in all_reduce_max([float(bad_loss), float(bad_grad)], self.device))
-        if bad_loss or bad_grad:
-            broken = [n for n, p in self._named_parameters() if not torch.isfinite(p).all()]
-            if broken:
-                raise NonFiniteError(f"non-finite parameter {broken[0]} after update {self.step}", step=self.step)
-            bad = "loss" if bad_loss else "gradient"
-            raise NonFiniteError(f"non-finite {what} {bad} at step {self.step + 1}", step=self.step + 1)
-        opt.step()
-        return grad_norm
-
-    def _named_parameters(self):
-        for prefix, module in (("generator", self.model), ("critic", self.critic)):
-            if module is not None:
-                for name, p in module.named_parameters():
-                    yield f"{prefix}.{name}", p
 
     def train_step(self) -> None:
         """One generator update, preceded by ``objective.critic_steps`` critic updates."""
@@ -438,24 +308,19 @@ class Trainer:
         for _ in range(obj.critic_steps):
             with self._autocast():
                 loss, logs = obj.critic_loss(self.G, self.D, self._real_batch(), self._latents(), self._rand)
-            norm = self._update(self.critic_opt, critic_params, loss, "critic", measure)
+            norm = checked_update(self, self.critic_opt, critic_params, loss, "critic", measure)
             if norm is not None:
                 logs["critic_grad_norm"] = norm
             self.averages.add(logs)
         real = self._real_batch() if obj.generator_uses_data else None
         with self._autocast():
             loss, logs = obj.generator_loss(self.G, self.D, real, self._latents(), self._rand)
-        norm = self._update(self.opt, list(self.model.parameters()), loss, "generator", measure)
+        norm = checked_update(self, self.opt, list(self.model.parameters()), loss, "generator", measure)
         if norm is not None:
             logs["grad_norm"] = norm
         logs["loss"] = loss.detach()
         self.averages.add(logs)
         self.step += 1
-
-    def _check_parameters(self) -> None:
-        for name, p in self._named_parameters():
-            if not torch.isfinite(p).all():
-                raise NonFiniteError(f"non-finite parameter {name} at step {self.step}", step=self.step)
 
     def total_steps(self) -> int:
         cfg = self.config
@@ -473,231 +338,99 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
 
-    @torch.no_grad()
     def evaluate(self) -> dict[str, Any]:
-        cfg = self.config
-        self._check_parameters()
-        val = self._nll(self.val_images)
-        train = self._nll(self.train_eval_images)
-        record = {
-            "kind": "eval",
-            "step": self.step,
-            "epoch": round(self.stream.progress, 4),
-            "time": round(self.elapsed, 2),
-            "val_nll_nats": val["nll_nats"],
-            "val_nll_bpd": val["nll_bpd"],
-            "train_nll_nats": train["nll_nats"],
-            "train_nll_bpd": train["nll_bpd"],
-            **self.last_train_logs,  # the training losses of the latest log line (critic, generator, ...)
-        }
-        if cfg.collapse_samples:  # is the generator collapsing? (MLE's values: the reference)
-            collapse = self._collapse() if self.is_main else None
-            if self.world_size > 1:
-                from .distributed import broadcast_object
-
-                collapse = broadcast_object(collapse)
-            record.update(collapse)
-        if self.score_fn is not None and cfg.score_metrics:
-            scores = self.score_fn(self) if self.is_main else None
-            if self.world_size > 1:
-                from .distributed import broadcast_object
-
-                scores = broadcast_object(scores)
-            record.update(scores)
-        if self.is_main:
-            was_training = self.model.training
-            self.model.eval()
-            grid = self.model.decode(self.grid_z.to(self.device)).clamp(0, 1)
-            self.model.train(was_training)
-            save_grid(grid, self.run_dir / "samples" / f"step_{self.step:07d}.png")
-        return record
-
-    def _collapse(self) -> dict[str, Any]:
-        """Collapse diagnostics (:mod:`flowgan.metrics.collapse`) of samples drawn with the run's
-        fixed seed at every evaluation; ``classes_covered`` where the dataset has a classifier."""
-        from .metrics.collapse import sample_collapse
-
-        classifier = None
-        try:
-            from .metrics.training import _classifier
-
-            classifier = _classifier(self.dataset, self.config.score_classifier)
-        except FlowganError:  # no classifier for this dataset: no class count
-            pass
-        cfg = self.config
-        return sample_collapse(self.model, cfg.collapse_samples, seed=mix_seed(cfg.seed, 9), classifier=classifier, device=self.device)
-
-    def _nll(self, images: torch.Tensor) -> dict[str, float]:
-        """Exact NLL of uint8 images; with several processes each takes a contiguous shard (its
-        noise follows the global image index) and the sums are reduced."""
-        if self.world_size == 1:
-            return nll_report(self.model, images, batch_size=self.config.eval_batch_size)
-        from .distributed import all_reduce_sum
-
-        n = len(images)
-        lo, hi = n * self.rank // self.world_size, n * (self.rank + 1) // self.world_size
-        lp = log_likelihoods(self.model, images[lo:hi], batch_size=self.config.eval_batch_size, index_offset=lo)
-        total, count = all_reduce_sum([float(lp.sum()), float(len(lp))], self.device)
-        nats = -total / count
-        return {"nll_nats": nats, "nll_bpd": float(nats_to_bpd(nats, self.model.dim))}
-
-    def _is_better(self, metric: str, value: float) -> bool:
-        best = self.best.get(metric)
-        if best is None or not math.isfinite(best["value"]):
-            return math.isfinite(value)
-        lower = metric.endswith("nll_nats") or metric in ("fid", "kid")
-        return value < best["value"] if lower else value > best["value"]
+        """The evaluation record at the current step (:func:`flowgan.evaluation.evaluate`)."""
+        return evaluation.evaluate(self)
 
     def _after_eval(self, record: dict[str, Any]) -> None:
-        self._log(record)
-        targets = {"val_nll_nats": "best_nll", **{m: f"best_{m}" for m in self.config.score_metrics if m in record}}
-        improved = []
-        for metric, name in targets.items():
-            if self._is_better(metric, float(record[metric])):
-                self.best[metric] = {"value": float(record[metric]), "step": self.step, "checkpoint": name}
-                improved.append(name)
-        self.last_eval_step = self.step
-        self.save_checkpoint("latest")
-        if self.is_main:
-            ckdir = self.run_dir / "checkpoints"
-            for name in improved:  # the same state: link (or copy) instead of serialising again
-                link_or_copy(ckdir / "latest.pt", ckdir / f"{name}.pt")
+        evaluation.record_evaluation(self, record)
 
     # ------------------------------------------------------------------ main loop
 
-    def _install_signal_handlers(self):
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        previous = {}
-
-        def handler(signum, frame):
-            self._stop_signal = signal.Signals(signum).name
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, handler)
-        return previous
-
     def fit(self) -> dict[str, Any]:
-        """Train to the end (or until interrupted); returns a summary of the run."""
-        fresh = self._checkpoint is None
+        """Train to the end (or until interrupted by a signal: :class:`Interrupted`); returns a
+        summary of the run."""
         total = self.total_steps()
-        cfg = self.config
-        previous = self._install_signal_handlers()
-        progress = None
-        if self.show_progress:
-            from tqdm.auto import tqdm
-
-            progress = tqdm(total=None if total >= 2**62 else total, initial=self.step, desc=cfg.describe(), unit="step", dynamic_ncols=True)
-        try:
-            self._open_run_dir(fresh)
-            if self.world_size > 1 and not fresh:
-                from .distributed import broadcast_object
-
-                if broadcast_object(self._reloaded) and not self.is_main:
-                    self._restore(load_checkpoint(self.run_dir / "checkpoints" / "latest.pt"))
-            if fresh:
-                self._after_eval(self.evaluate())
-                self.dir.publish()
-            elif self.last_eval_step == self.step and (self.step >= total or (cfg.time_limit is not None and self.elapsed >= cfg.time_limit)):
-                self.stopped_by = "finished"  # resuming a finished run: nothing to do, nothing logged
-                return self.summary()
-            last_eval_step = self.last_eval_step
-            clock = time.perf_counter()
-            window_start, window_steps = clock, 0
-            self.model.train()
-            if self.critic is not None:
-                self.critic.train()
-            while self.step < total:
-                if cfg.time_limit is not None and self.elapsed >= cfg.time_limit:
-                    self.stopped_by = "time_limit"
-                    break
-                try:
-                    self.train_step()
-                    for cb in self.callbacks:
-                        cb(self)
-                except NonFiniteError as e:
-                    self._handle_nonfinite(e)
-                    self._stop_if_signalled(last_eval_step)
-                    clock = time.perf_counter()
-                    continue
-                now = time.perf_counter()
-                self.elapsed += now - clock
-                clock = now
-                window_steps += 1
-                if progress is not None:
-                    progress.update(1)
-                if self.step % cfg.log_every == 0 or self.step == total:
-                    rate = window_steps / max(now - window_start, 1e-9)
-                    # a log line forced by the end of the run keeps its window open, so that a run
-                    # stopped there and resumed logs the same averages as an uninterrupted one
-                    logs = self.averages.pop(reset=self.step % cfg.log_every == 0)
-                    self.last_train_logs = {k: v for k, v in logs.items() if k in EVAL_CARRIED}
-                    per_step = self.objective.critic_steps + int(self.objective.generator_uses_data)
-                    record = {"kind": "train", "step": self.step, "epoch": round(self.stream.progress, 4), "time": round(self.elapsed, 2), "lr": self.current_lr(), "steps_per_s": rate, "images_per_s": rate * cfg.batch_size * max(per_step, 1), **logs}
-                    self._log(record)
-                    window_start, window_steps = now, 0
-                    if progress is not None:
-                        shown = {k: f"{logs[k]:.4g}" for k in ("train_nll", "critic_loss", "generator_loss") if k in logs}
-                        progress.set_postfix(shown, refresh=False)
-                if self.step % cfg.eval_every == 0 or self.step == total:
-                    try:
-                        record = self.evaluate()
-                    except NonFiniteError as e:
-                        self._handle_nonfinite(e)
-                        self._stop_if_signalled(last_eval_step)
-                        clock = time.perf_counter()
-                        continue
-                    self._after_eval(record)
-                    last_eval_step = self.step
-                    if progress is not None:
-                        progress.set_postfix({"val_nll": f"{record['val_nll_nats']:.1f}"}, refresh=False)
-                    now = time.perf_counter()
-                    self.elapsed += now - clock  # wall time includes evaluation
-                    clock = window_start = now  # ... throughput does not
-                    window_steps = 0
-                self._stop_if_signalled(last_eval_step)
-            if last_eval_step != self.step:
-                self._after_eval(self.evaluate())
-        finally:
-            if progress is not None:
-                progress.close()
-            for sig, h in previous.items():
-                signal.signal(sig, h)
-            self.dir.close_writer()
-            self.dir.close()
+        with StopSignals() as self.signals, Progress(self.show_progress, total, self.step, self.config.describe()) as progress:
+            try:
+                self._loop(total, progress)
+            finally:
+                self.dir.close_writer()
+                self.dir.close()
         return self.summary()
 
-    def _stop_if_signalled(self, last_eval_step: int | None) -> None:
-        """Save and raise :class:`Interrupted` if a stop signal came (a collective decision)."""
-        if self.world_size > 1:
-            from .distributed import all_reduce_max
+    def _loop(self, total: int, progress: Progress) -> None:
+        cfg = self.config
+        fresh = self._checkpoint is None
+        self._open_run_dir(fresh)
+        if self.world_size > 1 and not fresh:
+            from .distributed import broadcast_object
 
-            if all_reduce_max([float(self._stop_signal is not None)], self.device)[0] and not self._stop_signal:
-                self._stop_signal = "SIGTERM"
-        if self._stop_signal:
-            if last_eval_step != self.step:
-                self.save_checkpoint("latest")
-            self._log({"kind": "event", "step": self.step, "event": "interrupted", "signal": self._stop_signal})
-            raise Interrupted(
-                f"interrupted by {self._stop_signal} at step {self.step}; the latest checkpoint is saved: "
-                f"continue with flowgan train --resume {self.run_dir}"
-            )
+            if broadcast_object(self._reloaded) and not self.is_main:
+                self._restore(load_checkpoint(self.run_dir / "checkpoints" / "latest.pt"))
+        if fresh:
+            self._after_eval(self.evaluate())
+            self.dir.publish()
+        elif self.last_eval_step == self.step and (self.step >= total or (cfg.time_limit is not None and self.elapsed >= cfg.time_limit)):
+            self.stopped_by = "finished"  # resuming a finished run: nothing to do, nothing logged
+            return
+        last_eval_step = self.last_eval_step
+        clock = time.perf_counter()
+        window_start, window_steps = clock, 0
+        self.model.train()
+        if self.critic is not None:
+            self.critic.train()
+        while self.step < total:
+            if cfg.time_limit is not None and self.elapsed >= cfg.time_limit:
+                self.stopped_by = "time_limit"
+                break
+            try:
+                self.train_step()
+                for cb in self.callbacks:
+                    cb(self)
+            except NonFiniteError as e:
+                stop_or_roll_back(self, e)
+                self.signals.check(self, last_eval_step)
+                clock = time.perf_counter()
+                continue
+            now = time.perf_counter()
+            self.elapsed += now - clock
+            clock = now
+            window_steps += 1
+            progress.update()
+            if self.step % cfg.log_every == 0 or self.step == total:
+                self._log_train(window_steps / max(now - window_start, 1e-9), progress)
+                window_start, window_steps = now, 0
+            if self.step % cfg.eval_every == 0 or self.step == total:
+                try:
+                    record = self.evaluate()
+                except NonFiniteError as e:
+                    stop_or_roll_back(self, e)
+                    self.signals.check(self, last_eval_step)
+                    clock = time.perf_counter()
+                    continue
+                self._after_eval(record)
+                last_eval_step = self.step
+                progress.show_eval(record)
+                now = time.perf_counter()
+                self.elapsed += now - clock  # wall time includes evaluation
+                clock = window_start = now  # ... throughput does not
+                window_steps = 0
+            self.signals.check(self, last_eval_step)
+        if last_eval_step != self.step:
+            self._after_eval(self.evaluate())
 
-    def _handle_nonfinite(self, error: NonFiniteError) -> None:
-        """Stop (exit 3), or reload the last checkpoint with half the current learning rate. The
-        rollback count and the rate are the run's, not the checkpoint's: they are kept across the
-        reload and saved at once, so at most ``MAX_ROLLBACKS`` happen over a whole run."""
-        latest = self.run_dir / "checkpoints" / "latest.pt"
-        if self.config.on_nonfinite == "stop" or self.rollbacks >= MAX_ROLLBACKS:
-            self._log({"kind": "event", "step": self.step, "event": "nonfinite", "message": str(error)})
-            why = "stopped" if self.config.on_nonfinite == "stop" else f"stopped after {self.rollbacks} rollbacks (learning rate x{self.lr_scale:g})"
-            raise NonFiniteError(f"{error}; {why}, the last good checkpoint is {latest}", step=error.step)
-        rollbacks, lr_scale = self.rollbacks + 1, self.lr_scale * 0.5
-        failed_step = error.step
-        self._restore(load_checkpoint(latest))
-        self.rollbacks, self.lr_scale = rollbacks, lr_scale
-        self._log({"kind": "event", "step": self.step, "event": "rollback", "message": str(error), "failed_step": failed_step, "lr_scale": self.lr_scale, "rollbacks": self.rollbacks})
-        self.save_checkpoint("latest")  # the restored state with the new count and rate
+    def _log_train(self, rate: float, progress: Progress) -> None:
+        """The ``kind: "train"`` log line of the current window (``rate``: steps per second)."""
+        cfg = self.config
+        # a log line forced by the end of the run keeps its window open, so that a run
+        # stopped there and resumed logs the same averages as an uninterrupted one
+        logs = self.averages.pop(reset=self.step % cfg.log_every == 0)
+        self.last_train_logs = {k: v for k, v in logs.items() if k in EVAL_CARRIED}
+        per_step = self.objective.critic_steps + int(self.objective.generator_uses_data)
+        record = {"kind": "train", "step": self.step, "epoch": round(self.stream.progress, 4), "time": round(self.elapsed, 2), "lr": self.current_lr(), "steps_per_s": rate, "images_per_s": rate * cfg.batch_size * max(per_step, 1), **logs}
+        self._log(record)
+        progress.show_train(logs)
 
     def close(self) -> None:
         """Release what must not outlive training: the data-parallel wrappers and the TensorBoard

@@ -8,10 +8,17 @@ inception_score     IS = exp(E_x KL(p(y|x) || p(y))) (Salimans et al. 2016), 10 
 mode_score          MODE (Che et al. 2017): the issue's ``mode_paper`` (= IS algebraically) and
                     the ``mode`` variant IS·exp(-KL(p(y) || p*(y))); what the paper prints
 fid                 FID (Heusel et al. 2017) and KID (Bińkowski et al. 2018) via torchmetrics
-classifiers         the offline classifiers (small CNN / ResNet): files, lookup, training
-features           real images as scored, cached reference features of a split
+registry            every metric declared once: name, result keys, direction, function, needs
+classifier_nets     the offline classifiers' networks (small CNN / ResNet)
+score_classifier    ScoreClassifier: a loaded classifier, its predictions and provenance
+classifiers         classifier files, names and lookup (shipped, cache, paths)
+classifier_training training a classifier (``flowgan classifier train``)
+features            real images as scored, cached reference features of a split
 inception           torch-fidelity's Inception-v3 when its weights are present
+sampling            samples of a model in fixed-seed blocks
 evaluate            score_images, evaluate_samples, score_split
+collapse            collapse diagnostics (near duplicates, saturation, classes covered)
+noise               pixel noise for classifier checks and flow-like augmentation
 training            score_hook: the scores during training (best_<metric>.pt checkpoints)
 cli                 ``flowgan classifier train|info`` and ``flowgan score``
 =================== ===========================================================================
@@ -27,14 +34,16 @@ _EXPORTS = {
     "score_images": "flowgan.metrics.evaluate",
     "evaluate_samples": "flowgan.metrics.evaluate",
     "score_split": "flowgan.metrics.evaluate",
-    "SCORES": "flowgan.metrics.evaluate",
+    "SCORES": "flowgan.metrics.registry",
+    "METRICS": "flowgan.metrics.registry",
+    "Metric": "flowgan.metrics.registry",
     "mode_score_as_printed": "flowgan.metrics.mode_score",
     "label_marginal": "flowgan.metrics.mode_score",
     "fid_from_features": "flowgan.metrics.fid",
     "kid_from_features": "flowgan.metrics.fid",
     "find_classifier": "flowgan.metrics.classifiers",
     "load_classifier": "flowgan.metrics.classifiers",
-    "train_classifier": "flowgan.metrics.classifiers",
+    "train_classifier": "flowgan.metrics.classifier_training",
     "save_classifier": "flowgan.metrics.classifiers",
     "classifier_family": "flowgan.metrics.classifiers",
     "default_classifier_dir": "flowgan.metrics.classifiers",

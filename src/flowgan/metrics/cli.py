@@ -10,17 +10,18 @@ import json
 import time
 from pathlib import Path
 
-SCORES = ("is", "mode", "fid", "kid")
+from .registry import SCORES
 
 
 def _parse_scores(text: str) -> list[str]:
     from ..cli import UsageError
+    from ..errors import FlowganError
+    from .registry import parse_metrics
 
-    scores = [s.strip() for s in text.split(",") if s.strip()]
-    unknown = [s for s in scores if s not in SCORES]
-    if unknown or not scores:
-        raise UsageError(f"unknown score(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(SCORES)}")
-    return scores
+    try:
+        return parse_metrics(text, SCORES, what="score")
+    except FlowganError as e:
+        raise UsageError(str(e)) from None
 
 
 def register(sub) -> None:
@@ -105,7 +106,7 @@ def register(sub) -> None:
     s.add_argument("--split", default="test", choices=["train", "val", "test"], help="images to score (default test)")
     s.add_argument("--reference-split", choices=["train", "val", "test"], help="FID/KID reference (default test; val when --split test)")
     s.add_argument("--data-dir")
-    s.add_argument("--metrics", default="is,mode,fid,kid", help="comma-separated: is,mode,fid,kid (default all)")
+    s.add_argument("--metrics", default=",".join(SCORES), help=f"comma-separated: {','.join(SCORES)} (default all)")
     s.add_argument("--samples", type=int, help="score a fixed random subset of N images of the split (default all)")
     s.add_argument(
         "--classifier",
@@ -123,7 +124,8 @@ def _cmd_classifier_train(args) -> int:
     from ..cli import UsageError, err
     from ..data import load_dataset
     from ..training import resolve_device
-    from .classifiers import SHIPPED_CLASSIFIERS, cache_name, classifier_family, default_classifier_dir, save_classifier, train_classifier
+    from .classifier_training import train_classifier
+    from .classifiers import SHIPPED_CLASSIFIERS, cache_name, classifier_family, default_classifier_dir, save_classifier
 
     if args.epochs is not None and args.epochs < 1:
         raise UsageError("--epochs must be >= 1")

@@ -81,11 +81,27 @@ def collapse_stats(
     return out
 
 
+def collapse_classifier(dataset, classifier=None, *, find=None):
+    """The classifier that counts ``classes_covered`` for ``dataset``: ``classifier`` when one is
+    named (a loaded one, a name or a path; a failure to load it is an error), else the dataset's
+    default score classifier, else ``None`` (no class count for data without one). ``find``:
+    the lookup, :func:`~.classifiers.find_classifier` by default (the trainer passes its
+    once-per-process cache)."""
+    if find is None:
+        from .classifiers import find_classifier as find
+    if classifier is not None:
+        return find(dataset, classifier)
+    try:
+        return find(dataset, None)
+    except FlowganError:  # no classifier for this dataset: no class count
+        return None
+
+
 def sample_collapse(model, n: int = DEFAULT_SAMPLES, *, seed: int = 0, classifier=None, device=None) -> dict:
     """:func:`collapse_stats` of ``n`` samples of ``model`` (eval mode, fixed ``seed``; see
-    :func:`~.evaluate.sample_blocks`); ``classifier`` a loaded
+    :func:`~.sampling.sample_blocks`); ``classifier`` a loaded
     :class:`~.classifiers.ScoreClassifier` or ``None`` (no ``classes_covered``)."""
-    from .evaluate import sample_blocks
+    from .sampling import sample_blocks
 
     if n < 2:
         raise FlowganError("collapse diagnostics need at least 2 samples")

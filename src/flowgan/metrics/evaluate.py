@@ -12,69 +12,27 @@ and ``mode`` (the two MODE scores of :mod:`.mode_score`, with ``mode_paper_std``
 ``score_splits``, ``classifier`` (a description: which network, trained on which data, its test
 accuracy, where its file is), ``classifier_trained_on``, ``classifier_test_accuracy``,
 ``reference`` (the real images of FID/KID). Images with NaN/Inf make every score NaN (and are
-counted in ``nonfinite_samples``) rather than crash an evaluation.
+counted in ``nonfinite_samples``) rather than crash an evaluation. Each score is declared, with
+its keys and direction, in :mod:`.registry`.
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 
 from ..errors import FlowganError
-from ..runtime import mix_seed
-
-SCORES = ("is", "mode", "fid", "kid")
-DEFAULT_SAMPLES = {"cuda": 50_000, "cpu": 10_000}
-SAMPLE_BLOCK = 500
+from .registry import METRICS, SCORES, ScoreInputs, parse_metrics
+from .sampling import DEFAULT_SAMPLES, SAMPLE_BLOCK, default_n_samples, sample_blocks  # noqa: F401 - public here too
 
 
 def check_scores(scores: Iterable[str]) -> list[str]:
-    scores = [s for s in scores]
-    unknown = [s for s in scores if s not in SCORES]
-    if unknown:
-        raise FlowganError(f"unknown score(s) {', '.join(unknown)}; choose from {', '.join(SCORES)}")
+    """The sample scores asked for (names of :data:`.registry.SCORES`), in the order given."""
+    scores = list(scores)
     if not scores:
         raise FlowganError("no scores asked for")
-    return scores
-
-
-def default_n_samples(device) -> int:
-    """50,000 on a GPU, 10,000 on a CPU."""
-    return DEFAULT_SAMPLES["cuda"] if torch.device(device or "cpu").type == "cuda" else DEFAULT_SAMPLES["cpu"]
-
-
-@torch.no_grad()
-def sample_blocks(model, n: int, seed: int = 0, block: int = SAMPLE_BLOCK):
-    """Yield ``n`` samples of ``model`` in blocks, as float32 CPU tensors in ``[0, 1]``.
-
-    Block ``b`` is drawn with its own CPU generator seeded from ``(seed, b)``: deterministic, and
-    independent of the device. The model is sampled in eval mode and put back in its previous
-    mode; no global random state is used.
-    """
-    was_training = model.training
-    model.eval()
-    try:
-        for b, start in enumerate(range(0, n, block)):
-            gen = torch.Generator().manual_seed(mix_seed(seed, b, 11))
-            x = model.sample(min(block, n - start), generator=gen)
-            yield x.detach().to("cpu", torch.float32)
-    finally:
-        model.train(was_training)
-
-
-def _p_star(dataset, num_classes: int) -> torch.Tensor:
-    from .mode_score import label_marginal
-
-    labels = dataset.train.labels
-    if labels is None:
-        raise FlowganError(f"{dataset.name} has no training labels: the MODE score needs p*(y)")
-    if dataset.num_classes is not None and dataset.num_classes != num_classes:
-        raise FlowganError(
-            f"the classifier has {num_classes} classes, {dataset.name} {dataset.num_classes}: the MODE score needs a "
-            "classifier over the dataset's labels (not Inception)"
-        )
-    return label_marginal(labels, num_classes)
+    return parse_metrics(scores, SCORES, what="score")
 
 
 def scores_from_predictions(
@@ -89,35 +47,25 @@ def scores_from_predictions(
     device=None,
     nonfinite: int = 0,
 ) -> dict:
-    """The scores from a classifier's outputs on the images (see the module docstring)."""
-    from .inception_score import inception_score
-    from .mode_score import mode_score
-
-    n = len(logits)
-    out: dict = {"score_samples": n, "score_splits": splits, **clf.summary()}
+    """The scores from a classifier's outputs on the images (see the module docstring): each
+    metric's function of :data:`.registry.METRICS`, in the registry's order."""
+    out: dict = {"score_samples": len(logits), "score_splits": splits, **clf.summary()}
+    chosen = [m for name, m in METRICS.items() if name in scores and m.is_score]
     if nonfinite:
         out["nonfinite_samples"] = int(nonfinite)
-        nan = float("nan")
-        for s in scores:
-            out.update({"is": {"is": nan, "is_std": nan}, "mode": {"mode": nan, "mode_paper": nan}, "fid": {"fid": nan}, "kid": {"kid": nan, "kid_std": nan}}[s])
+        for m in chosen:
+            out.update(m.nan_result())
         return out
-    if "is" in scores:
-        r = inception_score(logits, splits)
-        out["is"], out["is_std"] = r["is"], r["is_std"]
-    if "mode" in scores:
-        r = mode_score(logits, _p_star(dataset, logits.shape[1]), splits)
-        out.update(r)
-    if "fid" in scores or "kid" in scores:
-        from .features import PREPROCESSING, reference_features
-        from .fid import fid_from_features, kid_from_features
-
-        real = reference_features(dataset, split, clf, device=device)
-        out["reference"] = f"{dataset.name} {split} split: {len(real)} real images, {PREPROCESSING}"
-        if "fid" in scores:
-            out.update(fid_from_features(real, features))
-        if "kid" in scores:
-            out.update(kid_from_features(real, features))
+    inputs = ScoreInputs(logits, features, dataset, clf, split=split, splits=splits, device=device)
+    for m in chosen:
+        if m.needs == "features" and "reference" not in out:
+            out["reference"] = inputs.reference_text()
+        out.update(m.compute(inputs))
     return out
+
+
+def _needs_features(scores) -> bool:
+    return any(METRICS[s].needs == "features" for s in scores)
 
 
 def _check_images(images: torch.Tensor, dataset) -> None:
@@ -157,7 +105,7 @@ def score_images(
     _check_images(images, dataset)
     clf = find_classifier(dataset, classifier)
     bad = _nonfinite(images)
-    need_features = "fid" in scores or "kid" in scores
+    need_features = _needs_features(scores)
     if bad:
         logits, feats = torch.zeros(len(images), 1), None
     else:
@@ -194,7 +142,7 @@ def evaluate_samples(
     if tuple(model.shape) != tuple(dataset.shape):
         raise FlowganError(f"the model makes images of shape {tuple(model.shape)}, {dataset.name} has {tuple(dataset.shape)}")
     clf = find_classifier(dataset, classifier)
-    need_features = "fid" in scores or "kid" in scores
+    need_features = _needs_features(scores)
     logits, feats, bad = [], [], 0
     for x in sample_blocks(model, n, seed, batch_size):
         b = _nonfinite(x)
@@ -239,6 +187,6 @@ def score_split(
     reference_split = reference_split or ("val" if split == "test" else "test")
     out = score_images(images, dataset, scores, classifier=classifier, device=device, split=reference_split, splits=splits)
     out = {"dataset": dataset.name, "split": split, "images": PREPROCESSING, **out}
-    if "fid" in scores or "kid" in scores:
+    if _needs_features(check_scores(scores)):
         out["reference_split"] = reference_split
     return out

@@ -7,7 +7,7 @@ are downloaded by torch-fidelity into ``$TORCH_HOME/hub/checkpoints`` on first u
 must already be there (or at ``$FLOWGAN_INCEPTION_WEIGHTS``): flowgan then fails with one line that
 names the missing file rather than trying the network.
 
-Used as a :class:`~.classifiers.ScoreClassifier`: images in ``[0, 1]`` become uint8 as torchmetrics
+Used as a :class:`~.score_classifier.ScoreClassifier`: images in ``[0, 1]`` become uint8 as torchmetrics
 does with ``normalize=True`` (``(x·255)`` truncated), grey-scale images are repeated to 3 channels,
 the network resizes to 299×299; IS uses its 1008 ``logits_unbiased``, FID/KID its 2048-d pool
 features. The MODE score is not available with it (its classes are not the dataset's labels).
@@ -35,11 +35,11 @@ def inception_weights_path() -> Path:
 
 
 def inception_classifier():
-    """A :class:`~.classifiers.ScoreClassifier` for torch-fidelity's Inception-v3, or a
+    """A :class:`~.score_classifier.ScoreClassifier` for torch-fidelity's Inception-v3, or a
     :class:`FlowganError` naming what is missing (the package or the weights file)."""
     import torch
 
-    from .classifiers import ScoreClassifier
+    from .score_classifier import ScoreClassifier
 
     try:
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3

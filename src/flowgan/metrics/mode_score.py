@@ -64,6 +64,22 @@ def label_marginal(labels: torch.Tensor, num_classes: int | None = None) -> torc
     return counts / counts.sum()
 
 
+def dataset_label_marginal(dataset, num_classes: int) -> torch.Tensor:
+    """``p*(y)`` of ``dataset``: the label marginal of its training split, for a classifier with
+    ``num_classes`` outputs (a :class:`FlowganError` if the dataset has no labels, or other classes)."""
+    from ..errors import FlowganError
+
+    labels = dataset.train.labels
+    if labels is None:
+        raise FlowganError(f"{dataset.name} has no training labels: the MODE score needs p*(y)")
+    if dataset.num_classes is not None and dataset.num_classes != num_classes:
+        raise FlowganError(
+            f"the classifier has {num_classes} classes, {dataset.name} {dataset.num_classes}: the MODE score needs a "
+            "classifier over the dataset's labels (not Inception)"
+        )
+    return label_marginal(labels, num_classes)
+
+
 def mode_score(
     logits: torch.Tensor | None = None,
     p_star: torch.Tensor | None = None,

@@ -201,10 +201,9 @@ def check_classifier(dataset, classifier=None, *, split: str = "test", levels=CH
     what ``flowgan classifier check`` prints. Noisy images are 8-bit (:func:`noisy_uint8`) and
     then scored exactly like real images (dequantized with the fixed evaluation noise)."""
     from .classifiers import find_classifier
-    from .evaluate import _p_star
     from .features import real_images
     from .inception_score import inception_score
-    from .mode_score import mode_score
+    from .mode_score import dataset_label_marginal, mode_score
 
     clf = find_classifier(dataset, classifier)
     data = dataset.split(split)
@@ -223,7 +222,7 @@ def check_classifier(dataset, classifier=None, *, split: str = "test", levels=CH
         r = inception_score(logits, splits)
         row.update(**{"is": r["is"], "is_std": r["is_std"]})
         if dataset.train.labels is not None:
-            m = mode_score(logits, _p_star(dataset, logits.shape[1]), splits)
+            m = mode_score(logits, dataset_label_marginal(dataset, logits.shape[1]), splits)
             row.update(mode=m["mode"], mode_std=m["mode_std"])
         rows.append(row)
     return {"dataset": dataset.name, "split": split, "images": len(images), "noise_seed": seed,

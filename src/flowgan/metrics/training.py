@@ -3,7 +3,8 @@
 At each evaluation (``Trainer.evaluate``) with ``config.score_metrics`` non-empty, e.g. ``("mode",)``
 for MNIST or ``("is",)`` for CIFAR-10 as in the paper's Tables 1-2 and Appendix B, the hook draws
 ``config.score_samples`` samples and returns the scores; the trainer logs them in
-``metrics.jsonl`` and keeps ``best_<metric>.pt`` checkpoints (higher is better, except FID/KID).
+``metrics.jsonl`` and keeps ``best_<metric>.pt`` checkpoints (in each metric's direction, declared
+in :mod:`.registry`: higher is better for IS and MODE, lower for FID and KID).
 
 * Samples come from their own CPU generators seeded from ``(config.seed, step)``: the trainer's
   training generator (``trainer.rng``) and the global random state (forked around the hook) are
@@ -28,7 +29,9 @@ from ..errors import FlowganError
 _CLASSIFIERS: dict = {}
 
 
-def _classifier(dataset, name: str | None = None):
+def cached_classifier(dataset, name: str | None = None):
+    """:func:`~.classifiers.find_classifier` of ``dataset`` and ``name``, loaded once per process
+    (the latest one is kept: a process trains one run at a time)."""
     from .classifiers import classifier_family, find_classifier
 
     key = (classifier_family(dataset), name)
@@ -38,14 +41,19 @@ def _classifier(dataset, name: str | None = None):
     return _CLASSIFIERS[key]
 
 
+_classifier = cached_classifier  # the name of earlier versions
+
+
 def score_hook(trainer) -> dict:
     """The scores in ``trainer.config.score_metrics`` of ``trainer.config.score_samples`` samples of
-    ``trainer.model`` at ``trainer.step``: keys named as the metrics (``mode`` and ``mode_paper``,
-    ``is`` and ``is_std``, ``fid``, ``kid`` and ``kid_std``) plus ``score_seconds``."""
+    ``trainer.model`` at ``trainer.step``: each metric's ``logged`` keys (:mod:`.registry`: ``mode``,
+    ``mode_std`` and ``mode_paper``, ``is`` and ``is_std``, ``fid``, ``kid`` and ``kid_std``), the
+    classifier (``name@hash``) and ``score_seconds``."""
     import torch
 
     from ..runtime import mix_seed
     from .evaluate import check_scores, evaluate_samples
+    from .registry import METRICS
 
     cfg = trainer.config
     scores = check_scores(cfg.score_metrics)
@@ -60,13 +68,12 @@ def score_hook(trainer) -> dict:
             trainer.dataset,
             scores,
             n_samples=cfg.score_samples,
-            classifier=_classifier(trainer.dataset, getattr(cfg, "score_classifier", None)),
+            classifier=cached_classifier(trainer.dataset, getattr(cfg, "score_classifier", None)),
             device=device,
             split="val",
             seed=mix_seed(cfg.seed, trainer.step, 5),
         )
-    keys = {"is": ("is", "is_std"), "mode": ("mode", "mode_std", "mode_paper"), "fid": ("fid",), "kid": ("kid", "kid_std")}
-    out = {k: result[k] for s in scores for k in keys[s] if k in result}
+    out = {k: result[k] for s in scores for k in METRICS[s].logged if k in result}
     out["classifier"] = result.get("classifier_name", "?") + (f"@{result['classifier_sha256']}" if result.get("classifier_sha256") else "")
     out["score_seconds"] = round(time.perf_counter() - start, 3)
     return out

@@ -1,0 +1,206 @@
+r"""Training flowgan's own score classifiers (``flowgan classifier train``).
+
+The classifier of a dataset (:mod:`.classifier_nets`: a small CNN for grey-scale images, a small
+ResNet for colour) is trained on *dequantized* images ``(k + u)/256``, ``u ~ U(0, 1)`` -- the
+continuous images the flow's likelihood sees (Appendix A) and that its samples imitate -- with
+random translations (and horizontal flips for colour images); ``augment="flow"``
+(``mnist-robust``) adds the pixel noise of flow samples (:func:`.noise.flow_augment`). AdamW with
+a one-cycle schedule; the state with the best validation accuracy is kept and its test accuracy
+recorded. :func:`.classifiers.save_classifier` writes the result where ``--classifier`` finds it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import FlowganError
+from .classifier_nets import INPUT_CONVENTION, Classifier, build_classifier, default_arch
+from .classifiers import cache_name, classifier_family
+
+AUGMENTS = ("standard", "flow")
+
+
+def _augment_text_standard(shift: int, flip: bool) -> str:
+    return f"dequantized (k + u)/256 with fresh noise, shifts of up to {shift} px" + (", horizontal flips" if flip else "")
+
+
+def _augment_text_flow(shift: int, flip: bool) -> str:
+    from .noise import describe_flow_augment
+
+    return describe_flow_augment() + f" (shifts of up to {shift} px" + (", flips)" if flip else ")")
+
+
+AUGMENT_TEXT = {"standard": _augment_text_standard, "flow": _augment_text_flow}
+
+DEFAULT_EPOCHS = {"mnist": 8, "mnist5k": 40, "fashion-mnist": 15, "cifar10": 60, "digits": 60}
+
+
+def _default_epochs(dataset) -> int:
+    if dataset.name in DEFAULT_EPOCHS:
+        return DEFAULT_EPOCHS[dataset.name]
+    n = len(dataset.train)
+    return int(min(60, max(8, math.ceil(400_000 / max(n, 1)))))
+
+
+def _augment(x: torch.Tensor, shift: int, flip: bool, gen: torch.Generator) -> torch.Tensor:
+    """Random translations by up to ``shift`` pixels (zero padding) and horizontal flips."""
+    n, c, h, w = x.shape
+    if flip:
+        f = torch.rand(n, generator=gen) < 0.5
+        x = torch.where(f.view(-1, 1, 1, 1), x.flip(-1), x)
+    if shift:
+        padded = F.pad(x, (shift, shift, shift, shift))
+        dx = torch.randint(0, 2 * shift + 1, (n,), generator=gen).tolist()
+        dy = torch.randint(0, 2 * shift + 1, (n,), generator=gen).tolist()
+        x = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
+    return x
+
+
+def _dequantized(images: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
+    """``(k + u)/256``: fresh noise from ``gen``, or the fixed evaluation noise (seed 0) of
+    :func:`flowgan.likelihood.dequantization_noise` when ``gen`` is None."""
+    from ..likelihood import dequantization_noise, dequantize
+
+    if gen is None:
+        noise = dequantization_noise(0, len(images), tuple(images.shape[1:]), 0, torch.float32)
+    else:
+        noise = torch.rand(images.shape, generator=gen, dtype=torch.float32)
+    return dequantize(images, noise)
+
+
+@torch.no_grad()
+def accuracy(clf: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device | str = "cpu", batch_size: int = 1000) -> float:
+    """Top-1 accuracy on uint8 ``images`` (dequantized with the fixed evaluation noise)."""
+    was = clf.training
+    clf.eval()
+    correct = 0
+    try:
+        for s in range(0, len(images), batch_size):
+            x = _dequantized(images[s : s + batch_size]).to(device)
+            correct += int((clf(x).argmax(1).cpu() == labels[s : s + batch_size]).sum())
+    finally:
+        clf.train(was)
+    return correct / max(len(images), 1)
+
+
+def train_classifier(
+    dataset,
+    *,
+    epochs: int | None = None,
+    batch_size: int = 128,
+    lr: float = 2e-3,
+    weight_decay: float = 5e-4,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    arch: str | None = None,
+    arch_options: dict | None = None,
+    augment: str = "standard",
+    log: Callable[[str], None] | None = None,
+) -> tuple[Classifier, dict[str, Any]]:
+    """Train the classifier for ``dataset`` (labels required); returns the module (the state with
+    the best validation accuracy) and its metadata, test accuracy included.
+
+    AdamW with a one-cycle learning-rate schedule; inputs are dequantized with fresh noise every
+    batch, translated by up to 2 pixels (4 for colour images, which are also flipped).
+    ``augment="flow"`` adds the flow-like pixel noise of :func:`.noise.flow_augment` (additive
+    Gaussian, salt-and-pepper, logit-space noise, blur, re-quantisation) to every batch: the
+    noise-robust MNIST score classifier.
+    """
+    from . import noise as N
+
+    if augment not in AUGMENTS:
+        raise FlowganError(f"unknown augmentation {augment!r}; choose from {', '.join(AUGMENTS)}")
+    if dataset.train.labels is None or dataset.num_classes is None:
+        raise FlowganError(f"{dataset.name} has no labels: a classifier cannot be trained on it")
+    device = torch.device(device)
+    shape = tuple(dataset.shape)
+    epochs = int(epochs or _default_epochs(dataset))
+    if epochs < 1:
+        raise FlowganError("epochs must be >= 1")
+    if arch is None:
+        arch, default_options = default_arch(shape)
+        arch_options = {**default_options, **(arch_options or {})}
+    arch_options = dict(arch_options or {})
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    # normalisation from the training images (dequantized: (k + 0.5)/256 on average)
+    x_all = (dataset.train.images.to(torch.float32) + 0.5) / 256.0
+    mean = x_all.mean(dim=(0, 2, 3)).tolist()
+    std = x_all.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
+    del x_all
+    clf = build_classifier(arch, shape, dataset.num_classes, mean, std, **arch_options).to(device)
+    colour = shape[0] == 3
+    shift, flip = (4 if colour else 2), colour
+    n = len(dataset.train)
+    steps_per_epoch = max(1, n // batch_size)
+    opt = torch.optim.AdamW(clf.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.15)
+    images, labels = dataset.train.images, dataset.train.labels
+    best = (-1.0, None, 0)
+    start = time.perf_counter()
+    history = []
+    for epoch in range(epochs):
+        clf.train()
+        perm = torch.randperm(n, generator=gen)
+        total_loss = 0.0
+        for b in range(steps_per_epoch):
+            idx = perm[b * batch_size : (b + 1) * batch_size]
+            x = _augment(_dequantized(images[idx], gen), shift, flip, gen)
+            if augment == "flow":
+                x = N.flow_augment(x, gen)
+            x = x.to(device)
+            y = labels[idx].to(device)
+            loss = F.cross_entropy(clf(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total_loss += float(loss.detach())
+        val_acc = accuracy(clf, dataset.val.images, dataset.val.labels, device) if dataset.val.labels is not None and len(dataset.val) else float("nan")
+        rec = {"epoch": epoch + 1, "loss": total_loss / steps_per_epoch, "val_accuracy": val_acc}
+        noisy = ""
+        if augment == "flow" and dataset.val.labels is not None and len(dataset.val):
+            rec["val_accuracy_gaussian_0.3"] = accuracy(clf, N.noisy_uint8(dataset.val.images, "gaussian", 0.3, seed=1), dataset.val.labels, device)
+            noisy = f", with Gaussian noise σ=0.3 {100 * rec['val_accuracy_gaussian_0.3']:.2f}%"
+        history.append(rec)
+        if log:
+            log(f"epoch {epoch + 1}/{epochs}: loss {total_loss / steps_per_epoch:.4f}, val accuracy {100 * val_acc:.2f}%{noisy} ({time.perf_counter() - start:.0f} s)")
+        if not (val_acc <= best[0]):  # also true for nan (no validation labels): keep the last
+            best = (val_acc, {k: v.detach().clone() for k, v in clf.state_dict().items()}, epoch + 1)
+    clf.load_state_dict(best[1])
+    clf.eval()
+    seconds = time.perf_counter() - start
+    test_acc = accuracy(clf, dataset.test.images, dataset.test.labels, device) if dataset.test.labels is not None else None
+    meta = {
+        "arch": arch,
+        "arch_options": arch_options,
+        "family": classifier_family(dataset),
+        "name": cache_name(dataset),
+        "trained_on": f"{dataset.name} ({n} training images)",
+        "dataset": dataset.name,
+        "train_images": n,
+        "shape": list(shape),
+        "num_classes": int(dataset.num_classes),
+        "normalization": {"mean": mean, "std": std},
+        "input": INPUT_CONVENTION,
+        "augment": augment,
+        "augmentation": AUGMENT_TEXT[augment](shift, flip),
+        "test_accuracy": test_acc,
+        "test_images": len(dataset.test),
+        "val_accuracy": None if math.isnan(best[0]) else best[0],
+        "best_epoch": best[2],
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "train_seconds": round(seconds, 1),
+        "history": history,
+    }
+    return clf.cpu(), meta
