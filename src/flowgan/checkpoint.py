@@ -114,20 +114,63 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     )  # fmt: skip
 
 
-def resolve_checkpoint(run_or_ckpt: str | Path, which: str = "best_nll") -> Path:
-    """A checkpoint file, or ``RUN/checkpoints/<which>.pt`` for a run directory (falling back to
-    ``latest.pt`` when the run has no ``<which>`` checkpoint yet)."""
+#: ``which="auto"``: the checkpoint with the best sample score, as the paper evaluates its models
+#: (§5, Table 3, Figure 4): best MODE (MNIST), else best Inception score, else best validation
+#: NLL, else the latest.
+AUTO_CHECKPOINTS = ("best_mode", "best_is", "best_nll", "latest")
+
+
+def _written_names(run_dir: Path) -> set[str] | None:
+    """The checkpoints the trainer writes into this run (``latest``, ``best_nll``, ``best_<score>``
+    for each score of its ``config.json``), or ``None`` when the configuration is unreadable."""
+    import json
+
+    try:
+        config = json.loads((run_dir / "config.json").read_text()).get("config", {})
+        scores = list(config.get("score_metrics") or ())
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
+    return {"latest", "best_nll", *(f"best_{s}" for s in scores)}
+
+
+def choose_checkpoint(run_or_ckpt: str | Path, which: str = "best_nll") -> tuple[Path, str]:
+    """``(path, name)``: the checkpoint of a run that ``which`` selects, by the one rule of flowgan.
+
+    * A checkpoint file is itself (its name is the file's stem).
+    * ``which="auto"``: the first of :data:`AUTO_CHECKPOINTS` the run has (best_mode, best_is,
+      best_nll, latest).
+    * A name (``best_nll``, ``latest``, ``best_mode``, ...): ``checkpoints/<which>.pt``. A best
+      checkpoint the run writes but has not written yet (``best_nll`` before the first
+      evaluation, ``best_<score>`` of a score it computes before the first finite one) falls back
+      to ``latest``; a name the run never writes (a score it does not compute, a typo) is a
+      :class:`~flowgan.errors.CheckpointError` naming the checkpoints it has. Without a
+      readable ``config.json`` every ``best_*`` name falls back to ``latest``.
+    """
     p = Path(run_or_ckpt)
     if p.is_file():
-        return p
-    if p.is_dir():
-        ckdir = p / "checkpoints"
-        for name in (which, "latest"):
-            cand = ckdir / f"{name}.pt"
-            if cand.is_file():
-                return cand
+        return p, p.stem
+    if not p.is_dir():
+        raise CheckpointError(f"{p} is neither a run directory nor a checkpoint file")
+    ckdir = p / "checkpoints"
+    if which == "auto":
+        names = list(AUTO_CHECKPOINTS)
+    else:
+        written = _written_names(p)
+        falls_back = which.startswith("best_") if written is None else which in written
+        names = [which, "latest"] if falls_back else [which]
+    for name in names:
+        cand = ckdir / f"{name}.pt"
+        if cand.is_file():
+            return cand, name
+    have = sorted(c.stem for c in ckdir.glob("*.pt")) if ckdir.is_dir() else []
+    if not have:
         raise CheckpointError(f"{p} has no checkpoints ({ckdir}/{which}.pt or latest.pt)")
-    raise CheckpointError(f"{p} is neither a run directory nor a checkpoint file")
+    raise CheckpointError(f"{p} has no checkpoint {which!r}; it has {', '.join(have)}")
+
+
+def resolve_checkpoint(run_or_ckpt: str | Path, which: str = "best_nll") -> Path:
+    """The path of :func:`choose_checkpoint`."""
+    return choose_checkpoint(run_or_ckpt, which)[0]
 
 
 def load_model(run_or_ckpt: str | Path, which: str = "best_nll", device: str | torch.device = "cpu"):
