@@ -5,17 +5,25 @@ loads with ``torch.load(..., weights_only=True)`` (no arbitrary code runs on loa
 ``format``, ``version``, ``config`` (the run's :class:`~flowgan.config.TrainConfig` as a dict),
 ``model_spec`` and ``model`` (state dict), ``critic_spec``/``critic`` (or ``None``), optimizer
 states, the random generator state, the data stream position, ``step`` and bookkeeping.
+
+Which checkpoint of a run a name selects is decided in one place, :func:`choose_checkpoint`
+(``"auto"``: the best sample score, as the paper evaluates its models); a saved configuration
+is read back as a :class:`~flowgan.config.TrainConfig` by :func:`config_from_dict` and
+:func:`read_run_config`, leniently, so that runs of older versions load.
+:func:`flowgan.runs.load_run` puts the pieces together.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .errors import CheckpointError
+from .config import TrainConfig
+from .errors import CheckpointError, FlowganError
 
 FORMAT = "flowgan-checkpoint"
 VERSION = 1
@@ -122,15 +130,14 @@ AUTO_CHECKPOINTS = ("best_mode", "best_is", "best_nll", "latest")
 
 def _written_names(run_dir: Path) -> set[str] | None:
     """The checkpoints the trainer writes into this run (``latest``, ``best_nll``, ``best_<score>``
-    for each score of its ``config.json``), or ``None`` when the configuration is unreadable."""
-    import json
-
+    for each score of its configuration), or ``None`` when it has no readable configuration."""
     try:
-        config = json.loads((run_dir / "config.json").read_text()).get("config", {})
-        scores = list(config.get("score_metrics") or ())
-    except (OSError, ValueError, AttributeError, TypeError):
+        config = read_run_config(run_dir)
+    except FlowganError:
         return None
-    return {"latest", "best_nll", *(f"best_{s}" for s in scores)}
+    if config is None:
+        return None
+    return {"latest", "best_nll", *(f"best_{s}" for s in config.score_metrics)}
 
 
 def choose_checkpoint(run_or_ckpt: str | Path, which: str = "best_nll") -> tuple[Path, str]:
@@ -166,6 +173,27 @@ def choose_checkpoint(run_or_ckpt: str | Path, which: str = "best_nll") -> tuple
     if not have:
         raise CheckpointError(f"{p} has no checkpoints ({ckdir}/{which}.pt or latest.pt)")
     raise CheckpointError(f"{p} has no checkpoint {which!r}; it has {', '.join(have)}")
+
+
+def config_from_dict(values: dict[str, Any], where: str | Path) -> TrainConfig:
+    """A :class:`TrainConfig` from a saved dict, leniently (unknown keys dropped, missing ones
+    defaulted); an invalid value is a :class:`CheckpointError` naming ``where``."""
+    try:
+        return TrainConfig.from_dict(values)
+    except (FlowganError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{where}: the saved training configuration is invalid: {str(e).splitlines()[0]}") from None
+
+
+def read_run_config(run: str | Path) -> TrainConfig | None:
+    """The configuration in ``RUN/config.json`` (a :class:`TrainConfig`, read as
+    :func:`config_from_dict` does), or ``None`` if the run has no readable one."""
+    path = Path(run) / "config.json"
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    values = info.get("config") if isinstance(info, dict) else None
+    return config_from_dict(values, path) if isinstance(values, dict) else None
 
 
 def resolve_checkpoint(run_or_ckpt: str | Path, which: str = "best_nll") -> Path:

@@ -10,33 +10,15 @@ ignored, missing ones take their defaults), so that old run directories still lo
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .checkpoint import choose_checkpoint, config_from_dict, load_model, read_run_config
 from .config import TrainConfig
-from .errors import CheckpointError, FlowganError
+from .errors import CheckpointError
 
-
-def config_from_dict(values: dict[str, Any], where: str | Path) -> TrainConfig:
-    """A :class:`TrainConfig` from a saved dict, leniently (unknown keys dropped, missing ones
-    defaulted); an invalid value is a :class:`CheckpointError` naming ``where``."""
-    try:
-        return TrainConfig.from_dict(values)
-    except (FlowganError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{where}: the saved training configuration is invalid: {str(e).splitlines()[0]}") from None
-
-
-def read_run_config(run: str | Path) -> TrainConfig | None:
-    """The configuration in ``RUN/config.json``, or ``None`` if the run has no readable one."""
-    path = Path(run) / "config.json"
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    values = info.get("config") if isinstance(info, dict) else None
-    return config_from_dict(values, path) if isinstance(values, dict) else None
+__all__ = ["Run", "config_from_dict", "load_run", "read_run_config", "run_base"]
 
 
 @dataclass
@@ -77,8 +59,6 @@ def load_run(run_or_ckpt: str | Path, which: str = "best_nll", *, device: Any = 
     included), else the run's ``config.json``. Missing, corrupt or incompatible files raise
     :class:`~flowgan.errors.CheckpointError` with a one-line message.
     """
-    from .checkpoint import choose_checkpoint, load_model
-
     path, name = choose_checkpoint(run_or_ckpt, which)
     model, state = load_model(path, device=device)
     base = run_base(run_or_ckpt, path)
