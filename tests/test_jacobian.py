@@ -112,23 +112,30 @@ def _with_condition(kappa, d=200, seed=0):
 @pytest.mark.parametrize("kappa", [1e2, 8e3])
 def test_gram_path_is_accurate_for_well_conditioned_matrices(kappa):
     jac, s = _with_condition(kappa)
-    from flowgan.analysis.jacobian import _singular_values
-
-    values, n_gram = _singular_values(jac.unsqueeze(0), 1, "auto", 1e4)
-    assert n_gram == 1  # taken from the eigenvalues of JᵀJ
+    values = singular_values(jac.unsqueeze(0), threads=1)
+    # taken from the eigenvalues of JᵀJ: "auto" gives exactly what the forced Gram path gives
+    assert torch.equal(values, singular_values(jac.unsqueeze(0), threads=1, method="gram"))
     rel = ((values[0] - s) / s).abs().max()
     assert rel < 1e-6 if kappa < 1e3 else rel < 1e-5
 
 
 def test_ill_conditioned_matrices_take_the_svd():
-    from flowgan.analysis.jacobian import _singular_values
-
     jac, s = _with_condition(1e9)
-    values, n_gram = _singular_values(jac.unsqueeze(0), 1, "auto", 1e4)
-    assert n_gram == 0 and torch.equal(values[0], torch.linalg.svdvals(jac))
+    values = singular_values(jac.unsqueeze(0), threads=1)
+    assert torch.equal(values[0], torch.linalg.svdvals(jac))  # "auto" fell back to LAPACK's SVD
     assert ((values[0] - s) / s).abs().max() < 1e-5  # the SVD keeps relative accuracy here
-    gram, _ = _singular_values(jac.unsqueeze(0), 1, "gram", 1e4)
+    gram = singular_values(jac.unsqueeze(0), threads=1, method="gram")
     assert ((gram[0] - s) / s).abs().max() > 1e-2  # what squaring would have cost
+
+
+def test_spectra_count_the_samples_taken_from_the_gram_matrix():
+    """A NICE generator near the identity is well conditioned: every sample takes the Gram path,
+    and forcing the SVD gives the same spectrum within the Gram path's accuracy."""
+    model = _nice(scale=0.01)
+    auto = jacobian_spectra(model, 3, seed=0, dtype=torch.float64)
+    svd = jacobian_spectra(model, 3, seed=0, dtype=torch.float64, svd="svd")
+    assert auto.summary()["singular_values_from_gram"] == 3 and svd.summary()["singular_values_from_gram"] == 0
+    torch.testing.assert_close(auto.singular_values, svd.singular_values, rtol=1e-6, atol=0)
 
 
 def test_summary_is_json_ready_and_sane():

@@ -34,6 +34,8 @@ _EXPORTS = {
     "FlowganError": "flowgan.errors",
     "load_checkpoint": "flowgan.checkpoint",
     "load_model": "flowgan.checkpoint",
+    "load_run": "flowgan.runs",
+    "Run": "flowgan.runs",
     "TrainConfig": "flowgan.config",
     "train": "flowgan.training",
     "GaussianMixtureBaseline": "flowgan.analysis.gmm",

@@ -5,17 +5,25 @@ loads with ``torch.load(..., weights_only=True)`` (no arbitrary code runs on loa
 ``format``, ``version``, ``config`` (the run's :class:`~flowgan.config.TrainConfig` as a dict),
 ``model_spec`` and ``model`` (state dict), ``critic_spec``/``critic`` (or ``None``), optimizer
 states, the random generator state, the data stream position, ``step`` and bookkeeping.
+
+Which checkpoint of a run a name selects is decided in one place, :func:`choose_checkpoint`
+(``"auto"``: the best sample score, as the paper evaluates its models); a saved configuration
+is read back as a :class:`~flowgan.config.TrainConfig` by :func:`config_from_dict` and
+:func:`read_run_config`, leniently, so that runs of older versions load.
+:func:`flowgan.runs.load_run` puts the pieces together.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .errors import CheckpointError
+from .config import TrainConfig
+from .errors import CheckpointError, FlowganError
 
 FORMAT = "flowgan-checkpoint"
 VERSION = 1
@@ -114,20 +122,83 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     )  # fmt: skip
 
 
-def resolve_checkpoint(run_or_ckpt: str | Path, which: str = "best_nll") -> Path:
-    """A checkpoint file, or ``RUN/checkpoints/<which>.pt`` for a run directory (falling back to
-    ``latest.pt`` when the run has no ``<which>`` checkpoint yet)."""
+#: ``which="auto"``: the checkpoint with the best sample score, as the paper evaluates its models
+#: (§5, Table 3, Figure 4): best MODE (MNIST), else best Inception score, else best validation
+#: NLL, else the latest.
+AUTO_CHECKPOINTS = ("best_mode", "best_is", "best_nll", "latest")
+
+
+def _written_names(run_dir: Path) -> set[str] | None:
+    """The checkpoints the trainer writes into this run (``latest``, ``best_nll``, ``best_<score>``
+    for each score of its configuration), or ``None`` when it has no readable configuration."""
+    try:
+        config = read_run_config(run_dir)
+    except FlowganError:
+        return None
+    if config is None:
+        return None
+    return {"latest", "best_nll", *(f"best_{s}" for s in config.score_metrics)}
+
+
+def choose_checkpoint(run_or_ckpt: str | Path, which: str = "best_nll") -> tuple[Path, str]:
+    """``(path, name)``: the checkpoint of a run that ``which`` selects, by the one rule of flowgan.
+
+    * A checkpoint file is itself (its name is the file's stem).
+    * ``which="auto"``: the first of :data:`AUTO_CHECKPOINTS` the run has (best_mode, best_is,
+      best_nll, latest).
+    * A name (``best_nll``, ``latest``, ``best_mode``, ...): ``checkpoints/<which>.pt``. A best
+      checkpoint the run writes but has not written yet (``best_nll`` before the first
+      evaluation, ``best_<score>`` of a score it computes before the first finite one) falls back
+      to ``latest``; a name the run never writes (a score it does not compute, a typo) is a
+      :class:`~flowgan.errors.CheckpointError` naming the checkpoints it has. Without a
+      readable ``config.json`` every ``best_*`` name falls back to ``latest``.
+    """
     p = Path(run_or_ckpt)
     if p.is_file():
-        return p
-    if p.is_dir():
-        ckdir = p / "checkpoints"
-        for name in (which, "latest"):
-            cand = ckdir / f"{name}.pt"
-            if cand.is_file():
-                return cand
+        return p, p.stem
+    if not p.is_dir():
+        raise CheckpointError(f"{p} is neither a run directory nor a checkpoint file")
+    ckdir = p / "checkpoints"
+    if which == "auto":
+        names = list(AUTO_CHECKPOINTS)
+    else:
+        written = _written_names(p)
+        falls_back = which.startswith("best_") if written is None else which in written
+        names = [which, "latest"] if falls_back else [which]
+    for name in names:
+        cand = ckdir / f"{name}.pt"
+        if cand.is_file():
+            return cand, name
+    have = sorted(c.stem for c in ckdir.glob("*.pt")) if ckdir.is_dir() else []
+    if not have:
         raise CheckpointError(f"{p} has no checkpoints ({ckdir}/{which}.pt or latest.pt)")
-    raise CheckpointError(f"{p} is neither a run directory nor a checkpoint file")
+    raise CheckpointError(f"{p} has no checkpoint {which!r}; it has {', '.join(have)}")
+
+
+def config_from_dict(values: dict[str, Any], where: str | Path) -> TrainConfig:
+    """A :class:`TrainConfig` from a saved dict, leniently (unknown keys dropped, missing ones
+    defaulted); an invalid value is a :class:`CheckpointError` naming ``where``."""
+    try:
+        return TrainConfig.from_dict(values)
+    except (FlowganError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{where}: the saved training configuration is invalid: {str(e).splitlines()[0]}") from None
+
+
+def read_run_config(run: str | Path) -> TrainConfig | None:
+    """The configuration in ``RUN/config.json`` (a :class:`TrainConfig`, read as
+    :func:`config_from_dict` does), or ``None`` if the run has no readable one."""
+    path = Path(run) / "config.json"
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    values = info.get("config") if isinstance(info, dict) else None
+    return config_from_dict(values, path) if isinstance(values, dict) else None
+
+
+def resolve_checkpoint(run_or_ckpt: str | Path, which: str = "best_nll") -> Path:
+    """The path of :func:`choose_checkpoint`."""
+    return choose_checkpoint(run_or_ckpt, which)[0]
 
 
 def load_model(run_or_ckpt: str | Path, which: str = "best_nll", device: str | torch.device = "cpu"):

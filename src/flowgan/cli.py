@@ -151,7 +151,7 @@ def _add_evaluate(sub) -> None:
     )
     p.add_argument("run", metavar="RUN_OR_CKPT", help="a run directory or a checkpoint file")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--checkpoint", default="best_nll", help="which checkpoint of a run: best_nll (default), latest, best_mode, best_is, ...")
+    p.add_argument("--checkpoint", default="best_nll", help="which checkpoint of a run: best_nll (default), latest, best_mode, best_is, or auto (the best sample score: best_mode, else best_is, else best_nll)")
     p.add_argument("--metrics", default="nll,collapse", help="comma-separated: nll,collapse,is,mode,fid,kid (default nll,collapse)")
     p.add_argument("--collapse-samples", type=int, default=1000, help="samples of the collapse diagnostics (default 1000, as logged in training)")
     p.add_argument("--dataset", help="evaluate on another dataset than the run's")
@@ -167,30 +167,26 @@ def _add_evaluate(sub) -> None:
 
 
 def _cmd_evaluate(args) -> int:
-    from .checkpoint import load_model, resolve_checkpoint
     from .data import load_dataset
     from .likelihood import nll_report
     from .metrics.registry import METRICS
-    from .training import resolve_device
+    from .runs import load_run
+    from .runtime import resolve_device
 
     for flag, value in (("--batch-size", args.batch_size), ("--draws", args.draws), ("--samples", args.samples)):
         if value is not None and value < 1:
             raise _usage(f"{flag} must be a positive number, got {value}")
     device = resolve_device(args.device)
-    ckpt_path = resolve_checkpoint(args.run, args.checkpoint)
-    model, ckpt = load_model(ckpt_path, device=device)
-    cfg = ckpt.get("config", {})
-    dataset_name = args.dataset or cfg.get("dataset")
-    if not dataset_name:
-        raise _usage("the checkpoint does not name its dataset; pass --dataset")
-    dataset = load_dataset(dataset_name, args.data_dir or cfg.get("data_dir"))
+    run = load_run(args.run, args.checkpoint, device=device)
+    model, ckpt_path = run.model, run.checkpoint
+    dataset = load_dataset(args.dataset or run.config.dataset, args.data_dir or run.config.data_dir)
     split = dataset.split(args.split)
     metrics = _parse_metrics(args.metrics)
     if "collapse" in metrics and args.collapse_samples < 2:
         raise _usage("--collapse-samples must be at least 2")
     result: dict[str, Any] = {
         "checkpoint": str(ckpt_path),
-        "step": ckpt.get("step"),
+        "step": run.step,
         "dataset": dataset.name,
         "split": args.split,
         "n_images": len(split),
@@ -234,15 +230,10 @@ def _collapse(model, dataset, args, device) -> dict:
     return sample_collapse(model, args.collapse_samples, seed=args.seed, classifier=classifier, device=device)
 
 
-def _run_base(run: str, ckpt_path: Path) -> Path:
-    """The run directory of a run or checkpoint argument (a loose checkpoint: its folder)."""
-    run_path = Path(run)
-    base = run_path if run_path.is_dir() else ckpt_path.parent
-    return base.parent if base.name == "checkpoints" else base
-
-
 def _default_eval_path(run: str, ckpt_path: Path, split: str) -> Path:
-    return _run_base(run, ckpt_path) / "eval" / f"{ckpt_path.stem}_{split}.json"
+    from .runs import run_base
+
+    return run_base(run, ckpt_path) / "eval" / f"{ckpt_path.stem}_{split}.json"
 
 
 # ------------------------------------------------------------------------------------ sample
@@ -257,7 +248,7 @@ def _add_sample(sub) -> None:
     p.add_argument("run", metavar="RUN_OR_CKPT")
     p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
     p.add_argument("-o", "--output", help="PNG file (default RUN/samples/sample_<checkpoint>_n<N>_seed<S>.png)")
-    p.add_argument("--checkpoint", default="best_nll", help="which checkpoint of a run (default best_nll)")
+    p.add_argument("--checkpoint", default="best_nll", help="which checkpoint of a run (default best_nll; auto: the best sample score)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nrow", type=int, help="images per row")
     p.add_argument("--device", default="auto")
@@ -271,22 +262,21 @@ MAX_SAMPLES = 10_000
 def _cmd_sample(args) -> int:
     import torch
 
-    from .checkpoint import load_model, resolve_checkpoint
     from .images import save_grid
-    from .training import resolve_device
+    from .runs import load_run
+    from .runtime import resolve_device
 
     if not 1 <= args.n <= MAX_SAMPLES:
         raise _usage(f"-n must be between 1 and {MAX_SAMPLES:,} (the samples go into one PNG grid), got {args.n}")
     if args.nrow is not None and args.nrow < 1:
         raise _usage(f"--nrow must be positive, got {args.nrow}")
     device = resolve_device(args.device)
-    model, _ = load_model(args.run, args.checkpoint, device=device)
+    run = load_run(args.run, args.checkpoint, device=device)
     output = args.output
     if output is None:  # beside the run, never the current directory
-        ckpt_path = resolve_checkpoint(args.run, args.checkpoint)
-        output = _run_base(args.run, ckpt_path) / "samples" / f"sample_{ckpt_path.stem}_n{args.n}_seed{args.seed}.png"
+        output = run.path / "samples" / f"sample_{run.checkpoint.stem}_n{args.n}_seed{args.seed}.png"
     with torch.no_grad():
-        x = model.sample(args.n, generator=torch.Generator().manual_seed(args.seed))
+        x = run.model.sample(args.n, generator=torch.Generator().manual_seed(args.seed))
     path = save_grid(x, output, nrow=args.nrow)
     print(f"wrote {args.n} samples to {path}")
     return 0

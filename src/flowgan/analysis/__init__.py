@@ -1,17 +1,27 @@
 """The paper's analyses of saved runs (§3.4, §5, §5.1; Table 3; Figures 3, 4, 6, 7, 8).
 
-One module per tool, each usable from Python and through the ``flowgan`` command line:
+Each analysis is a function with typed settings that returns a typed result able to write its
+files; ``flowgan reproduce`` calls the functions, the ``flowgan`` commands only parse and print:
 
-* :mod:`~flowgan.analysis.gmm` -- the Gaussian-mixture baseline of §3.4 (one isotropic Gaussian
-  at every training point), its exact chunked log-density, the σ line search and the σ sweep of
-  Figures 3 and 6, samples for Figure 7 (``flowgan baseline gmm``);
+* :mod:`~flowgan.analysis.baseline` -- the Gaussian-mixture baseline against a run (Figures 3, 6
+  and 7): :func:`~flowgan.analysis.baseline.gmm_baseline` (``flowgan baseline gmm``);
+* :mod:`~flowgan.analysis.table3` -- exact NLL against AIS and KDE, with the rankings (Table 3):
+  :func:`~flowgan.analysis.table3.likelihood_table` (``flowgan analyze likelihoods``);
+* :mod:`~flowgan.analysis.figure4` -- the singular values of ``∂G/∂z`` of several runs (Figures 4,
+  8): :func:`~flowgan.analysis.figure4.jacobian_analysis` (``flowgan analyze jacobian``);
+
+and the tools they are built from:
+
+* :mod:`~flowgan.analysis.gmm` -- the mixture of §3.4 (one isotropic Gaussian at every training
+  point), the σ line search and sweep; :mod:`~flowgan.analysis.mixture` -- its exact chunked
+  log-density, shared with KDE;
 * :mod:`~flowgan.analysis.kde` -- the Parzen-window (KDE) estimate of Goodfellow et al. (2014);
 * :mod:`~flowgan.analysis.ais` -- annealed importance sampling for decoder models (Neal 2001;
   Wu et al. 2017), validated against a linear-Gaussian decoder;
-* :mod:`~flowgan.analysis.jacobian` -- exact singular values of ``∂G/∂z`` (§5.1, Figures 4, 8);
+* :mod:`~flowgan.analysis.jacobian` -- exact singular values of ``∂G/∂z`` (§5.1);
 * :mod:`~flowgan.analysis.plots` -- the figures (matplotlib, Agg backend);
-* :mod:`~flowgan.analysis.cli` -- ``flowgan baseline gmm``, ``flowgan analyze likelihoods`` (Table 3),
-  ``flowgan analyze jacobian`` (Figure 4).
+* :mod:`~flowgan.analysis.common` -- run labels, settings from plain dicts, JSON files;
+* :mod:`~flowgan.analysis.cli` -- the commands.
 
 Nothing is imported here: ``import flowgan.analysis`` stays cheap.
 """

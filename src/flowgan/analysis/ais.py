@@ -266,8 +266,8 @@ def ais_estimate(model, images: torch.Tensor, *, seed: int = 0, **kwargs) -> AIS
     """AIS on uint8 ``images`` for a flow model: decoder ``model.decode`` (``G``, including the
     final sigmoid), prior ``model.prior``, points dequantized with the flows' fixed noise;
     keyword arguments go to :func:`ais_log_likelihood`."""
+    from ..likelihood import dequantized
     from ..models import device_dtype
-    from .gmm import dequantized
 
     device, dtype = device_dtype(model)
     was_training = model.training

@@ -1,4 +1,4 @@
-r"""The Gaussian-mixture baseline of §3.4 (Figures 3, 6 and 7) and the chunked kernel it shares with KDE.
+r"""The Gaussian-mixture baseline of §3.4 (Figures 3, 6 and 7): the model, the σ line search and sweep.
 
 **Model.** ``m`` isotropic Gaussians of equal weight, one at each training point ``c_i``, with a
 shared bandwidth ``σ`` (Grover et al. 2018, §3.4):
@@ -21,162 +21,35 @@ so NLLs are in the same units as the flows': nats of the continuous density on `
 (``bpd = (nats + D ln 256)/(D ln 2)``). The mixture is a density on all of ``R^D``; on ``[0,1]^D``
 it integrates to less than one, which only makes the baseline look worse than it could.
 
-**Computation.** ``‖x − c‖² = ‖x‖² − 2x·c + ‖c‖²``: a matrix product of a block of held-out
-points with a block of centres, followed by a running log-sum-exp over the centre blocks. Memory
-is bounded by one ``rows × centres`` block whatever ``n`` and ``m`` are; every term is computed
-(no approximation, no nearest-neighbour truncation).
-
-**Precision.** With small ``σ`` the log-densities are huge (``‖x−c‖²/(2σ²)`` is ~10⁵ nats at
-``σ = 0.01`` on MNIST) and what matters is the absolute error of the squared distances, which is
-multiplied by ``1/(2σ²)``. ``precision="float64"`` does everything in float64 (the reference).
-``precision="float32"`` (default; about twice as fast, see ``benchmarks/gmm_nll.py``) computes the
-distance matrix in float32 after subtracting a common offset from points and centres (the centres'
-mean rounded to a multiple of 2⁻⁹, so the shifted centres are exact in float32; distances are
-translation invariant and the shift shrinks the magnitudes that cancel), takes the log-sum-exp
-within a block in float32 relative to the block's minimum distance (terms in ``(0, 1]``), and
-accumulates across blocks in float64. Finally the dominant term -- the nearest centre -- is
-recomputed exactly in float64 and substituted. The remaining error is that of the non-dominant
-terms, at most ``(1 − w_nearest)·ε/(2σ²)`` nats for a squared-distance error ``ε`` (≈1e-5 on
-MNIST): it vanishes for small ``σ`` (one term dominates) and for large ``σ`` (``1/(2σ²)`` is small).
-``tests/test_gmm.py`` checks float32 against float64 and scipy.
+**Computation** (:mod:`flowgan.analysis.mixture`): every term of the log-sum-exp over the centres,
+chunked so that memory is bounded whatever ``n`` and ``m`` are, in float32 with the nearest
+centre's term recomputed in float64 (``precision="float32"``, default) or all in float64. The
+comparison with a run (its best sample score and NLL as lines, the σ where the mixture beats it)
+and the files of ``flowgan baseline gmm`` are in :mod:`flowgan.analysis.baseline`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..likelihood import dequantized  # public here too (the held-out points of every estimate)
+from .mixture import (  # the kernel, public here too
+    PreparedCentres,
+    as_sigmas,
+    compute_dtype,
+    mixture_log_prob,
+    prepare_centres,
+)
+
 #: Coarse grid of the σ line search in (0, 1] (log-spaced, 0.01 … 1).
 DEFAULT_GRID: tuple[float, ...] = tuple(float(s) for s in np.geomspace(0.01, 1.0, 13))
-
-_LOG_2PI = math.log(2.0 * math.pi)
-_EXP_FLOOR = -80.0
-
-
-def _compute_dtype(precision: str) -> torch.dtype:
-    if precision == "float32":
-        return torch.float32
-    if precision == "float64":
-        return torch.float64
-    raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
-
-
-def _as_sigmas(sigmas) -> list[float]:
-    out = [float(s) for s in (sigmas if isinstance(sigmas, (list, tuple, np.ndarray, torch.Tensor)) else [sigmas])]
-    if not out or any(not (s > 0 and math.isfinite(s)) for s in out):
-        raise ValueError(f"bandwidths must be positive and finite, got {out}")
-    return out
-
-
-@dataclass
-class PreparedCentres:
-    """Centres shifted by a common offset, in the compute dtype, with their squared norms."""
-
-    centres: torch.Tensor  # (m, D) the original centres (float32 or float64), for the exact correction
-    shifted: torch.Tensor  # (m, D) centres - offset, compute dtype
-    sq_norms: torch.Tensor  # (m,) ‖centres - offset‖², compute dtype
-    offset: torch.Tensor  # (D,) float64, a multiple of 2^-9
-    dtype: torch.dtype
-
-
-def prepare_centres(centres: torch.Tensor, precision: str = "float32") -> PreparedCentres:
-    """Shift ``centres`` (m, D) by their mean rounded to a multiple of 2⁻⁹ and cache norms."""
-    dtype = _compute_dtype(precision)
-    if centres.ndim != 2 or len(centres) == 0:
-        raise ValueError(f"centres must be a non-empty (m, D) tensor, got shape {tuple(centres.shape)}")
-    offset = torch.round(centres.double().mean(0) * 512.0) / 512.0
-    shifted = (centres.double() - offset).to(dtype)
-    sq_norms = shifted.double().square().sum(1).to(dtype)
-    return PreparedCentres(centres, shifted.contiguous(), sq_norms, offset, dtype)
-
-
-def mixture_log_prob(
-    x: torch.Tensor,
-    centres: torch.Tensor | PreparedCentres,
-    sigmas,
-    *,
-    precision: str = "float32",
-    chunk_rows: int = 1024,
-    chunk_centres: int = 4096,
-    progress: bool = False,
-) -> torch.Tensor:
-    r"""``log (1/m) Σ_i N(x; c_i, σ²I)`` for every point and every ``σ``: a float64 tensor ``(n, K)``.
-
-    ``x`` is ``(n, D)`` (any float dtype), ``centres`` ``(m, D)`` or a :class:`PreparedCentres`,
-    ``sigmas`` one bandwidth or a sequence of ``K``. All bandwidths share one pass over the
-    distance matrix (one matrix product per block). See the module docstring for the precision
-    scheme; ``chunk_rows × chunk_centres`` bounds the working memory.
-    """
-    prep = centres if isinstance(centres, PreparedCentres) else prepare_centres(centres, precision)
-    dtype = prep.dtype
-    sig = _as_sigmas(sigmas)
-    if x.ndim != 2 or x.shape[1] != prep.shifted.shape[1]:
-        raise ValueError(f"points must be (n, {prep.shifted.shape[1]}), got {tuple(x.shape)}")
-    n, d = x.shape
-    m = prep.shifted.shape[0]
-    k = len(sig)
-    device = prep.shifted.device  # computed where the centres are; the result is on the CPU
-    inv64 = torch.tensor([1.0 / (2.0 * s * s) for s in sig], dtype=torch.float64, device=device)
-    const = torch.tensor([-math.log(m) - 0.5 * d * (_LOG_2PI + 2.0 * math.log(s)) for s in sig], dtype=torch.float64, device=device)
-    offset = prep.offset.to(device)
-    out = torch.empty(n, k, dtype=torch.float64)
-    chunk_rows, chunk_centres = max(1, int(chunk_rows)), max(1, int(chunk_centres))
-    blocks = [(r, c) for r in range(0, n, chunk_rows) for c in range(0, m, chunk_centres)]
-    bar = None
-    if progress and len(blocks) > 1:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(blocks), desc="mixture log p", unit="block", leave=False)
-    centres_t = prep.shifted.T  # (D, m) view; addmm handles the transpose without a copy
-    for r0 in range(0, n, chunk_rows):
-        xr64 = x[r0 : r0 + chunk_rows].to(device=device, dtype=torch.float64) - offset
-        xr = xr64.to(dtype)
-        b = xr.shape[0]
-        x_sq = xr64.square().sum(1)  # float64
-        run_min = torch.full((b,), math.inf, dtype=torch.float64, device=device)
-        run_arg = torch.zeros(b, dtype=torch.long, device=device)
-        run_lse = torch.full((b, k), -math.inf, dtype=torch.float64, device=device)  # log Σ exp(-(d'_j)·inv), d' = ‖c‖² - 2x·c
-        buf = None
-        for c0 in range(0, m, chunk_centres):
-            c1 = min(m, c0 + chunk_centres)
-            dist = torch.addmm(prep.sq_norms[c0:c1].unsqueeze(0), xr, centres_t[:, c0:c1], beta=1.0, alpha=-2.0)
-            bmin, barg = dist.min(dim=1)
-            dist.sub_(bmin.unsqueeze(1))  # d' - min >= 0, exact enough (Sterbenz near the minimum)
-            bmin64 = bmin.to(torch.float64)
-            if buf is None or buf.shape != dist.shape:
-                buf = torch.empty_like(dist)
-            for j in range(k):
-                # Σ_j exp(-(d'_j - min)·inv) in the compute dtype: terms in (0, 1], the min term is
-                # exactly 1. Arguments are clamped at -80 (exp is ~20x slower below its normal
-                # range): that adds at most m·e^-80 ≈ 1e-30 relative to the sum.
-                rel = torch.mul(dist, -float(inv64[j]), out=buf).clamp_(min=_EXP_FLOOR).exp_().sum(1).to(torch.float64)
-                run_lse[:, j] = torch.logaddexp(run_lse[:, j], rel.log() - bmin64 * inv64[j])
-            better = bmin64 < run_min
-            run_arg = torch.where(better, barg + c0, run_arg)
-            run_min = torch.where(better, bmin64, run_min)
-            if bar is not None:
-                bar.update(1)
-        if dtype == torch.float64:
-            log_sum = run_lse - x_sq.unsqueeze(1) * inv64  # log Σ exp(-‖x-c‖²·inv)
-        else:
-            # Substitute the nearest centre's term, recomputed exactly in float64.
-            nearest = prep.centres[run_arg].to(torch.float64) - offset
-            d2_exact = (xr64 - nearest).square().sum(1)
-            d2_approx = run_min + x_sq
-            # A = log of (Σ_j exp(-(d'_j - min)·inv)) >= 0: the min term contributes exactly 1.
-            a = (run_lse + run_min.unsqueeze(1) * inv64).clamp_min(0.0)
-            others = torch.log(torch.expm1(a))  # log Σ_{j ≠ nearest} (relative), -inf if none
-            delta = (d2_exact - d2_approx).unsqueeze(1) * inv64
-            log_sum = -d2_exact.unsqueeze(1) * inv64 + torch.logaddexp(torch.zeros_like(others), others + delta)
-        out[r0 : r0 + b] = (log_sum + const).cpu()
-    if bar is not None:
-        bar.close()
-    return out
 
 
 def _flat(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
@@ -218,7 +91,7 @@ class GaussianMixtureBaseline(nn.Module):
             centres = train_images.detach().to(torch.float64 if train_images.dtype == torch.float64 else torch.float32)
         else:
             raise ValueError(f"train_images must be uint8 or floating point, got {train_images.dtype}")
-        _compute_dtype(precision)
+        compute_dtype(precision)
         self._shape = tuple(int(s) for s in train_images.shape[1:])
         self.register_buffer("centres", centres.reshape(len(centres), -1).contiguous())
         self.centre = centre if train_images.dtype == torch.uint8 else "given"
@@ -233,7 +106,7 @@ class GaussianMixtureBaseline(nn.Module):
 
     @sigma.setter
     def sigma(self, value: float) -> None:
-        self._sigma = _as_sigmas(value)[0]
+        self._sigma = as_sigmas(value)[0]
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -250,7 +123,7 @@ class GaussianMixtureBaseline(nn.Module):
 
     def _prep(self) -> PreparedCentres:
         p = self._prepared
-        if p is None or p.centres is not self.centres or p.dtype != _compute_dtype(self.precision):
+        if p is None or p.centres is not self.centres or p.dtype != compute_dtype(self.precision):
             p = self._prepared = prepare_centres(self.centres, self.precision)
         return p
 
@@ -300,18 +173,6 @@ class GaussianMixtureBaseline(nn.Module):
 # bandwidth line search
 
 
-def dequantized(images: torch.Tensor, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The continuous images the flows are evaluated on: ``(k + u)/256`` with the fixed noise of
-    :func:`flowgan.likelihood.dequantization_noise` (index ``i`` of ``images`` gets the noise of
-    index ``i``), so the mixture and a flow see identical held-out points."""
-    from ..likelihood import dequantization_noise, dequantize
-
-    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8:
-        raise ValueError("dequantized expects uint8 images")
-    noise = dequantization_noise(0, len(images), tuple(images.shape[1:]), seed, dtype)
-    return dequantize(images, noise)
-
-
 @dataclass
 class SigmaSearch:
     """Result of :func:`search_sigma`: the best bandwidth and every bandwidth evaluated."""
@@ -344,7 +205,7 @@ def search_sigma(
     about ``(refine_points + 1)/2`` per round. Bandwidths stay in ``(0, max(grid)]``. The NLL
     need not be unimodal in σ; the search finds the best point of the grid and refines around it.
     """
-    grid = sorted(set(_as_sigmas(list(grid))))
+    grid = sorted(set(as_sigmas(list(grid))))
     results: dict[float, float] = {}
 
     def evaluate(sigmas: list[float]) -> None:
@@ -420,7 +281,7 @@ def mixture_sweep(
     gmm = GaussianMixtureBaseline(train_images, sigmas[0], centre=centre, precision=precision)
     dim = gmm.dim
     x_val = dequantized(val_images)
-    sweep_sigmas = sorted(set(_as_sigmas(list(sigmas))))
+    sweep_sigmas = sorted(set(as_sigmas(list(sigmas))))
     search = search_sigma(gmm, x_val, sweep_sigmas, refine_rounds=refine_rounds, refine_points=refine_points, progress=progress)
     by_sigma = dict(zip(search.sigmas, search.nlls))
     rows = []
@@ -455,3 +316,15 @@ def mixture_sweep(
         test_nll = float(-gmm.log_prob_sigmas(dequantized(test_images), [search.sigma], progress=progress).mean())
         result.update(n_test=len(test_images), test_nll_nats=test_nll, test_nll_bpd=float(nats_to_bpd(test_nll, dim)))
     return result
+
+
+def beats_regions(sigmas: Sequence[float], nll: Sequence[float], scores: Sequence[float | None] | None,
+                  run_nll: float | None, run_score: float | None) -> dict[str, list[float]]:
+    """The σ of the sweep where the mixture beats a run (Figures 3 and 6): ``beats_nll`` where its
+    NLL is lower than the run's, ``beats_score`` where its sample score is higher, ``beats_both``."""
+    nll_ok = [s for s, v in zip(sigmas, nll) if run_nll is not None and v < run_nll]
+    score_ok = []
+    if scores is not None and run_score is not None:
+        score_ok = [s for s, v in zip(sigmas, scores) if v is not None and v > run_score]
+    both = [s for s in nll_ok if s in set(score_ok)]
+    return {"beats_nll": nll_ok, "beats_score": score_ok, "beats_both": both}

@@ -126,7 +126,7 @@ def kde_estimate(
     """KDE estimate for a model with ``sample(n, generator=)``: ``n_samples`` samples, bandwidth
     chosen on ``val_images``, log-likelihood of ``test_images`` (both uint8, dequantized with the
     flows' fixed noise)."""
-    from .gmm import dequantized
+    from ..likelihood import dequantized
 
     samples = draw_samples(model, n_samples, seed=seed)
     result = parzen_log_likelihood(

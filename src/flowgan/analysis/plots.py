@@ -1,11 +1,13 @@
-"""The analyses' figures (matplotlib, Agg backend) and the Markdown of Table 3.
+"""The analyses' figures (matplotlib, Agg backend).
 
 * :func:`plot_mixture_vs_run` -- Figures 3 and 6: the mixture's validation NLL and sample score
   versus σ, the run's best score and its NLL as dashed lines, green where the mixture beats the
   run on both;
 * :func:`plot_singular_value_cdf` -- Figures 4 and 8: CDF of the singular values of ``∂G/∂z`` on a
-  log axis, one curve per run, mean ``log|det|`` in the legend;
-* :func:`table3_markdown` -- Table 3 as Markdown.
+  log axis, one curve per run, mean ``log|det|`` in the legend.
+
+Table 3's Markdown is :func:`flowgan.analysis.table3.table3_markdown`; the σ where the mixture beats
+a run, :func:`flowgan.analysis.gmm.beats_regions` (both importable from here as before).
 """
 
 from __future__ import annotations
@@ -15,6 +17,18 @@ from pathlib import Path
 from typing import Any, Sequence
 
 
+def __getattr__(name: str):  # moved out of this module (issue 14); old imports keep working
+    if name == "beats_regions":
+        from .gmm import beats_regions
+
+        return beats_regions
+    if name == "table3_markdown":
+        from .table3 import table3_markdown
+
+        return table3_markdown
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _pyplot():
     import matplotlib
 
@@ -22,17 +36,6 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def beats_regions(sigmas: Sequence[float], nll: Sequence[float], scores: Sequence[float | None] | None,
-                  run_nll: float | None, run_score: float | None) -> dict[str, list[float]]:
-    """The σ where the mixture's NLL is lower than the run's, where its score is higher, and both."""
-    nll_ok = [s for s, v in zip(sigmas, nll) if run_nll is not None and v < run_nll]
-    score_ok = []
-    if scores is not None and run_score is not None:
-        score_ok = [s for s, v in zip(sigmas, scores) if v is not None and v > run_score]
-    both = [s for s in nll_ok if s in set(score_ok)]
-    return {"beats_nll": nll_ok, "beats_score": score_ok, "beats_both": both}
 
 
 def _shade(ax, sigmas: Sequence[float], selected: Sequence[float], **kwargs) -> None:
@@ -98,6 +101,8 @@ def plot_mixture_vs_run(
         ax2.set_ylabel(f"{score_name} score (higher is better)")
         h2, l2 = ax2.get_legend_handles_labels()
         handles, labels = handles + h2, labels + l2
+    from .gmm import beats_regions
+
     regions = beats_regions(sigmas, nll, scores, run_nll, run_score)
     if scores is not None and run_score is not None and run_nll is not None:
         _shade(ax, sigmas, regions["beats_both"], color="green", alpha=0.2, label="mixture better on both")
@@ -146,42 +151,3 @@ def plot_singular_value_cdf(curves: dict[str, Any], path: str | Path, *, title: 
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
-
-
-def _fmt(v, digits: int = 2) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "–"
-    return f"{v:.{digits}f}"
-
-
-def table3_markdown(table: dict[str, Any]) -> str:
-    """Table 3 (exact NLL vs AIS and KDE estimates, in nats) with the ranking each method implies."""
-    runs = table["runs"]
-    methods = [m for m in ("exact", "ais", "kde") if any(m in r for r in runs)]
-    names = {"exact": "Flow-GAN NLL (exact)", "ais": "AIS", "kde": "KDE"}
-    lines = [
-        f"# Table 3: negative log-likelihood estimates (nats) on {table.get('dataset', '')}, {table.get('n_test', '?')} test images",
-        "",
-        "| run | checkpoint | " + " | ".join(names[m] for m in methods) + " |",
-        "|---|---|" + "---|" * len(methods),
-    ]
-    for r in runs:
-        cells = []
-        for m in methods:
-            v = r.get(m, {})
-            cell = _fmt(v.get("nll_nats"))
-            if v.get("sem") is not None and math.isfinite(v.get("sem", float("nan"))):
-                cell += f" ± {_fmt(v['sem'])}"
-            cells.append(cell)
-        lines.append(f"| {r['label']} | {r.get('checkpoint_name', '')} (step {r.get('step', '?')}) | " + " | ".join(cells) + " |")
-    lines += ["", "Ranking implied by each method (best first, by estimated log-likelihood):", ""]
-    for m in methods:
-        rk = table["rankings"].get(m)
-        if rk:
-            agree = "" if m == "exact" else (" (agrees with exact)" if table["rankings_agree"].get(m) else " (differs from exact)")
-            text = table.get("rankings_text", {}).get(m) or " > ".join(rk)
-            lines.append(f"* {names[m]}: {text}{agree}")
-    notes = table.get("notes") or []
-    if notes:
-        lines += ["", *[f"* {n}" for n in notes]]
-    return "\n".join(lines) + "\n"

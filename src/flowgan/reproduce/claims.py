@@ -36,9 +36,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-LN2 = math.log(2.0)
-
-
 @dataclass
 class Claim:
     key: str
@@ -108,17 +105,15 @@ def _finite(*values) -> bool:
     return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
 
 
-def _bpd(nats: float, dim: int) -> float:
-    return (nats + dim * math.log(256.0)) / (dim * LN2)
-
-
 def check_c1(evals: dict[str, list[dict]], trains: dict[str, list[dict]], dim: int) -> Claim:
     st = "ADV's validation NLL ends far worse than MLE's and rises during training while the critic loss settles"
     adv, mle = evals.get("adv") or [], evals.get("mle") or []
     if len(adv) < 4 or not mle:
         return _na("C1", st, "needs the evaluation logs of the MLE and ADV runs (at least 4 ADV evaluations)")
-    adv_nll = [_bpd(r["val_nll_nats"], dim) for r in adv]
-    mle_final, adv_final = _bpd(mle[-1]["val_nll_nats"], dim), adv_nll[-1]
+    from ..likelihood import nats_to_bpd
+
+    adv_nll = [nats_to_bpd(r["val_nll_nats"], dim) for r in adv]
+    mle_final, adv_final = nats_to_bpd(mle[-1]["val_nll_nats"], dim), adv_nll[-1]
     i_min = min(range(len(adv_nll)), key=lambda i: adv_nll[i])
     far = adv_final - mle_final >= 1.0
     rises = adv_final - adv_nll[i_min] >= 0.25 and i_min < len(adv_nll) / 2

@@ -9,9 +9,9 @@ Stages, each recorded in ``DIR/reproduce.json`` when done::
                                          budget (``--budget-minutes``) is only a safety net, and a
                                          stage it cuts is recorded as "cut" (report: INCOMPLETE)
     evaluate                             DIR/eval/<objective>.json and sample grids
-    gmm                                  DIR/gmm/ (flowgan baseline gmm --against the ADV run)
-    table3                               DIR/table3/ (flowgan analyze likelihoods)
-    jacobian                             DIR/jacobian/ (flowgan analyze jacobian)
+    gmm                                  DIR/gmm/ (analysis.baseline.gmm_baseline against the ADV run)
+    table3                               DIR/table3/ (analysis.table3.likelihood_table)
+    jacobian                             DIR/jacobian/ (analysis.figure4.jacobian_analysis)
     report                               DIR/report.md, DIR/figures/, DIR/claims.json
 
 Re-running the same command reuses finished stages; an interrupted training run (or one cut by the
@@ -252,11 +252,11 @@ class Reproduction:
     def evaluate(self) -> dict:
         import torch
 
-        from ..checkpoint import load_model
         from ..images import save_grid
         from ..likelihood import nll_report
         from ..metrics import evaluate_samples
-        from ..training import resolve_device
+        from ..runs import load_run
+        from ..runtime import resolve_device
 
         device = resolve_device(self.device)
         ds = self._dataset_obj()
@@ -265,19 +265,21 @@ class Reproduction:
         score = self.preset.score
         for obj in OBJECTIVES:
             run = self.root / "runs" / obj
-            model, ckpt = load_model(run, "best_nll", device=device)
+            loaded = load_run(run, "best_nll", device=device)
+            model = loaded.model
             best_nll = {
                 "checkpoint": "best_nll",
-                "step": ckpt.get("step"),
+                "step": loaded.step,
                 **_prefixed(nll_report(model, ds.val.images, progress=self.progress), "val_"),
                 **_prefixed(_nll_with_sem(model, ds.test.images, progress=self.progress), "test_"),
             }
             which = f"best_{score}" if (run / "checkpoints" / f"best_{score}.pt").is_file() else "best_nll"
-            model, ckpt = load_model(run, which, device=device)
+            loaded = load_run(run, which, device=device)
+            model = loaded.model
             scores = evaluate_samples(model, ds, [score], n_samples=self.preset.score_samples, device=device, split="test")
             best_score = {
                 "checkpoint": which,
-                "step": ckpt.get("step"),
+                "step": loaded.step,
                 "score_name": score,
                 "score": scores.get(score),
                 "scores": scores,
@@ -296,41 +298,40 @@ class Reproduction:
         self.state["dim"] = math.prod(ds.shape)
         return {}
 
-    def _flowgan(self, argv: list[str]) -> None:
-        from ..cli import main
-
-        if not self.progress:
-            argv = argv + ["--no-progress"]
-        code = main(argv)
-        if code != 0:
-            raise FlowganError(f"`flowgan {' '.join(argv[:2])}` failed (exit {code}); see the message above")
-
-    def _runs(self) -> list[str]:
-        return [str(self.root / "runs" / o) for o in OBJECTIVES]
+    def _runs(self) -> list[Path]:
+        return [self.root / "runs" / o for o in OBJECTIVES]
 
     def gmm(self) -> dict:
-        g = self.preset.gmm
-        argv = ["baseline", "gmm", "--against", str(self.root / "runs" / "adv"), "--out", str(self.root / "gmm"),
-                "--score", self.preset.score, "--samples-for-scores", str(g.get("samples_for_scores", 1000)), "--refine", str(g.get("refine", 3))]
-        for key in ("val_samples", "test_samples", "train_samples"):
-            if key in g:
-                argv += [f"--{key.replace('_', '-')}", str(g[key])]
-        self._flowgan(argv)
+        """The mixture baseline against the ADV run (Figures 3/6, 7): DIR/gmm/."""
+        from ..analysis.baseline import GmmSettings, gmm_baseline
+        from ..analysis.common import settings_from
+
+        settings = settings_from(GmmSettings, {"score": self.preset.score, **self.preset.gmm}, "gmm")
+        result = gmm_baseline(None, settings, against=self.root / "runs" / "adv", progress=self.progress,
+                              log=lambda line: _say(f"  {line}"))
+        result.write(self.root / "gmm")
         return {}
 
     def table3(self) -> dict:
-        lk = self.preset.likelihoods
-        argv = ["analyze", "likelihoods", *self._runs(), "--labels", ",".join(LABELS[o] for o in OBJECTIVES), "--out", str(self.root / "table3"), "--device", self.device]
-        for key in ("n_test", "ais_steps", "ais_chains", "kde_samples", "kde_val"):
-            if key in lk:
-                argv += [f"--{key.replace('_', '-')}", str(lk[key])]
-        self._flowgan(argv)
+        """Exact NLL against AIS and KDE (Table 3): DIR/table3/."""
+        from ..analysis.common import settings_from
+        from ..analysis.table3 import LikelihoodSettings, likelihood_table
+
+        settings = settings_from(LikelihoodSettings, self.preset.likelihoods, "likelihoods")
+        table = likelihood_table(self._runs(), settings, labels=[LABELS[o] for o in OBJECTIVES], device=self.device, progress=self.progress,
+                                 log=lambda line: _say(f"  {line}"))
+        table.write(self.root / "table3")
         return {}
 
     def jacobian(self) -> dict:
-        argv = ["analyze", "jacobian", *self._runs(), "--labels", ",".join(LABELS[o] for o in OBJECTIVES), "--out", str(self.root / "jacobian"),
-                "-n", str(self.preset.jacobian.get("n", 64)), "--device", self.device]
-        self._flowgan(argv)
+        """The singular values of dG/dz (Figure 4): DIR/jacobian/."""
+        from ..analysis.common import settings_from
+        from ..analysis.figure4 import JacobianSettings, jacobian_analysis
+
+        settings = settings_from(JacobianSettings, self.preset.jacobian, "jacobian")
+        result = jacobian_analysis(self._runs(), settings, labels=[LABELS[o] for o in OBJECTIVES], device=self.device, progress=self.progress,
+                                   log=lambda line: _say(f"  {line}"))
+        result.write(self.root / "jacobian")
         return {}
 
     def report(self) -> dict:
@@ -348,13 +349,13 @@ class Reproduction:
 def _nll_with_sem(model, images, **kwargs) -> dict[str, float]:
     """``nll_nats``, ``nll_bpd`` and their standard errors over the images (``nll_sem_nats``,
     ``nll_sem_bpd``): the uncertainty of a test NLL that the claims use."""
-    from ..likelihood import log_likelihoods, nats_to_bpd
+    from ..likelihood import LN2, log_likelihoods, nats_to_bpd
 
     ll = -log_likelihoods(model, images, **kwargs).double()
     dim = math.prod(model.shape)
     nats = float(ll.mean())
     sem = float(ll.std(correction=1) / math.sqrt(len(ll))) if len(ll) > 1 else 0.0
-    return {"nll_nats": nats, "nll_bpd": float(nats_to_bpd(nats, dim)), "nll_sem_nats": sem, "nll_sem_bpd": sem / (dim * math.log(2.0))}
+    return {"nll_nats": nats, "nll_bpd": float(nats_to_bpd(nats, dim)), "nll_sem_nats": sem, "nll_sem_bpd": sem / (dim * LN2)}
 
 
 def _prefixed(d: dict[str, Any], prefix: str) -> dict[str, Any]:

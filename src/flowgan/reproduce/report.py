@@ -17,20 +17,29 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
-from typing import Any
 
+from ..config import TrainConfig
 from . import claims as C
+from .figures import copy_figure, figure_curves, figure_samples, figure_scores
 from .presets import LABELS, OBJECTIVES, PAPER, PRESETS
-
-LN2, LN256 = math.log(2.0), math.log(256.0)
 
 
 def _read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _run_config(run_dir: Path) -> TrainConfig | None:
+    """The run's configuration; ``None`` if it has none (or an unreadable one): the report says "—"."""
+    from ..errors import FlowganError
+    from ..runs import read_run_config
+
+    try:
+        return read_run_config(run_dir)
+    except FlowganError:
         return None
 
 
@@ -48,15 +57,6 @@ def _read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
     return evals, trains
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _fmt(v, spec=".2f", missing="—") -> str:
     return format(v, spec) if isinstance(v, (int, float)) and math.isfinite(v) else missing
 
@@ -72,11 +72,12 @@ class ReproductionData:
         self.paper = PAPER[self.paper_name]
         self.score = self.meta.get("score") or (preset.score if preset else "mode")
         self.unit = self.meta.get("unit") or (preset.unit if preset else "nats")
-        self.evals, self.trains, self.configs = {}, {}, {}
+        self.evals, self.trains = {}, {}
+        self.configs: dict[str, TrainConfig | None] = {}  # None: the run has no readable config.json
         for obj in OBJECTIVES:
             run = self.root / "runs" / obj
             self.evals[obj], self.trains[obj] = _read_metrics(run)
-            self.configs[obj] = (_read_json(run / "config.json") or {}).get("config", {})
+            self.configs[obj] = _run_config(run)
         self.results = {obj: _read_json(self.root / "eval" / f"{obj}.json") for obj in OBJECTIVES}
         self.gmm = _read_json(self.root / "gmm" / "gmm.json")
         self.table3 = _read_json(self.root / "table3" / "table3.json")
@@ -88,9 +89,11 @@ class ReproductionData:
         self.dim = int(dim)
 
     def nll_in_unit(self, nats: float | None) -> float | None:
+        from ..likelihood import nats_to_bpd
+
         if not isinstance(nats, (int, float)):
             return None
-        return nats if self.unit == "nats" else (nats + self.dim * LN256) / (self.dim * LN2)
+        return nats if self.unit == "nats" else nats_to_bpd(nats, self.dim)
 
     def claim_inputs(self) -> dict[str, dict]:
         out = {}
@@ -120,94 +123,6 @@ def compute_claims(d: ReproductionData) -> list[C.Claim]:
     ]
 
 
-# ----------------------------------------------------------------------------------- figures
-
-
-def figure_samples(d: ReproductionData, path: Path) -> Path | None:
-    grids = [(LABELS[o], d.root / "eval" / f"{o}_samples.png") for o in OBJECTIVES]
-    grids = [(l, p) for l, p in grids if p.is_file()]
-    if not grids:
-        return None
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(grids), figsize=(4 * len(grids), 4.3))
-    axes = [axes] if len(grids) == 1 else axes
-    for ax, (label, p) in zip(axes, grids):
-        ax.imshow(plt.imread(p), cmap="gray")
-        ax.set_title(label)
-        ax.axis("off")
-    fig.suptitle(f"Figure 1 analog: samples of the best-{d.score.upper()} checkpoints")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def figure_curves(d: ReproductionData, path: Path) -> Path | None:
-    objs = [o for o in OBJECTIVES if d.evals[o]]
-    if not objs:
-        return None
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(objs), figsize=(5 * len(objs), 4), squeeze=False)
-    unit = d.unit
-    for ax, obj in zip(axes[0], objs):
-        ev = d.evals[obj]
-        steps = [r["step"] for r in ev]
-        ax.plot(steps, [d.nll_in_unit(r["val_nll_nats"]) for r in ev], "o-", color="tab:blue", ms=3, label="validation NLL (exact)")
-        ax.plot(steps, [d.nll_in_unit(r.get("train_nll_nats")) for r in ev], "s--", color="tab:red", ms=3, label="train NLL (exact)")
-        # the training batches' NLL of every log line: more points than the evaluations
-        batch = [(r["step"], d.nll_in_unit(r["train_nll"])) for r in d.trains[obj] if isinstance(r.get("train_nll"), (int, float))]
-        if batch:
-            ax.plot([b[0] for b in batch], [b[1] for b in batch], "-", color="tab:orange", lw=0.8, alpha=0.8, label="training-batch NLL (logged)")
-        ax.set_xlabel("generator step")
-        ax.set_ylabel(f"NLL ({unit})")
-        ax.set_title(LABELS[obj])
-        vals = [d.nll_in_unit(r["val_nll_nats"]) for r in ev]
-        if unit == "bpd" and vals and min(vals) > 0 and max(vals) / min(vals) > 10:
-            ax.set_yscale("log")
-        crit = [(r["step"], r["critic_loss"]) for r in d.trains[obj] if isinstance(r.get("critic_loss"), (int, float))]
-        lines, labels = ax.get_legend_handles_labels()
-        if crit:
-            ax2 = ax.twinx()
-            ax2.plot([c[0] for c in crit], [c[1] for c in crit], "-", color="tab:green", lw=1, label="critic loss")
-            ax2.set_ylabel("critic loss (WGAN-GP)")
-            l2, lab2 = ax2.get_legend_handles_labels()
-            lines, labels = lines + l2, labels + lab2
-        ax.legend(lines, labels, fontsize=8, loc="best")
-        ax.grid(alpha=0.3)
-    fig.suptitle("Figure 2 analog: NLL learning curves (lower is better) and the critic loss; each panel has its own y-scale")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def figure_scores(d: ReproductionData, path: Path) -> Path | None:
-    series = {o: [(r["step"], r[d.score]) for r in d.evals[o] if isinstance(r.get(d.score), (int, float))] for o in OBJECTIVES}
-    series = {o: s for o, s in series.items() if s}
-    if not series:
-        return None
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for o, s in series.items():
-        ax.plot([x for x, _ in s], [y for _, y in s], "o-", ms=3, label=LABELS[o])
-    ax.set_xlabel("generator step")
-    ax.set_ylabel(f"{d.score.upper()} score")
-    ax.set_title(f"Figure 5 analog: {d.score.upper()} score during training (higher is better)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def _copy(src: Path, dst: Path) -> Path | None:
-    if not src.is_file():
-        return None
-    shutil.copyfile(src, dst)
-    return dst
-
-
 # ----------------------------------------------------------------------------------- markdown
 
 
@@ -230,7 +145,7 @@ def _table_main(d: ReproductionData) -> list[str]:
         r = d.results.get(obj) or {}
         bs, bn = r.get("best_score", {}), r.get("best_nll", {})
         during = max((e[d.score] for e in d.evals[obj] if isinstance(e.get(d.score), (int, float))), default=None)
-        lam = d.configs[obj].get("lam")
+        lam = d.configs[obj].lam if d.configs[obj] else None
         name = LABELS[obj] + (f" (λ = {lam:g})" if obj == "hybrid" and lam is not None else "")
         p = paper[obj]
         sd = (bs.get("scores") or {}).get(f"{d.score}_std")
@@ -403,14 +318,14 @@ def _settings_section(d: ReproductionData) -> list[str]:
         lines += [m["description"] + ".", ""]
     lines += ["| | MLE | ADV | Hybrid |", "|---|---|---|---|"]
     rows = {
-        "objective": lambda c, e, t: f"{c.get('objective', '—')}" + (f", λ = {c.get('lam'):g}" if c.get("objective") not in (None, "mle") else ""),
-        "model / critic": lambda c, e, t: f"{c.get('model', '—')} / {c.get('critic', '—') if c.get('objective') not in (None, 'mle') else '—'}",
-        "dataset": lambda c, e, t: c.get("dataset", "—"),
-        "lr, β1, batch": lambda c, e, t: f"{c.get('lr', '—')}, {c.get('beta1', '—')}, {c.get('batch_size', '—')}",
-        "generator steps": lambda c, e, t: str(e[-1]["step"]) if e else "—",
+        "objective": lambda c, e: "—" if c is None else c.objective + (f", λ = {c.lam:g}" if c.adversarial else ""),
+        "model / critic": lambda c, e: "— / —" if c is None else f"{c.model} / {c.critic if c.adversarial else '—'}",
+        "dataset": lambda c, e: "—" if c is None else c.dataset,
+        "lr, β1, batch": lambda c, e: "—, —, —" if c is None else f"{c.lr}, {c.beta1}, {c.batch_size}",
+        "generator steps": lambda c, e: str(e[-1]["step"]) if e else "—",
     }
     for name, f in rows.items():
-        lines.append(f"| {name} | " + " | ".join(f(d.configs[o], d.evals[o], d.trains[o]) for o in OBJECTIVES) + " |")
+        lines.append(f"| {name} | " + " | ".join(f(d.configs[o], d.evals[o]) for o in OBJECTIVES) + " |")
     stages = m.get("stages", {})
     if stages:
         total = sum(s.get("seconds", 0) for s in stages.values())
@@ -449,11 +364,11 @@ def build_report(root: str | Path) -> Path:
     f1 = figure_samples(d, figdir / "fig1_samples.png")
     f2 = figure_curves(d, figdir / "fig2_nll_curves.png")
     f5 = figure_scores(d, figdir / "fig5_scores.png")
-    f3 = _copy(d.root / "gmm" / "gmm_vs_run.png", figdir / "fig3_mixture_vs_adv.png")
-    f4 = _copy(d.root / "jacobian" / "figure4.png", figdir / "fig4_singular_values.png")
+    f3 = copy_figure(d.root / "gmm" / "gmm_vs_run.png", figdir / "fig3_mixture_vs_adv.png")
+    f4 = copy_figure(d.root / "jacobian" / "figure4.png", figdir / "fig4_singular_values.png")
     grids = []
     for i, p in enumerate(sorted((d.root / "gmm").glob("samples_sigma_*.png"))):
-        grids.append(_copy(p, figdir / f"fig7_mixture_{p.stem}.png"))
+        grids.append(copy_figure(p, figdir / f"fig7_mixture_{p.stem}.png"))
     claims = compute_claims(d)
     md = _settings_section(d)
     banner = _incomplete(d)

@@ -1,0 +1,118 @@
+"""Saved runs read back as typed objects: ``load_run`` and the one checkpoint-choosing rule."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from flowgan.checkpoint import AUTO_CHECKPOINTS, choose_checkpoint, resolve_checkpoint
+from flowgan.config import TrainConfig
+from flowgan.errors import CheckpointError
+from flowgan.runs import Run, load_run, read_run_config
+from flowgan.training import Trainer
+
+CONFIG = TrainConfig(dataset="digits", model="nice-small", max_steps=3, eval_every=3, train_eval_samples=50, seed=2)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "run"
+    Trainer(CONFIG, run, progress=False).fit()
+    return run
+
+
+@pytest.fixture
+def run_dir(trained, tmp_path):
+    """A fresh copy of the trained run (best_nll.pt and latest.pt, no score checkpoints)."""
+    return shutil.copytree(trained, tmp_path / "run")
+
+
+def _set_scores(run_dir, scores):
+    info = json.loads((run_dir / "config.json").read_text())
+    info["config"]["score_metrics"] = scores
+    (run_dir / "config.json").write_text(json.dumps(info))
+
+
+def test_load_run_gives_the_model_the_typed_config_and_the_step(run_dir):
+    run = load_run(run_dir)
+    assert isinstance(run, Run) and isinstance(run.config, TrainConfig)
+    assert run.config == CONFIG  # the checkpoint's own configuration, as trained
+    assert run.which == "best_nll" and run.checkpoint == run_dir / "checkpoints" / "best_nll.pt" and run.path == run_dir
+    assert run.step == 3 and run.state["step"] == 3 and run.dim == 64
+    assert not run.model.training and next(run.model.parameters()).dtype == torch.float32
+    # the model is the trained one: its log-likelihood is that of the checkpoint's weights
+    again = load_run(run.checkpoint)  # a checkpoint file: itself, its run is the folder above checkpoints/
+    assert again.which == "best_nll" and again.path == run_dir
+    x = torch.rand(4, *run.model.shape, dtype=torch.float32)
+    torch.testing.assert_close(run.model.log_prob(x), again.model.log_prob(x))
+
+
+def test_auto_prefers_the_best_sample_score_then_best_nll_then_latest(run_dir):
+    ck = run_dir / "checkpoints"
+    assert AUTO_CHECKPOINTS == ("best_mode", "best_is", "best_nll", "latest")
+    assert choose_checkpoint(run_dir, "auto") == (ck / "best_nll.pt", "best_nll")
+    shutil.copyfile(ck / "latest.pt", ck / "best_is.pt")
+    assert choose_checkpoint(run_dir, "auto") == (ck / "best_is.pt", "best_is")
+    shutil.copyfile(ck / "latest.pt", ck / "best_mode.pt")
+    assert load_run(run_dir, "auto").which == "best_mode"
+    for name in ("best_mode", "best_is", "best_nll"):
+        (ck / f"{name}.pt").unlink()
+    assert choose_checkpoint(run_dir, "auto") == (ck / "latest.pt", "latest")
+
+
+def test_a_best_checkpoint_not_written_yet_falls_back_to_latest(run_dir):
+    ck = run_dir / "checkpoints"
+    (ck / "best_nll.pt").unlink()  # as before the first evaluation
+    assert load_run(run_dir, "best_nll").which == "latest"
+    assert resolve_checkpoint(run_dir) == ck / "latest.pt"
+    _set_scores(run_dir, ["mode"])  # a score the run computes but has no finite value of yet
+    assert choose_checkpoint(run_dir, "best_mode") == (ck / "latest.pt", "latest")
+
+
+def test_a_checkpoint_the_run_never_writes_is_an_error_naming_what_it_has(run_dir):
+    for which in ("best_mode", "best_fid", "step_100"):  # the run computes no scores
+        with pytest.raises(CheckpointError) as e:
+            load_run(run_dir, which)
+        msg = str(e.value)
+        assert "\n" not in msg and repr(which) in msg and "best_nll, latest" in msg
+
+
+def test_without_a_config_every_best_name_falls_back(run_dir):
+    (run_dir / "config.json").unlink()
+    assert read_run_config(run_dir) is None
+    assert choose_checkpoint(run_dir, "best_is")[1] == "latest"
+    assert load_run(run_dir, "best_nll").config == CONFIG  # the checkpoint still carries it
+
+
+def test_missing_and_corrupt_checkpoints_are_one_line_checkpoint_errors(run_dir, tmp_path):
+    with pytest.raises(CheckpointError, match="neither a run directory nor a checkpoint file"):
+        load_run(tmp_path / "no-such-run")
+    empty = tmp_path / "empty"
+    (empty / "checkpoints").mkdir(parents=True)
+    with pytest.raises(CheckpointError, match="has no checkpoints"):
+        load_run(empty)
+    (run_dir / "checkpoints" / "best_nll.pt").write_bytes(b"\x80\x02not a checkpoint")
+    with pytest.raises(CheckpointError) as e:
+        load_run(run_dir)
+    assert "corrupt or not a flowgan checkpoint" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_old_configs_with_unknown_and_missing_keys_still_load(run_dir):
+    """Runs written by older or newer versions: unknown keys are ignored, missing ones defaulted."""
+    path = run_dir / "checkpoints" / "best_nll.pt"
+    state = torch.load(path, weights_only=True)
+    state["config"]["an_option_of_another_version"] = 3
+    del state["config"]["collapse_samples"], state["config"]["score_classifier"]
+    torch.save(state, path)
+    info = json.loads((run_dir / "config.json").read_text())
+    info["config"]["an_option_of_another_version"] = 3
+    del info["config"]["collapse_samples"]
+    (run_dir / "config.json").write_text(json.dumps(info))
+    run = load_run(run_dir)
+    assert run.config.lam == CONFIG.lam and run.config.dataset == "digits" and run.config.collapse_samples == TrainConfig.collapse_samples
+    assert read_run_config(run_dir).seed == 2
+    state["config"]["lr"] = -1.0  # a value no version accepts: one line naming the file
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match="best_nll.pt: the saved training configuration is invalid: learning rate"):
+        load_run(run_dir)
