@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -46,6 +47,8 @@ class ScoreClassifier:
     def describe(self) -> str:
         acc = "" if self.test_accuracy is None else f", clean test accuracy {100 * self.test_accuracy:.2f}%"
         where = self.path or self.source
+        if self.source == "shipped" and self.path:  # the package's own file: where it lies here is not the point
+            where = "flowgan/metrics/weights/" + Path(self.path).name
         sha = f" (sha256 {self.sha256})" if self.sha256 else ""
         return f"{self.name}{sha} trained on {self.trained_on}{acc} ({self.source}: {where})"
 
