@@ -320,6 +320,12 @@ def _settings_section(d: ReproductionData) -> list[str]:
     lines = [f"# Flow-GAN reproduction: preset `{m.get('preset', '?')}`", ""]
     if m.get("description"):
         lines += [m["description"] + ".", ""]
+    preset = PRESETS.get(m.get("preset", ""))
+    if preset is not None and isinstance(m.get("steps"), int) and m["steps"] != preset.steps:
+        lines += [
+            f"This run: `--steps {m['steps']}` generator updates per objective (the preset's default is {preset.steps:,}).",
+            "",
+        ]
     lines += ["| | MLE | ADV | Hybrid |", "|---|---|---|---|"]
     rows = {
         "objective": lambda c, e: "—" if c is None else c.objective + (f", λ = {c.lam:g}" if c.adversarial else ""),
