@@ -125,7 +125,9 @@ def load_classifier(path: str | Path, source: str = "path", name: str | None = N
                 warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated"
                 module = torch.jit.load(str(path), map_location="cpu")
         except Exception as e:
-            raise FlowganError(f"cannot load TorchScript classifier {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+            raise FlowganError(
+                f"cannot load TorchScript classifier {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            ) from None
         has_features = hasattr(module, "features")
         return ScoreClassifier(
             module=module.float(), name=name or f"torchscript:{path.name}", source=source, path=str(path),
@@ -142,7 +144,14 @@ def load_classifier(path: str | Path, source: str = "path", name: str | None = N
     try:
         norm = rec["normalization"]
         with torch.random.fork_rng(devices=[]):  # the initialisation is overwritten: leave the global state alone
-                module = build_classifier(rec["arch"], tuple(rec["shape"]), rec["num_classes"], norm["mean"], norm["std"], **rec.get("arch_options", {}))
+            module = build_classifier(
+                rec["arch"],
+                tuple(rec["shape"]),
+                rec["num_classes"],
+                norm["mean"],
+                norm["std"],
+                **rec.get("arch_options", {}),
+            )
         module.load_state_dict(rec["state_dict"])
     except (KeyError, RuntimeError, TypeError, ValueError) as e:
         raise FlowganError(f"classifier file {path} is malformed: {str(e).splitlines()[0][:200]}") from None
@@ -238,9 +247,15 @@ def list_classifiers() -> list[dict[str, Any]]:
     provenance, and which family each shipped one is the default of."""
     defaults = {v: k for k, v in DEFAULT_CLASSIFIERS.items()}
     rows = []
-    entries = [(n, "shipped", shipped_weights(n)) for n in SHIPPED_CLASSIFIERS] + [(n, "cache", p) for n, p in cached_classifiers().items()]
+    entries = [(n, "shipped", shipped_weights(n)) for n in SHIPPED_CLASSIFIERS] + [
+        (n, "cache", p) for n, p in cached_classifiers().items()
+    ]
     for name, source, path in entries:
-        row: dict[str, Any] = {"name": name if source == "shipped" or name not in SHIPPED_CLASSIFIERS else f"cache:{name}", "source": source, "path": str(path) if path else None}
+        row: dict[str, Any] = {
+            "name": name if source == "shipped" or name not in SHIPPED_CLASSIFIERS else f"cache:{name}",
+            "source": source,
+            "path": str(path) if path else None,
+        }
         if source == "shipped":
             row["default_for"] = defaults.get(name)
         try:
@@ -249,7 +264,12 @@ def list_classifiers() -> list[dict[str, Any]]:
             row["error"] = str(e)
             clf = None
         if clf is not None:
-            row.update(trained_on=clf.trained_on, test_accuracy=clf.test_accuracy, sha256=clf.sha256, augment=clf.info.get("augment"))
+            row.update(
+                trained_on=clf.trained_on,
+                test_accuracy=clf.test_accuracy,
+                sha256=clf.sha256,
+                augment=clf.info.get("augment"),
+            )
         elif path is None:
             row["error"] = "file missing"
         rows.append(row)

@@ -194,8 +194,17 @@ def at_floor(score_name: str, value, num_classes: int = 10) -> bool:
 # ------------------------------------------------------------------------------ the check
 
 
-def check_classifier(dataset, classifier=None, *, split: str = "test", levels=CHECK_LEVELS, n_images: int | None = None,
-                     splits: int = 10, device=None, seed: int = 0) -> dict:
+def check_classifier(
+    dataset,
+    classifier=None,
+    *,
+    split: str = "test",
+    levels=CHECK_LEVELS,
+    n_images: int | None = None,
+    splits: int = 10,
+    device=None,
+    seed: int = 0,
+) -> dict:
     """Accuracy, Inception score and MODE of ``classifier`` (default: the dataset's shipped one)
     on the real images of ``split`` with each noise of ``levels`` (``(label, kind, level)``),
     what ``flowgan classifier check`` prints. Noisy images are 8-bit (:func:`noisy_uint8`) and
@@ -225,6 +234,12 @@ def check_classifier(dataset, classifier=None, *, split: str = "test", levels=CH
             m = mode_score(logits, dataset_label_marginal(dataset, logits.shape[1]), splits)
             row.update(mode=m["mode"], mode_std=m["mode_std"])
         rows.append(row)
-    return {"dataset": dataset.name, "split": split, "images": len(images), "noise_seed": seed,
-            "noise": "k/255 + noise, clipped to [0, 1], re-quantised to 8 bits, scored as (k + u)/256 (fixed evaluation noise)",
-            **clf.summary(), "rows": rows}
+    return {
+        "dataset": dataset.name,
+        "split": split,
+        "images": len(images),
+        "noise_seed": seed,
+        "noise": "k/255 + noise, clipped to [0, 1], re-quantised to 8 bits, scored as (k + u)/256 (fixed evaluation noise)",
+        **clf.summary(),
+        "rows": rows,
+    }

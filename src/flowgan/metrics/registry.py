@@ -189,7 +189,9 @@ def parse_metrics(text: str | Iterable[str], allowed: Iterable[str] | None = Non
     names = [s for s in names if s]
     unknown = [s for s in names if s not in allowed]
     if unknown or not names:
-        raise FlowganError(f"unknown {what}(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(allowed)}")
+        raise FlowganError(
+            f"unknown {what}(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(allowed)}"
+        )
     return names
 
 

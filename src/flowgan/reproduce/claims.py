@@ -36,6 +36,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+
 @dataclass
 class Claim:
     key: str
@@ -129,9 +130,26 @@ def check_c1(evals: dict[str, list[dict]], trains: dict[str, list[dict]], dim: i
     ev = (
         f"final validation NLL: ADV {adv_final:.3f} vs MLE {mle_final:.3f} bits/dim (gap {adv_final - mle_final:+.3f}, needs >= 1); "
         f"ADV minimum {adv_nll[i_min]:.3f} at evaluation {i_min + 1}/{len(adv_nll)} (rise {adv_final - adv_nll[i_min]:+.3f}, needs >= 0.25 after a minimum in the first half); "
-        + (f"critic loss range {spread:.3g}, change between the last two quarters {late_change:.3g} (needs <= 25% of the range)" if spread is not None else "too few critic-loss records")
+        + (
+            f"critic loss range {spread:.3g}, change between the last two quarters {late_change:.3g} (needs <= 25% of the range)"
+            if spread is not None
+            else "too few critic-loss records"
+        )
     )
-    return Claim("C1", st, "PASS" if ok else "FAIL", ev, {"adv_final_bpd": adv_final, "mle_final_bpd": mle_final, "adv_min_bpd": adv_nll[i_min], "far": far, "rises": rises, "critic_settles": settles})
+    return Claim(
+        "C1",
+        st,
+        "PASS" if ok else "FAIL",
+        ev,
+        {
+            "adv_final_bpd": adv_final,
+            "mle_final_bpd": mle_final,
+            "adv_min_bpd": adv_nll[i_min],
+            "far": far,
+            "rises": rises,
+            "critic_settles": settles,
+        },
+    )
 
 
 def check_c2(results: dict[str, dict], unit: str, score_name: str | None = "mode") -> Claim:
@@ -162,8 +180,20 @@ def check_c2(results: dict[str, dict], unit: str, score_name: str | None = "mode
         ev += f"; {' and '.join(floors)} {'are' if len(floors) == 2 else 'is'} {floor_words(score_name)}"
         if len(floors) == 2:
             ev += ": the scores cannot rank them"
-    return Claim("C2", st, verdict, ev, {"relative_nll_gap": rel, "relative_nll_uncertainty": u_rel, "hybrid_score": h_s, "mle_score": m_s,
-                                          "score_uncertainty": u_s, "at_floor": floors})
+    return Claim(
+        "C2",
+        st,
+        verdict,
+        ev,
+        {
+            "relative_nll_gap": rel,
+            "relative_nll_uncertainty": u_rel,
+            "hybrid_score": h_s,
+            "mle_score": m_s,
+            "score_uncertainty": u_s,
+            "at_floor": floors,
+        },
+    )
 
 
 def check_c3(gmm: dict | None) -> Claim:
@@ -197,7 +227,13 @@ def check_c3(gmm: dict | None) -> Claim:
         ev += f"; at sigma {fmt(floored)} both the mixture's and ADV's {score} are {floor_words(score)}"
     elif at_floor(score, run_score):
         ev += f"; ADV's {score} is {floor_words(score)}"
-    return Claim("C3", st, verdict, ev, {"sigmas": clear, "sigmas_within_uncertainty": unsure, "adv_score": run_score, "adv_val_nll_nats": run_nll})
+    return Claim(
+        "C3",
+        st,
+        verdict,
+        ev,
+        {"sigmas": clear, "sigmas_within_uncertainty": unsure, "adv_score": run_score, "adv_val_nll_nats": run_nll},
+    )
 
 
 def check_c4(table3: dict | None) -> Claim:

@@ -21,7 +21,11 @@ def register(sub) -> None:
         ),
     )
     p.add_argument("--preset", required=True, choices=["quick", "mnist", "cifar10-5k", "cifar10"])
-    p.add_argument("--steps", type=int, help="generator updates per objective (default by preset: quick 750, mnist 3000, cifar10-5k 400, cifar10 10000)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        help="generator updates per objective (default by preset: quick 750, mnist 3000, cifar10-5k 400, cifar10 10000)",
+    )
     p.add_argument(
         "--budget-minutes", type=float,
         help="safety net for the whole reproduction (default by preset: quick 60, mnist 720, cifar10-5k 150, cifar10 1440): a training stage "
@@ -31,7 +35,9 @@ def register(sub) -> None:
     p.add_argument("--data-dir", help="folder with the dataset files (mnist, cifar10-5k, cifar10 presets)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, ...")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--skip", default="", help="comma-separated analyses to leave out: gmm, table3, jacobian (their claims say N/A)")
+    p.add_argument(
+        "--skip", default="", help="comma-separated analyses to leave out: gmm, table3, jacobian (their claims say N/A)"
+    )
     p.set_defaults(func=_cmd_reproduce)
 
     r = sub.add_parser(
@@ -51,7 +57,13 @@ def _cmd_reproduce(args) -> int:
     out = args.out or str(Path("runs") / f"reproduce-{args.preset}")
     start = time.perf_counter()
     rep = Reproduction(
-        args.preset, out, budget_minutes=args.budget_minutes, data_dir=args.data_dir, device=args.device, progress=not args.no_progress, steps=args.steps
+        args.preset,
+        out,
+        budget_minutes=args.budget_minutes,
+        data_dir=args.data_dir,
+        device=args.device,
+        progress=not args.no_progress,
+        steps=args.steps,
     )
     path = rep.run(skip=tuple(x.strip() for x in args.skip.split(",") if x.strip()))
     print(f"reproduction finished in {(time.perf_counter() - start) / 60:.1f} min: {path}")

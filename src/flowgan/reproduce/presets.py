@@ -83,7 +83,9 @@ PRESETS: dict[str, Preset] = {
         budget_minutes=720.0,
         steps=3000,
         runs={"mle": "mnist-mle", "adv": "mnist-adv", "hybrid": "mnist-hybrid"},
-        run_options={k: dict(eval_every=250, score_samples=2000, eval_samples=2000, train_eval_samples=2000) for k in OBJECTIVES},
+        run_options={
+            k: dict(eval_every=250, score_samples=2000, eval_samples=2000, train_eval_samples=2000) for k in OBJECTIVES
+        },
         training_share={"mle": 0.25, "adv": 0.33, "hybrid": 0.33},
         score="mode",
         score_samples=10000,
@@ -129,7 +131,9 @@ PRESETS: dict[str, Preset] = {
         budget_minutes=1440.0,
         steps=10000,
         runs={"mle": "cifar10-mle", "adv": "cifar10-adv", "hybrid": "cifar10-hybrid"},
-        run_options={k: dict(eval_every=1000, score_samples=2000, eval_samples=2000, train_eval_samples=2000) for k in OBJECTIVES},
+        run_options={
+            k: dict(eval_every=1000, score_samples=2000, eval_samples=2000, train_eval_samples=2000) for k in OBJECTIVES
+        },
         training_share={"mle": 0.3, "adv": 0.3, "hybrid": 0.3},
         score="is",
         score_samples=10000,

@@ -149,7 +149,11 @@ def _table_main(d: ReproductionData) -> list[str]:
         name = LABELS[obj] + (f" (λ = {lam:g})" if obj == "hybrid" and lam is not None else "")
         p = paper[obj]
         sd = (bs.get("scores") or {}).get(f"{d.score}_std")
-        score_cell = f"{_fmt(bs.get('score'), '.2f')}" + (f" ± {_fmt(sd, '.2f')}" if isinstance(sd, (int, float)) else "") + f" [{_fmt(during, '.2f')}]"
+        score_cell = (
+            f"{_fmt(bs.get('score'), '.2f')}"
+            + (f" ± {_fmt(sd, '.2f')}" if isinstance(sd, (int, float)) else "")
+            + f" [{_fmt(during, '.2f')}]"
+        )
         if C.at_floor(d.score, bs.get("score")):
             floored.append(f"{LABELS[obj]} ({_fmt(bs.get('score'), '.3f')})")
         clf = (bs.get("scores") or {}).get("classifier")
@@ -221,7 +225,12 @@ def _table3(d: ReproductionData) -> list[str]:
     p3 = d.paper.get("table3")
     by_label = {r["label"]: r for r in t["runs"]}
     head = "| Objective | Flow-GAN NLL (exact) | AIS | KDE |" + (" paper exact / AIS / KDE |" if p3 else "")
-    lines += [f"{t.get('n_test', '?')} test images of {t.get('dataset', '?')}; checkpoints with the best sample score (as in §5).", "", head, "|---|---|---|---|" + ("---|" if p3 else "")]
+    lines += [
+        f"{t.get('n_test', '?')} test images of {t.get('dataset', '?')}; checkpoints with the best sample score (as in §5).",
+        "",
+        head,
+        "|---|---|---|---|" + ("---|" if p3 else ""),
+    ]
     for obj in OBJECTIVES:
         r = by_label.get(LABELS[obj])
         if not r:
@@ -230,7 +239,11 @@ def _table3(d: ReproductionData) -> list[str]:
         extra = f" {p3[obj]['exact']:.1f} / {p3[obj]['ais']:.1f} / {p3[obj]['kde']:.1f} |" if p3 else ""
         lines.append(f"| {LABELS[obj]} | " + " | ".join(cells) + " |" + extra)
     rt = t.get("rankings_text", {})
-    lines += ["", "Rankings (best first): " + "; ".join(f"{m.upper() if m != 'exact' else 'exact'}: {rt[m]}" for m in ("exact", "ais", "kde") if m in rt)]
+    lines += [
+        "",
+        "Rankings (best first): "
+        + "; ".join(f"{m.upper() if m != 'exact' else 'exact'}: {rt[m]}" for m in ("exact", "ais", "kde") if m in rt),
+    ]
     if p3:
         lines.append("Paper: exact MLE > Hybrid > ADV; AIS ADV > Hybrid > MLE; KDE Hybrid > MLE > ADV.")
     s = t.get("settings", {})
@@ -247,7 +260,10 @@ def _jacobian_section(d: ReproductionData, fig: Path | None) -> list[str]:
     if fig:
         lines += [f"![Figure 4]({fig.relative_to(d.root)})", ""]
     pl = d.paper.get("mean_logdet", {})
-    lines += ["| Objective | mean log\\|det dG/dz\\| (exact, from the flow) | Σ log s (from the singular values) | 5–95% range of log10 s | paper mean log\\|det\\| |", "|---|---|---|---|---|"]
+    lines += [
+        "| Objective | mean log\\|det dG/dz\\| (exact, from the flow) | Σ log s (from the singular values) | 5–95% range of log10 s | paper mean log\\|det\\| |",
+        "|---|---|---|---|---|",
+    ]
     by_label = {r["label"]: r for r in j.get("runs", [])}
     for obj in OBJECTIVES:
         r = by_label.get(LABELS[obj])
@@ -255,10 +271,14 @@ def _jacobian_section(d: ReproductionData, fig: Path | None) -> list[str]:
             continue
         q = r.get("log10_singular_value_quantiles", {})
         rng = (q.get("q95", math.nan) - q.get("q05", math.nan)) if q else math.nan
-        lines.append(f"| {LABELS[obj]} | {_fmt(r.get('mean_logdet_flow'), '.1f')} | {_fmt(r.get('mean_logdet'), '.1f', '−∞ (underflow)')} | {_fmt(rng, '.2f')} | {_fmt(pl.get(obj), '.2f')} |")
-    lines.append(f"\n{j.get('n_samples', '?')} prior samples per run. Where the generator saturates pixels, singular values underflow to 0 and their log-sum is −∞, "
-                 "and an SVD resolves the tiny singular values of an ill-conditioned Jacobian only relative to the largest one, so their log-sum can differ; "
-                 "the flow's layer-by-layer log-det stays exact (and is what the figure's legend and claim C5 use).")
+        lines.append(
+            f"| {LABELS[obj]} | {_fmt(r.get('mean_logdet_flow'), '.1f')} | {_fmt(r.get('mean_logdet'), '.1f', '−∞ (underflow)')} | {_fmt(rng, '.2f')} | {_fmt(pl.get(obj), '.2f')} |"
+        )
+    lines.append(
+        f"\n{j.get('n_samples', '?')} prior samples per run. Where the generator saturates pixels, singular values underflow to 0 and their log-sum is −∞, "
+        "and an SVD resolves the tiny singular values of an ill-conditioned Jacobian only relative to the largest one, so their log-sum can differ; "
+        "the flow's layer-by-layer log-det stays exact (and is what the figure's legend and claim C5 use)."
+    )
     return lines
 
 
@@ -271,7 +291,8 @@ def _gmm_section(d: ReproductionData, fig: Path | None, grids: list[Path]) -> li
         lines += [f"![Figure 3/6]({fig.relative_to(d.root)})", ""]
     lines.append(
         f"{g.get('n_components', '?')} centres; best σ = {_fmt(g.get('best_sigma'), '.4g')}: validation NLL {_fmt(g.get('best_val_nll_nats'), '.1f')} nats "
-        f"({_fmt(g.get('best_val_nll_bpd'), '.3f')} bits/dim)" + (f", test NLL {_fmt(g.get('test_nll_nats'), '.1f')} nats." if "test_nll_nats" in g else ".")
+        f"({_fmt(g.get('best_val_nll_bpd'), '.3f')} bits/dim)"
+        + (f", test NLL {_fmt(g.get('test_nll_nats'), '.1f')} nats." if "test_nll_nats" in g else ".")
     )
     a = g.get("against") or {}
     if a:
@@ -290,12 +311,21 @@ def _gmm_section(d: ReproductionData, fig: Path | None, grids: list[Path]) -> li
     for p in grids:
         sigma = _grid_sigma(p)
         why = ""
-        if sigma is not None and isinstance(g.get("best_sigma"), (int, float)) and abs(sigma - g["best_sigma"]) <= 1e-3 * g["best_sigma"]:
+        if (
+            sigma is not None
+            and isinstance(g.get("best_sigma"), (int, float))
+            and abs(sigma - g["best_sigma"]) <= 1e-3 * g["best_sigma"]
+        ):
             why = " (the best σ on validation NLL)"
         elif sigma is not None and g.get("beats_both") and abs(sigma - max(g["beats_both"])) <= 1e-3 * sigma:
             why = " (the largest σ where the mixture beats ADV on both)"
         label = f"σ = {sigma:.3g}{why}" if sigma is not None else p.stem
-        lines += ["", f"Figure 7 analog: mixture samples at {label}.", "", f"![Figure 7: mixture samples at {label}]({p.relative_to(d.root)})"]
+        lines += [
+            "",
+            f"Figure 7 analog: mixture samples at {label}.",
+            "",
+            f"![Figure 7: mixture samples at {label}]({p.relative_to(d.root)})",
+        ]
     return lines
 
 
@@ -330,9 +360,14 @@ def _settings_section(d: ReproductionData) -> list[str]:
     if stages:
         total = sum(s.get("seconds", 0) for s in stages.values())
         walls = [f"{LABELS[o]} {_fmt(d.evals[o][-1]['time'] / 60, '.1f')}" for o in OBJECTIVES if d.evals[o]]
-        lines += ["", "Timings (they depend on the machine and its load; the numbers above do not): "
-                  + ("training wall time " + ", ".join(walls) + " min; " if walls else "")
-                  + "stages: " + ", ".join(f"{k} {v.get('status')} ({v.get('seconds', 0) / 60:.1f} min)" for k, v in stages.items()) + f"; total {total / 60:.1f} min."]
+        lines += [
+            "",
+            "Timings (they depend on the machine and its load; the numbers above do not): "
+            + ("training wall time " + ", ".join(walls) + " min; " if walls else "")
+            + "stages: "
+            + ", ".join(f"{k} {v.get('status')} ({v.get('seconds', 0) / 60:.1f} min)" for k, v in stages.items())
+            + f"; total {total / 60:.1f} min.",
+        ]
     return lines
 
 
@@ -343,7 +378,9 @@ def _incomplete(d: ReproductionData) -> list[str]:
     cut = []
     for o in OBJECTIVES:
         st = stages.get(f"train-{o}", {})
-        if st.get("status") == "cut" or (st.get("stopped_by") == "time_limit" and planned and st.get("steps", planned) < planned):
+        if st.get("status") == "cut" or (
+            st.get("stopped_by") == "time_limit" and planned and st.get("steps", planned) < planned
+        ):
             cut.append(f"{LABELS[o]} {st.get('steps', '?')} of {st.get('planned_steps', planned)} updates")
     if not cut:
         return []
@@ -380,9 +417,16 @@ def build_report(root: str | Path) -> Path:
     md += [*_gmm_section(d, f3, [g for g in grids if g]), ""]
     md += [*_table3(d), ""]
     md += [*_jacobian_section(d, f4), ""]
-    md += ["## Claims", "", "Each claim is checked with fixed thresholds (see `flowgan.reproduce.claims`); a FAIL is reported as such. "
-           "A comparison counts only when the difference exceeds its uncertainty (the 10-split standard deviation of a score, the standard error "
-           "of a test NLL); otherwise the claim is INCONCLUSIVE. Each objective is trained once: there is no seed-to-seed spread.", "", "| | Claim | Verdict | Numbers |", "|---|---|---|---|"]
+    md += [
+        "## Claims",
+        "",
+        "Each claim is checked with fixed thresholds (see `flowgan.reproduce.claims`); a FAIL is reported as such. "
+        "A comparison counts only when the difference exceeds its uncertainty (the 10-split standard deviation of a score, the standard error "
+        "of a test NLL); otherwise the claim is INCONCLUSIVE. Each objective is trained once: there is no seed-to-seed spread.",
+        "",
+        "| | Claim | Verdict | Numbers |",
+        "|---|---|---|---|",
+    ]
     for c in claims:
         md.append(f"| {c.key} | {c.statement} | **{c.verdict}** | {c.evidence} |")
     notes = d.meta.get("notes") or []
