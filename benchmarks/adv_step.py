@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 
 import torch
-
 from common import machine, timeit
 
 
@@ -101,7 +99,8 @@ def main() -> None:
             total = sum(r["parts"].values())
             shares = ", ".join(f"{k} {v * 1e3:.0f} ms ({v / total:.0%})" for k, v in r["parts"].items())
             print(
-                f"{model} ({r['critic']}) {name}: {1 / r['whole']:.2f} generator updates/s ({r['whole'] * 1e3:.0f} ms); {shares}",
+                f"{model} ({r['critic']}) {name}: {1 / r['whole']:.2f} generator updates/s ({r['whole'] * 1e3:.0f} "
+                f"ms); {shares}",
                 flush=True,
             )
 

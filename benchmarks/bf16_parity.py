@@ -57,7 +57,8 @@ def main() -> None:
         rel = abs(d) / max(abs(a["val_nll_nats"]), 1e-9)
         print(f"{a['step']:>6} {a['val_nll_nats']:>13.2f} {b['val_nll_nats']:>13.2f} {d:>12.2f} {rel:>8.2%}")
     print(
-        f"training speed: fp32 {s32:.0f} images/s, bf16 {s16:.0f} images/s ({s16 / s32:.2f}x); wall {t32:.0f} s vs {t16:.0f} s"
+        f"training speed: fp32 {s32:.0f} images/s, bf16 {s16:.0f} images/s ({s16 / s32:.2f}x); wall {t32:.0f} s vs "
+        f"{t16:.0f} s"
     )
 
 

@@ -104,13 +104,13 @@ def main() -> None:
     }
     print(f"data: {source}")
     print(
-        f"mixture NLL ({len(test)} test x {len(train)} centres x {result['dim']} dims, sigma {args.sigma}, {args.precision}): "
-        f"{result['mixture_nll_s']:.2f} s; NLL {nll:.2f} nats"
+        f"mixture NLL ({len(test)} test x {len(train)} centres x {result['dim']} dims, sigma {args.sigma}, "
+        f"{args.precision}): {result['mixture_nll_s']:.2f} s; NLL {nll:.2f} nats"
     )
     print(f"same-size float32 matmul: {result['matmul_float32_s']:.2f} s; ratio {result['ratio']:.2f} (target <= 2)")
     print(
-        f"process CPU time (less sensitive to other load): mixture {result['mixture_cpu_s']:.2f} s, matmul {result['matmul_cpu_s']:.2f} s, "
-        f"ratio {result['cpu_time_ratio']:.2f}"
+        f"process CPU time (less sensitive to other load): mixture {result['mixture_cpu_s']:.2f} s, matmul "
+        f"{result['matmul_cpu_s']:.2f} s, ratio {result['cpu_time_ratio']:.2f}"
     )
     print(f"threads {result['threads']}, load average {result['load_average']}")
     if args.json:

@@ -7,7 +7,7 @@ a freshly built nice-mnist whose zero-initialised output layers are given small 
 Jacobians).
 
     python benchmarks/jacobian_spectra.py [--n 64] [--method auto|coupling|autograd] [--dtype float32|float64] [--run RUN]
-"""
+"""  # noqa: E501 (the docstring is the --help text; its usage line is kept whole)
 
 from __future__ import annotations
 
@@ -99,7 +99,8 @@ def main() -> None:
     }
     print(f"{args.n} Jacobians of nice-mnist ({source}; method {spectra.method}, {args.dtype}):")
     print(
-        f"  Jacobians {result['jacobian_s']:.2f} s + singular values {result['svd_s']:.2f} s = {result['singular_values_s']:.2f} s (target <= 10 s)"
+        f"  Jacobians {result['jacobian_s']:.2f} s + singular values {result['svd_s']:.2f} s = "
+        f"{result['singular_values_s']:.2f} s (target <= 10 s)"
     )
     print(
         f"  singular values of {spectra.n_gram}/{args.n} samples from J^T J (cond <= 1e4), the others by SVD; "
@@ -107,11 +108,13 @@ def main() -> None:
     )
     print(f"  process CPU time {result['process_cpu_s']:.2f} s (both cores together)")
     print(
-        f"  log-det check (float64 flow, not timed in the target): {result['check_s']:.2f} s; "
-        f"mean log|det| {result['mean_logdet']:.2f} vs flow {result['mean_logdet_flow']:.2f} (max diff {result['max_abs_logdet_diff']:.2e})"
+        f"  log-det check (float64 flow, not timed in the target): {result['check_s']:.2f} s; mean log|det| "
+        f"{result['mean_logdet']:.2f} vs flow {result['mean_logdet_flow']:.2f} (max diff "
+        f"{result['max_abs_logdet_diff']:.2e})"
     )
     print(
-        f"  same-run reference: float32 GEMM 4096^3 at {ref:.0f} GFLOPS; threads {result['threads']}, load average {result['load_average']}"
+        f"  same-run reference: float32 GEMM 4096^3 at {ref:.0f} GFLOPS; threads {result['threads']}, load average "
+        f"{result['load_average']}"
     )
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

@@ -114,14 +114,16 @@ def main() -> None:
         for b in args.batch:
             r = measure(b, precision, args.rounds)
             print(
-                f"{b:>5} {precision:>9} {r['images_per_s']:>9.0f} {r['step_ms']:>8.1f} {r['flop_per_s'] / 1e9:>8.1f} {r['peak'] / 1e9:>7.1f} {r['ratio']:>7.2f}",
+                f"{b:>5} {precision:>9} {r['images_per_s']:>9.0f} {r['step_ms']:>8.1f} {r['flop_per_s'] / 1e9:>8.1f} "
+                f"{r['peak'] / 1e9:>7.1f} {r['ratio']:>7.2f}",
                 flush=True,
             )
     if args.norm_cost:
         for b in args.batch:
             r = measure_norm_cost(b, args.rounds)
             print(
-                f"batch {b}: step with coupling batch norm / without = {r['ratio']:.2f}x [{r['range'][0]:.2f}-{r['range'][1]:.2f}]",
+                f"batch {b}: step with coupling batch norm / without = {r['ratio']:.2f}x "
+                f"[{r['range'][0]:.2f}-{r['range'][1]:.2f}]",
                 flush=True,
             )
 

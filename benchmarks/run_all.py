@@ -65,7 +65,6 @@ def main() -> None:
 
     try:
         import normflows  # noqa: F401
-
         import vs_normflows
         from common import timeit
 
@@ -103,7 +102,7 @@ def main() -> None:
 
     print()
     print("ratios: median of interleaved rounds [min-max over rounds]")
-    print(f"| measurement | result | target |\n|---|---|---|")
+    print("| measurement | result | target |\n|---|---|---|")
     for what, value, target in rows:
         print(f"| {what} | {value} | {target} |")
 

@@ -13,7 +13,6 @@ import argparse
 import tempfile
 
 import torch
-
 from common import machine, timeit
 
 

@@ -35,8 +35,12 @@ def runs(tmp_path_factory):
 def _rows(values_by_method):
     labels = list(next(iter(values_by_method.values())))
     return [
-        {"label": l, "dataset": "digits", **{m: {"nll_nats": v[l], "sem": 0.5} for m, v in values_by_method.items()}}
-        for l in labels
+        {
+            "label": label,
+            "dataset": "digits",
+            **{m: {"nll_nats": v[label], "sem": 0.5} for m, v in values_by_method.items()},
+        }
+        for label in labels
     ]
 
 
@@ -149,11 +153,11 @@ def test_gmm_baseline_with_a_score_function(runs, tmp_path):
 
     metrics = runs[0] / "metrics.jsonl"
     original = metrics.read_text()
-    lines = [json.loads(l) for l in original.splitlines()]
+    lines = [json.loads(line) for line in original.splitlines()]
     for rec in lines:  # give the run a (poor) best MODE score
         if rec.get("kind") == "eval":
             rec["mode"] = 1.0 + rec["step"] / 100
-    metrics.write_text("".join(json.dumps(l) + "\n" for l in lines))
+    metrics.write_text("".join(json.dumps(rec) + "\n" for rec in lines))
     try:
         settings = GmmSettings(
             sigmas=(0.03, 0.1, 0.3, 1.0), val_samples=60, test_samples=20, samples_for_scores=50, refine=1

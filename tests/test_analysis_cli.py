@@ -26,7 +26,7 @@ def run(capsys, *argv):
 
 def assert_one_line_error(code, err, *needles):
     assert code == 2, err
-    lines = [l for l in err.splitlines() if l.strip()]
+    lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in err, err
     for needle in needles:
         assert needle in lines[0], lines[0]

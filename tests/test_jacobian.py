@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from helpers import perturb
 
 import flowgan
 from flowgan.analysis.jacobian import (
@@ -13,8 +14,6 @@ from flowgan.analysis.jacobian import (
     singular_values,
     supports_coupling_method,
 )
-
-from helpers import perturb
 
 
 def _nice(shape=(1, 6, 6), scale=0.1, seed=0):

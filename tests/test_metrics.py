@@ -355,7 +355,8 @@ def test_inception_without_weights_names_the_missing_file(monkeypatch, tmp_path,
 def test_real_mnist5k_test_images_score_high(mnist5k):
     r = score_split(mnist5k, "test", ["is", "mode", "fid", "kid"])
     print(
-        f"\nreal mnist5k test: IS {r['is']:.3f} ± {r['is_std']:.3f}, MODE {r['mode']:.3f}, MODE(paper) {r['mode_paper']:.3f}, FID vs val {r['fid']:.4f}, KID {r['kid']:.5f}"
+        f"\nreal mnist5k test: IS {r['is']:.3f} ± {r['is_std']:.3f}, MODE {r['mode']:.3f}, MODE(paper) "
+        f"{r['mode_paper']:.3f}, FID vs val {r['fid']:.4f}, KID {r['kid']:.5f}"
     )
     assert r["is"] > 8 and r["mode"] > 8 and r["mode_paper"] == pytest.approx(r["is"], rel=1e-9)
     assert r["score_samples"] == 500 and r["reference_split"] == "val"

@@ -68,7 +68,8 @@ def test_score_real_mnist5k(capsys, tmp_path):
     r = json.loads(out)
     assert r == json.loads((tmp_path / "s.json").read_text())
     print(
-        f"\nflowgan score mnist5k test: IS {r['is']:.3f}, MODE {r['mode']:.3f}, MODE(paper) {r['mode_paper']:.3f}, FID(test vs val) {r['fid']:.4f}, KID {r['kid']:.5f}"
+        f"\nflowgan score mnist5k test: IS {r['is']:.3f}, MODE {r['mode']:.3f}, MODE(paper) {r['mode_paper']:.3f}, "
+        f"FID(test vs val) {r['fid']:.4f}, KID {r['kid']:.5f}"
     )
     assert r["is"] > 8 and r["mode"] > 8 and r["mode_paper"] > 8
     assert {"is", "is_std", "mode_paper", "mode", "fid", "kid", "kid_std", "score_samples", "classifier"} <= set(r)
@@ -214,7 +215,10 @@ def test_trained_classifiers_do_not_change_the_default_scores(capsys, tmp_path, 
         assert code == 0 and (tmp_path / "cache" / "classifiers" / f"{dataset}.pt").is_file()
         assert f"--classifier {dataset}" in err
     code, after, _ = run(capsys, *argv)
-    strip = lambda text: {k: v for k, v in json.loads(text).items() if k != "score_seconds"}
+
+    def strip(text):
+        return {k: v for k, v in json.loads(text).items() if k != "score_seconds"}
+
     assert code == 0 and strip(after) == strip(before)
     code, out, _ = run(capsys, *argv, "--classifier", "mnist5k")
     named = json.loads(out)

@@ -4,8 +4,13 @@ created run directories, and one clear line (exit 2) for every user's mistake or
 import errno
 import json
 import os
+import pickle
 import signal
+import struct
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,7 +19,7 @@ from flowgan.cli import main
 from flowgan.config import TrainConfig
 from flowgan.data import load_dataset
 from flowgan.errors import FlowganError, NonFiniteError
-from flowgan.training import MAX_ROLLBACKS, Interrupted, Trainer, read_metrics
+from flowgan.training import MAX_ROLLBACKS, Interrupted, RunLock, Trainer, read_metrics
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +52,7 @@ def run_cli(capsys, *argv):
 
 def assert_one_line(code, err, expected=2):
     info = ("flowgan: training ", "flowgan: resuming ")  # what a run prints when it starts
-    lines = [l for l in err.splitlines() if l.strip() and "%|" not in l and not l.startswith(info)]
+    lines = [line for line in err.splitlines() if line.strip() and "%|" not in line and not line.startswith(info)]
     assert code == expected, err
     assert len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
@@ -126,11 +131,6 @@ def test_a_signal_stops_a_run_that_keeps_rolling_back(tmp_path, mnist5k):
 
 
 # ----------------------------------------------------------------------------- 2: CIFAR-10 pickles
-
-import pickle
-import struct
-
-import numpy as np
 
 
 class _Py2Pickler(pickle._Pickler):
@@ -275,11 +275,6 @@ def test_the_config_knows_every_score():
 
 
 # ----------------------------------------------------------------------------- 4, 5, 8: run directories
-
-import subprocess
-import sys
-
-from flowgan.training import RunLock
 
 _SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 

@@ -148,7 +148,10 @@ def synthetic(tmp_path):
         )
     )
     (root / "jacobian").mkdir()
-    q = lambda lo, hi: {"q05": lo, "q95": hi}
+
+    def q(lo, hi):
+        return {"q05": lo, "q95": hi}
+
     (root / "jacobian" / "jacobian.json").write_text(
         json.dumps(
             {

@@ -90,11 +90,12 @@ def test_stopped_and_resumed_run_equals_uninterrupted(tmp_path, cfg, mnist5k, di
     )
     resumed.fit()
     _assert_same_state(_final_state(tmp_path / "full"), _final_state(tmp_path / "part"))
+
     # the resumed run's log equals the uninterrupted one's, apart from timings and the extra
     # evaluation that ended the first part at step 9
-    strip = lambda recs: [
-        {k: v for k, v in r.items() if k not in ("time", "steps_per_s", "images_per_s")} for r in recs
-    ]
+    def strip(recs):
+        return [{k: v for k, v in r.items() if k not in ("time", "steps_per_s", "images_per_s")} for r in recs]
+
     part = [r for r in read_metrics(tmp_path / "part", "eval") if r["step"] != 9]
     assert strip(read_metrics(tmp_path / "full", "eval")) == strip(part)
 

@@ -154,7 +154,8 @@ def _add_evaluate(sub) -> None:
     p.add_argument(
         "--checkpoint",
         default="best_nll",
-        help="which checkpoint of a run: best_nll (default), latest, best_mode, best_is, or auto (the best sample score: best_mode, else best_is, else best_nll)",
+        help="which checkpoint of a run: best_nll (default), latest, best_mode, best_is, or auto (the best sample "
+        "score: best_mode, else best_is, else best_nll)",
     )
     p.add_argument(
         "--metrics", default="nll,collapse", help="comma-separated: nll,collapse,is,mode,fid,kid (default nll,collapse)"
@@ -172,7 +173,8 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--samples", type=int, help="samples for sample scores (default: 50,000 on a GPU, 10,000 on a CPU)")
     p.add_argument(
         "--classifier",
-        help="classifier for scores (default: the shipped one of the dataset): a name from `flowgan classifier list`, a path (state dict or TorchScript) or 'inception'",
+        help="classifier for scores (default: the shipped one of the dataset): a name from `flowgan classifier list`, "
+        "a path (state dict or TorchScript) or 'inception'",
     )
     p.add_argument("--batch-size", type=int, default=1000, help="images per batch for the NLL (default 1000)")
     p.add_argument("--device", default="auto")

@@ -68,7 +68,8 @@ def sync_batchnorm(model, device: torch.device):
     if any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()):
         if device.type != "cuda":
             raise FlowganError(
-                "--sync-batchnorm of Real-NVP's ResNet batch norm needs CUDA (torch's SyncBatchNorm); leave it out on CPUs"
+                "--sync-batchnorm of Real-NVP's ResNet batch norm needs CUDA (torch's SyncBatchNorm); "
+                "leave it out on CPUs"
             )
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return model

@@ -58,7 +58,8 @@ class Trainer:
     :meth:`resume` says the same with keywords, as ``flowgan train --resume`` does.
     ``callbacks`` are called as ``cb(trainer)`` after every generator step (tests use them to plant
     faults). ``score_fn(trainer) -> dict`` computes sample scores at each evaluation when
-    ``config.score_metrics`` is set; ``"auto"`` uses :func:`flowgan.metrics.training.score_hook`. ``rank``/``world_size`` are set for data-parallel runs (see :mod:`flowgan.distributed`).
+    ``config.score_metrics`` is set; ``"auto"`` uses :func:`flowgan.metrics.training.score_hook`.
+    ``rank``/``world_size`` are set for data-parallel runs (see :mod:`flowgan.distributed`).
     """
 
     def __init__(

@@ -274,8 +274,9 @@ def gmm_markdown(r: dict[str, Any]) -> str:
         lines += [
             "",
             (
-                f"Run {a['run']}: best {score} score {num(a.get('best_score'), '.3f')} (step {a.get('best_score_step')}), "
-                f"validation NLL {num(a.get('nll_nats'), '.2f')} nats {a.get('nll_label', '')}."
+                f"Run {a['run']}: best {score} score {num(a.get('best_score'), '.3f')} (step "
+                f"{a.get('best_score_step')}), validation NLL {num(a.get('nll_nats'), '.2f')} nats "
+                f"{a.get('nll_label', '')}."
             ),
             (
                 f"Mixture better on NLL at sigma {', '.join(f'{s:.3g}' for s in r.get('beats_nll', [])) or 'none'}; "

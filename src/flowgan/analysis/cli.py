@@ -77,7 +77,7 @@ def _out_dir(arg: str | None, kind: str) -> Path:
 
 
 def _labels(text: str | None) -> list[str] | None:
-    return [l.strip() for l in text.split(",")] if text else None
+    return [label.strip() for label in text.split(",")] if text else None
 
 
 # ------------------------------------------------------------------------------------ baseline gmm
@@ -213,7 +213,8 @@ def _add_analyze(sub) -> None:
     lk.add_argument(
         "--checkpoint",
         default="auto",
-        help="which checkpoint: auto (best_mode, else best_is, else best_nll; the paper's choice), best_nll, latest, ...",
+        help="which checkpoint: auto (best_mode, else best_is, else best_nll; the paper's choice), "
+        "best_nll, latest, ...",
     )
     lk.add_argument("--labels", help="comma-separated names of the runs (default: directory names)")
     lk.add_argument(
@@ -230,8 +231,8 @@ def _add_analyze(sub) -> None:
     lk.add_argument(
         "--ais-sigma",
         default=None,
-        help="observation noise std (default sqrt(0.025) = 0.158, Wu et al.'s MNIST value), "
-        "or 'auto': the best of 0.01,0.02,0.05,0.1,0.158,0.3 by AIS on --ais-val validation images (Wu et al.'s procedure)",
+        help="observation noise std (default sqrt(0.025) = 0.158, Wu et al.'s MNIST value), or 'auto': the best of "
+        "0.01,0.02,0.05,0.1,0.158,0.3 by AIS on --ais-val validation images (Wu et al.'s procedure)",
     )
     lk.add_argument("--ais-val", type=_positive, default=20, help="validation images for --ais-sigma auto (default 20)")
     lk.add_argument("--ais-batch", type=_positive, default=50, help="test images per AIS batch (default 50)")

@@ -20,8 +20,9 @@ from ..errors import FlowganError
 from .common import run_labels, write_json
 
 NOTE = (
-    "G includes the final sigmoid; mean_logdet = mean over samples of sum_i log s_i; mean_logdet_flow = log|det dG/dz| accumulated by "
-    "the flow layer by layer from z (float64; finite where saturated pixels make singular values underflow)."
+    "G includes the final sigmoid; mean_logdet = mean over samples of sum_i log s_i; mean_logdet_flow = log|det "
+    "dG/dz| accumulated by the flow layer by layer from z (float64; finite where saturated pixels make singular "
+    "values underflow)."
 )
 
 
@@ -99,8 +100,9 @@ class JacobianAnalysis:
         for r in self.rows:
             q = r["log10_singular_value_quantiles"]
             md.append(
-                f"| {r['label']} | {r['mean_logdet']:.2f} | {r['mean_logdet_flow']:.2f} | {r['max_abs_logdet_diff']:.2g} | "
-                f"{q.get('q05', float('nan')):.2f} | {q.get('q50', float('nan')):.2f} | {q.get('q95', float('nan')):.2f} | {r['median_log10_condition_number']:.2f} |"
+                f"| {r['label']} | {r['mean_logdet']:.2f} | {r['mean_logdet_flow']:.2f} | "
+                f"{r['max_abs_logdet_diff']:.2g} | {q.get('q05', float('nan')):.2f} | {q.get('q50', float('nan')):.2f} "
+                f"| {q.get('q95', float('nan')):.2f} | {r['median_log10_condition_number']:.2f} |"
             )
         return "\n".join(md) + "\n"
 

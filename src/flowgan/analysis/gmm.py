@@ -171,7 +171,10 @@ class GaussianMixtureBaseline(nn.Module):
         return (x, idx) if return_index else x
 
     def extra_repr(self) -> str:
-        return f"m={self.num_components}, shape={self._shape}, sigma={self._sigma:g}, centre={self.centre}, precision={self.precision}"
+        return (
+            f"m={self.num_components}, shape={self._shape}, sigma={self._sigma:g}, centre={self.centre}, "
+            f"precision={self.precision}"
+        )
 
 
 # --------------------------------------------------------------------------------------------

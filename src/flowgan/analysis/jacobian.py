@@ -103,7 +103,6 @@ def _mlp_jacobian(net: nn.Sequential, x: torch.Tensor) -> tuple[torch.Tensor, to
     zero the inactive units per sample, in place."""
     n, n_in = x.shape
     h, tangent = x, None  # tangent[b, i, :] = ∂h_b/∂x_i
-    pending_mask = None
     for layer in net:
         if isinstance(layer, nn.Linear):
             w = layer.weight.to(x.dtype)

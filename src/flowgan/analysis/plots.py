@@ -124,9 +124,9 @@ def plot_mixture_vs_run(
             label="mixture better NLL (no scores to compare)",
         )
     h3, l3 = ax.get_legend_handles_labels()
-    extra = [(h, l) for h, l in zip(h3, l3) if l not in labels]
+    extra = [(h, lab) for h, lab in zip(h3, l3) if lab not in labels]
     handles += [h for h, _ in extra]
-    labels += [l for _, l in extra]
+    labels += [lab for _, lab in extra]
     top = ax2 if scores is not None else ax  # the legend goes on the top-most axes, above every line
     top.legend(handles, labels, fontsize=8, loc="best", framealpha=0.9)
     ax.set_title(title or f"Gaussian mixture baseline on {sweep.get('dataset', '')}".strip())

@@ -33,8 +33,9 @@ from .common import run_labels, write_json
 METHODS = ("exact", "ais", "kde")
 NAMES = {"exact": "Flow-GAN NLL (exact)", "ais": "AIS", "kde": "KDE"}
 NOTE = (
-    "AIS estimates log p_sigma(x) of the Gaussian observation model N(G(z), sigma^2 I), a stochastic lower bound in expectation; "
-    "KDE is a Parzen window on model samples; both are in the flows' units on the same dequantized test images."
+    "AIS estimates log p_sigma(x) of the Gaussian observation model N(G(z), sigma^2 I), a stochastic lower bound in "
+    "expectation; KDE is a Parzen window on model samples; both are in the flows' units on the same dequantized test "
+    "images."
 )
 
 
@@ -271,7 +272,8 @@ def table3_markdown(table: dict[str, Any]) -> str:
     runs = table["runs"]
     methods = [m for m in METHODS if any(m in r for r in runs)]
     lines = [
-        f"# Table 3: negative log-likelihood estimates (nats) on {table.get('dataset', '')}, {table.get('n_test', '?')} test images",
+        f"# Table 3: negative log-likelihood estimates (nats) on {table.get('dataset', '')}, "
+        f"{table.get('n_test', '?')} test images",
         "",
         "| run | checkpoint | " + " | ".join(NAMES[m] for m in methods) + " |",
         "|---|---|" + "---|" * len(methods),

@@ -186,7 +186,8 @@ def train_classifier(
         history.append(rec)
         if log:
             log(
-                f"epoch {epoch + 1}/{epochs}: loss {total_loss / steps_per_epoch:.4f}, val accuracy {100 * val_acc:.2f}%{noisy} ({time.perf_counter() - start:.0f} s)"
+                f"epoch {epoch + 1}/{epochs}: loss {total_loss / steps_per_epoch:.4f}, val accuracy "
+                f"{100 * val_acc:.2f}%{noisy} ({time.perf_counter() - start:.0f} s)"
             )
         if not (val_acc <= best[0]):  # also true for nan (no validation labels): keep the last
             best = (val_acc, {k: v.detach().clone() for k, v in clf.state_dict().items()}, epoch + 1)

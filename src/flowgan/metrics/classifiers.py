@@ -126,7 +126,8 @@ def load_classifier(path: str | Path, source: str = "path", name: str | None = N
                 module = torch.jit.load(str(path), map_location="cpu")
         except Exception as e:
             raise FlowganError(
-                f"cannot load TorchScript classifier {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                f"cannot load TorchScript classifier {path}: {type(e).__name__}: "
+                f"{str(e).splitlines()[0] if str(e) else ''}"
             ) from None
         has_features = hasattr(module, "features")
         return ScoreClassifier(
@@ -158,8 +159,9 @@ def load_classifier(path: str | Path, source: str = "path", name: str | None = N
     module.eval()
     info = {k: v for k, v in rec.items() if k != "state_dict"}
     return ScoreClassifier(
-        module=module, name=name or str(rec.get("name") or f"{rec.get('family', '?')}-{rec['arch']}"), source=source, path=str(path),
-        trained_on=str(rec.get("trained_on", "unknown")), num_classes=int(rec["num_classes"]), shape=tuple(rec["shape"]),
+        module=module, name=name or str(rec.get("name") or f"{rec.get('family', '?')}-{rec['arch']}"),
+        source=source, path=str(path), trained_on=str(rec.get("trained_on", "unknown")),
+        num_classes=int(rec["num_classes"]), shape=tuple(rec["shape"]),
         test_accuracy=rec.get("test_accuracy"), key=_file_key(path), info=info, sha256=_file_sha(path),
     )  # fmt: skip
 
@@ -214,7 +216,8 @@ def resolve_classifier(spec: str | Path) -> ScoreClassifier:
         if text.startswith("cache:") or not Path(text).expanduser().is_file():
             raise FlowganError(
                 f"no classifier named {text!r}: shipped {', '.join(SHIPPED_CLASSIFIERS)}; in the cache "
-                f"({default_classifier_dir()}) {', '.join(cached_classifiers()) or 'none'}; or give a path to a classifier file"
+                f"({default_classifier_dir()}) {', '.join(cached_classifiers()) or 'none'}; or give a path to a "
+                "classifier file"
             )
     return load_classifier(text, source="path")
 
@@ -237,8 +240,8 @@ def find_classifier(dataset, classifier: str | Path | ScoreClassifier | None = N
     have = cached_classifiers()
     hint = f" (the cache has {', '.join(have)})" if have else ""
     raise FlowganError(
-        f"no shipped classifier for {name} (family {family}); train one with: flowgan classifier train --dataset {name}, "
-        f"then name it: --classifier {stem}{hint}"
+        f"no shipped classifier for {name} (family {family}); train one with: flowgan classifier train --dataset "
+        f"{name}, then name it: --classifier {stem}{hint}"
     )
 
 

@@ -40,7 +40,8 @@ def register(sub) -> None:
         description=(
             "Train a small CNN (grey-scale data) or ResNet (colour data) on a dataset's training split and save it, "
             "with its test accuracy, to the classifier cache ($FLOWGAN_CACHE/classifiers/<dataset>.pt, else "
-            "~/.cache/flowgan/classifiers/<dataset>.pt) or to --out. Scores use it only when named: --classifier <dataset>."
+            "~/.cache/flowgan/classifiers/<dataset>.pt) or to --out. Scores use it only when named: "
+            "--classifier <dataset>."
         ),
     )
     t.add_argument(
@@ -72,7 +73,8 @@ def register(sub) -> None:
     i = csub.add_parser(
         "info",
         help="show which classifier scores a dataset (or what a classifier file holds)",
-        description="Print, as JSON, the classifier the scores would use for --dataset (the shipped default unless --classifier names one).",
+        description="Print, as JSON, the classifier the scores would use for --dataset (the shipped default unless "
+        "--classifier names one).",
     )
     i.add_argument("--dataset", help="dataset name or .npz path")
     i.add_argument(
@@ -83,7 +85,8 @@ def register(sub) -> None:
     ls = csub.add_parser(
         "list",
         help="the shipped and cached classifiers, with what they were trained on",
-        description="List the shipped classifiers (and which dataset family each is the default of) and those in the cache, as JSON.",
+        description="List the shipped classifiers (and which dataset family each is the default of) and those in the "
+        "cache, as JSON.",
     )
     ls.set_defaults(func=_cmd_classifier_list)
 
@@ -91,9 +94,10 @@ def register(sub) -> None:
         "check",
         help="accuracy, IS and MODE of a classifier on a split's real images under pixel noise",
         description=(
-            "Score the real images of a split clean and with fixed, reproducible pixel noise (Gaussian sigma 0.15 and 0.30, "
-            "15%% salt-and-pepper, logit-space, blur; in [0, 1], clipped, re-quantised to 8 bits): accuracy, Inception score "
-            "and MODE of each. A classifier for flow samples must still see the digit under such noise."
+            "Score the real images of a split clean and with fixed, reproducible pixel noise (Gaussian sigma 0.15 and "
+            "0.30, 15%% salt-and-pepper, logit-space, blur; in [0, 1], clipped, re-quantised to 8 bits): accuracy, "
+            "Inception score and MODE of each. A classifier for flow samples must still see the digit under such "
+            "noise."
         ),
     )
     c.add_argument("--dataset", required=True, help="mnist, mnist5k, cifar10, a .npz with labels, ...")
@@ -112,9 +116,9 @@ def register(sub) -> None:
         "score",
         help="IS/MODE/FID/KID of a dataset's real images (the reference for a model's samples)",
         description=(
-            "Score real images of a split exactly as `flowgan evaluate --metrics ...` scores a model's samples. Images are "
-            "dequantized as the likelihood sees them, (k + u)/256 with the fixed evaluation noise. FID/KID compare them "
-            "with --reference-split (default test, or val when scoring the test split)."
+            "Score real images of a split exactly as `flowgan evaluate --metrics ...` scores a model's samples. "
+            "Images are dequantized as the likelihood sees them, (k + u)/256 with the fixed evaluation noise. FID/KID "
+            "compare them with --reference-split (default test, or val when scoring the test split)."
         ),
     )
     s.add_argument(
@@ -131,8 +135,9 @@ def register(sub) -> None:
     s.add_argument("--samples", type=int, help="score a fixed random subset of N images of the split (default all)")
     s.add_argument(
         "--classifier",
-        help="default: the shipped classifier of the dataset (mnist-robust, cifar10-small); or a name from `flowgan classifier list` "
-        "(mnist-clean, a cached one such as mnist5k), a classifier file (flowgan format or TorchScript), or 'inception'",
+        help="default: the shipped classifier of the dataset (mnist-robust, cifar10-small); or a name from `flowgan "
+        "classifier list` (mnist-clean, a cached one such as mnist5k), a classifier file (flowgan format or "
+        "TorchScript), or 'inception'",
     )
     s.add_argument("--device", default="auto")
     s.add_argument("--output", "-o", help="also write the JSON to this file")
@@ -158,7 +163,8 @@ def _cmd_classifier_train(args) -> int:
     name = cache_name(dataset)
     out = Path(args.out) if args.out else default_classifier_dir() / f"{name}.pt"
     err(
-        f"flowgan: training the {family} classifier on {dataset.describe()} ({torch.get_num_threads()} threads, {device})"
+        f"flowgan: training the {family} classifier on {dataset.describe()} ({torch.get_num_threads()} threads, "
+        f"{device})"
     )
     if args.width is not None and args.width < 1:
         raise UsageError("--width must be >= 1")

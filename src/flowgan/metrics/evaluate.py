@@ -73,7 +73,8 @@ def _check_images(images: torch.Tensor, dataset) -> None:
         raise FlowganError("score_images expects float images in [0, 1] (uint8 real images: use score_split)")
     if images.dim() != 4 or tuple(images.shape[1:]) != tuple(dataset.shape):
         raise FlowganError(
-            f"images have shape {tuple(images.shape)}, the dataset {dataset.name} (N, {', '.join(map(str, dataset.shape))})"
+            f"images have shape {tuple(images.shape)}, the dataset {dataset.name} (N, "
+            f"{', '.join(map(str, dataset.shape))})"
         )
     if len(images) < 2:
         raise FlowganError("scores need at least 2 images")

@@ -51,7 +51,8 @@ def inception_classifier():
     if not path.is_file():
         raise FlowganError(
             f"Inception-v3 weights not found: {path} is missing (torch-fidelity's {WEIGHTS_FILE}, from {WEIGHTS_URL}); "
-            "download it there or set FLOWGAN_INCEPTION_WEIGHTS, or leave out --classifier to use flowgan's offline classifier"
+            "download it there or set FLOWGAN_INCEPTION_WEIGHTS, or leave out --classifier "
+            "to use flowgan's offline classifier"
         )
     try:
         net = FeatureExtractorInceptionV3(
@@ -59,7 +60,8 @@ def inception_classifier():
         )
     except Exception as e:
         raise FlowganError(
-            f"cannot load the Inception-v3 weights {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            f"cannot load the Inception-v3 weights {path}: {type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}"
         ) from None
     net.eval()
 

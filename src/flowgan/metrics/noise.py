@@ -129,9 +129,10 @@ def describe_flow_augment() -> str:
     a = FLOW_AUGMENT
     kinds = ", ".join(f"{k} {100 * p:.0f}%" for k, p in a["kinds"].items())
     return (
-        f"per image one of: {kinds} (Gaussian σ ~ U{a['gaussian_sigma']}, salt-and-pepper fraction ~ U{a['salt_pepper_fraction']}, "
-        f"logit-space noise scale ~ U{a['logit_scale']}); then a 3×3 blur (width ~ U{a['blur_width']} px) with probability "
-        f"{a['blur_probability']}, re-quantisation to 8 bits with probability {a['requantize_probability']}; on dequantized, shifted images"
+        f"per image one of: {kinds} (Gaussian σ ~ U{a['gaussian_sigma']}, salt-and-pepper fraction ~ "
+        f"U{a['salt_pepper_fraction']}, logit-space noise scale ~ U{a['logit_scale']}); then a 3×3 blur (width ~ "
+        f"U{a['blur_width']} px) with probability {a['blur_probability']}, re-quantisation to 8 bits with probability "
+        f"{a['requantize_probability']}; on dequantized, shifted images"
     )
 
 
@@ -239,7 +240,9 @@ def check_classifier(
         "split": split,
         "images": len(images),
         "noise_seed": seed,
-        "noise": "k/255 + noise, clipped to [0, 1], re-quantised to 8 bits, scored as (k + u)/256 (fixed evaluation noise)",
+        "noise": (
+            "k/255 + noise, clipped to [0, 1], re-quantised to 8 bits, scored as (k + u)/256 (fixed evaluation noise)"
+        ),
         **clf.summary(),
         "rows": rows,
     }

@@ -78,8 +78,8 @@ class ScoreClassifier:
         device = torch.device(device) if device is not None else _module_device(self.module)
         if self.shape is not None and tuple(images.shape[1:]) != tuple(self.shape):
             raise FlowganError(
-                f"the {self.name} classifier expects images of shape {tuple(self.shape)}, got {tuple(images.shape[1:])}; "
-                "pass a classifier for this data with --classifier"
+                f"the {self.name} classifier expects images of shape {tuple(self.shape)}, got "
+                f"{tuple(images.shape[1:])}; pass a classifier for this data with --classifier"
             )
         module = self.module.to(device)
         was_training = module.training

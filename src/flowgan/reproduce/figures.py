@@ -32,7 +32,7 @@ def _pyplot():
 
 def figure_samples(d: ReproductionData, path: Path) -> Path | None:
     grids = [(LABELS[o], d.root / "eval" / f"{o}_samples.png") for o in OBJECTIVES]
-    grids = [(l, p) for l, p in grids if p.is_file()]
+    grids = [(label, p) for label, p in grids if p.is_file()]
     if not grids:
         return None
     plt = _pyplot()

@@ -67,7 +67,8 @@ class Reproduction:
         state = self._load_state()
         if state and state.get("preset") != preset:
             raise FlowganError(
-                f"{self.root} holds a reproduction of preset {state.get('preset')!r}, not {preset!r}; choose another --out"
+                f"{self.root} holds a reproduction of preset {state.get('preset')!r}, not {preset!r}; "
+                "choose another --out"
             )
         if budget_minutes is not None and budget_minutes <= 0:
             raise FlowganError("--budget-minutes must be positive")
@@ -75,7 +76,8 @@ class Reproduction:
             raise FlowganError("--steps must be >= 1")
         if state and steps is not None and state.get("steps") not in (None, steps):
             raise FlowganError(
-                f"{self.root} holds a reproduction with {state['steps']} generator updates per objective, not {steps}; choose another --out"
+                f"{self.root} holds a reproduction with {state['steps']} generator updates per objective, not {steps}; "
+                "choose another --out"
             )
         self.state = state or {"preset": preset, "stages": {}}
         self.state.update(
@@ -171,9 +173,9 @@ class Reproduction:
             per_update = ", ".join("{} {:.3f} s/update".format(LABELS[o], cal["step_seconds"][o]) for o in OBJECTIVES)
             per_eval = ", ".join("{} {:.1f} s".format(LABELS[o], cal["eval_seconds"][o]) for o in OBJECTIVES)
             _say(
-                f"calibration: {per_update}, evaluation {per_eval}: "
-                f"training {self.steps} updates per objective is expected to take {left / 60:.1f} min on this machine now "
-                f"(safety net: {self.budget / 60:.0f} min for the whole reproduction)"
+                f"calibration: {per_update}, evaluation {per_eval}: training {self.steps} updates per objective is "
+                f"expected to take {left / 60:.1f} min on this machine now (safety net: {self.budget / 60:.0f} min for "
+                "the whole reproduction)"
             )
         for i, stage in enumerate(STAGES, 1):
             if stage in skip:
@@ -183,7 +185,8 @@ class Reproduction:
                 _say(f"[{i}/{len(STAGES)}] {stage}: done before, reused")
                 continue
             _say(
-                f"[{i}/{len(STAGES)}] {stage} (planned {self._stage_budget(stage) / 60:.1f} min; whole reproduction ETA {self._eta(stage)})"
+                f"[{i}/{len(STAGES)}] {stage} (planned {self._stage_budget(stage) / 60:.1f} min; whole reproduction "
+                f"ETA {self._eta(stage)})"
             )
             start = time.perf_counter()
             extra = dict(stages[stage]() or {})
@@ -322,9 +325,10 @@ class Reproduction:
             }
             (out / f"{obj}.json").write_text(json.dumps(result, indent=2) + "\n")
             _say(
-                f"  {LABELS[obj]} (best-validated checkpoint, step {best_nll['step']}): validation NLL {best_nll['val_nll_nats']:.1f} nats "
-                f"({best_nll['val_nll_bpd']:.3f} bits/dim), test NLL {best_nll['test_nll_nats']:.1f} nats ({best_nll['test_nll_bpd']:.3f} bits/dim); "
-                f"{score} {best_score['score']:.3f} ({which}, step {best_score['step']})"
+                f"  {LABELS[obj]} (best-validated checkpoint, step {best_nll['step']}): validation NLL "
+                f"{best_nll['val_nll_nats']:.1f} nats ({best_nll['val_nll_bpd']:.3f} bits/dim), test NLL "
+                f"{best_nll['test_nll_nats']:.1f} nats ({best_nll['test_nll_bpd']:.3f} bits/dim); {score} "
+                f"{best_score['score']:.3f} ({which}, step {best_score['step']})"
             )
         self.state["dim"] = math.prod(ds.shape)
         return {}

@@ -134,10 +134,12 @@ def _table_main(d: ReproductionData) -> list[str]:
     lines = [
         f"## Table {tnum} analog: best {sname} score and test NLL",
         "",
-        f"Score: the best-{d.score} checkpoint re-scored on more samples, ± the standard deviation over 10 splits (best during training in brackets). "
-        "Test NLL: the best-validated checkpoint (lowest validation NLL) on the whole test split, exact, fixed dequantization noise.",
+        f"Score: the best-{d.score} checkpoint re-scored on more samples, ± the standard deviation over 10 splits "
+        "(best during training in brackets). Test NLL: the best-validated checkpoint (lowest validation NLL) on the "
+        "whole test split, exact, fixed dequantization noise.",
         "",
-        f"| Objective | {sname} score | Test NLL (nats) | Test NLL (bits/dim) | checkpoint step (score / NLL) | paper {sname} | paper NLL ({u}) |",
+        f"| Objective | {sname} score | Test NLL (nats) | Test NLL (bits/dim) | checkpoint step (score / NLL) | paper "
+        f"{sname} | paper NLL ({u}) |",
         "|---|---|---|---|---|---|---|",
     ]
     untrained, floored, classifiers = [], [], set()
@@ -161,7 +163,8 @@ def _table_main(d: ReproductionData) -> list[str]:
             classifiers.add(clf)
         steps_cell = f"{bs.get('step', '—')} / {bn.get('step', '—')}"
         lines.append(
-            f"| {name} | {score_cell} | {_fmt(bn.get('test_nll_nats'), '.1f')} | {_fmt(bn.get('test_nll_bpd'), '.3f')} | {steps_cell} | {p['score']:.2f} | {p['nll']:.2f} |"
+            f"| {name} | {score_cell} | {_fmt(bn.get('test_nll_nats'), '.1f')} | {_fmt(bn.get('test_nll_bpd'), '.3f')} "
+            f"| {steps_cell} | {p['score']:.2f} | {p['nll']:.2f} |"
         )
         if bn.get("step") == 0:
             untrained.append(LABELS[obj])
@@ -176,9 +179,9 @@ def _table_main(d: ReproductionData) -> list[str]:
     if untrained:
         lines += [
             "",
-            f"**Note:** the best-validated checkpoint of {', '.join(untrained)} is the untrained model of step 0: "
-            "the zero-initialised couplings start every flow as the uniform density on [0, 1]^D (0 nats, 8 bits/dim), "
-            "and this objective's validation NLL never went below it (see Figure 2 for the values reached in training).",
+            f"**Note:** the best-validated checkpoint of {', '.join(untrained)} is the untrained model of step 0: the "
+            "zero-initialised couplings start every flow as the uniform density on [0, 1]^D (0 nats, 8 bits/dim), and "
+            "this objective's validation NLL never went below it (see Figure 2 for the values reached in training).",
         ]
     return lines
 
@@ -205,10 +208,10 @@ def _collapse_section(d: ReproductionData) -> list[str]:
     return [
         "## Collapse diagnostics",
         "",
-        f"Of {n} samples at the evaluation of the best-score checkpoint and at the last one: the share of samples whose "
-        "nearest other sample is within L2 1.5 (pixels in [0, 1]; a collapsed generator is near 1), the share of pixels "
-        "within 1e-6 of 0 or 1 (saturated: no gradient passes), and the number of classes that the score classifier "
-        "gives at least 1% of the samples.",
+        f"Of {n} samples at the evaluation of the best-score checkpoint and at the last one: the share of samples "
+        "whose nearest other sample is within L2 1.5 (pixels in [0, 1]; a collapsed generator is near 1), the share "
+        "of pixels within 1e-6 of 0 or 1 (saturated: no gradient passes), and the number of classes that the score "
+        "classifier gives at least 1% of the samples.",
         "",
         "| Objective | evaluation | near-duplicate share | saturated pixels | classes ≥ 1% |",
         "|---|---|---|---|---|",
@@ -226,7 +229,8 @@ def _table3(d: ReproductionData) -> list[str]:
     by_label = {r["label"]: r for r in t["runs"]}
     head = "| Objective | Flow-GAN NLL (exact) | AIS | KDE |" + (" paper exact / AIS / KDE |" if p3 else "")
     lines += [
-        f"{t.get('n_test', '?')} test images of {t.get('dataset', '?')}; checkpoints with the best sample score (as in §5).",
+        f"{t.get('n_test', '?')} test images of {t.get('dataset', '?')}; checkpoints with the best sample score "
+        "(as in §5).",
         "",
         head,
         "|---|---|---|---|" + ("---|" if p3 else ""),
@@ -261,7 +265,8 @@ def _jacobian_section(d: ReproductionData, fig: Path | None) -> list[str]:
         lines += [f"![Figure 4]({fig.relative_to(d.root)})", ""]
     pl = d.paper.get("mean_logdet", {})
     lines += [
-        "| Objective | mean log\\|det dG/dz\\| (exact, from the flow) | Σ log s (from the singular values) | 5–95% range of log10 s | paper mean log\\|det\\| |",
+        "| Objective | mean log\\|det dG/dz\\| (exact, from the flow) | Σ log s (from the singular values) | 5–95% "
+        "range of log10 s | paper mean log\\|det\\| |",
         "|---|---|---|---|---|",
     ]
     by_label = {r["label"]: r for r in j.get("runs", [])}
@@ -272,12 +277,14 @@ def _jacobian_section(d: ReproductionData, fig: Path | None) -> list[str]:
         q = r.get("log10_singular_value_quantiles", {})
         rng = (q.get("q95", math.nan) - q.get("q05", math.nan)) if q else math.nan
         lines.append(
-            f"| {LABELS[obj]} | {_fmt(r.get('mean_logdet_flow'), '.1f')} | {_fmt(r.get('mean_logdet'), '.1f', '−∞ (underflow)')} | {_fmt(rng, '.2f')} | {_fmt(pl.get(obj), '.2f')} |"
+            f"| {LABELS[obj]} | {_fmt(r.get('mean_logdet_flow'), '.1f')} | "
+            f"{_fmt(r.get('mean_logdet'), '.1f', '−∞ (underflow)')} | {_fmt(rng, '.2f')} | {_fmt(pl.get(obj), '.2f')} |"
         )
     lines.append(
-        f"\n{j.get('n_samples', '?')} prior samples per run. Where the generator saturates pixels, singular values underflow to 0 and their log-sum is −∞, "
-        "and an SVD resolves the tiny singular values of an ill-conditioned Jacobian only relative to the largest one, so their log-sum can differ; "
-        "the flow's layer-by-layer log-det stays exact (and is what the figure's legend and claim C5 use)."
+        f"\n{j.get('n_samples', '?')} prior samples per run. Where the generator saturates pixels, singular values "
+        "underflow to 0 and their log-sum is −∞, and an SVD resolves the tiny singular values of an ill-conditioned "
+        "Jacobian only relative to the largest one, so their log-sum can differ; the flow's layer-by-layer log-det "
+        "stays exact (and is what the figure's legend and claim C5 use)."
     )
     return lines
 
@@ -290,8 +297,8 @@ def _gmm_section(d: ReproductionData, fig: Path | None, grids: list[Path]) -> li
     if fig:
         lines += [f"![Figure 3/6]({fig.relative_to(d.root)})", ""]
     lines.append(
-        f"{g.get('n_components', '?')} centres; best σ = {_fmt(g.get('best_sigma'), '.4g')}: validation NLL {_fmt(g.get('best_val_nll_nats'), '.1f')} nats "
-        f"({_fmt(g.get('best_val_nll_bpd'), '.3f')} bits/dim)"
+        f"{g.get('n_components', '?')} centres; best σ = {_fmt(g.get('best_sigma'), '.4g')}: validation NLL "
+        f"{_fmt(g.get('best_val_nll_nats'), '.1f')} nats ({_fmt(g.get('best_val_nll_bpd'), '.3f')} bits/dim)"
         + (f", test NLL {_fmt(g.get('test_nll_nats'), '.1f')} nats." if "test_nll_nats" in g else ".")
     )
     a = g.get("against") or {}
@@ -299,10 +306,11 @@ def _gmm_section(d: ReproductionData, fig: Path | None, grids: list[Path]) -> li
         run_nll, best_nll = a.get("nll_nats"), g.get("best_val_nll_nats")
         best_beats = isinstance(run_nll, (int, float)) and isinstance(best_nll, (int, float)) and best_nll < run_nll
         lines.append(
-            f"ADV's best {g.get('score_name')} {_fmt(a.get('best_score'), '.3f')} at step {a.get('best_score_step')}, validation NLL there {_fmt(run_nll, '.1f')} nats. "
-            f"On the σ grid (scores are measured on the grid only) the mixture is better on NLL at σ ∈ {_sigma_set(g.get('beats_nll', []))} "
-            f"and on both NLL and score at σ ∈ {_sigma_set(g.get('beats_both', []))}; "
-            f"the best σ = {_fmt(g.get('best_sigma'), '.3g')} of the refined search is {'better' if best_beats else 'not better'} than ADV on NLL."
+            f"ADV's best {g.get('score_name')} {_fmt(a.get('best_score'), '.3f')} at step {a.get('best_score_step')}, "
+            f"validation NLL there {_fmt(run_nll, '.1f')} nats. On the σ grid (scores are measured on the grid only) "
+            f"the mixture is better on NLL at σ ∈ {_sigma_set(g.get('beats_nll', []))} and on both NLL and score at σ "
+            f"∈ {_sigma_set(g.get('beats_both', []))}; the best σ = {_fmt(g.get('best_sigma'), '.3g')} of the refined "
+            f"search is {'better' if best_beats else 'not better'} than ADV on NLL."
         )
         if C.at_floor(g.get("score_name"), a.get("best_score")):
             lines.append(f"ADV's best {g.get('score_name')} is {C.floor_words(g.get('score_name'))}.")
@@ -387,8 +395,8 @@ def _incomplete(d: ReproductionData) -> list[str]:
     budget = d.meta.get("budget_minutes")
     return [
         f"> **INCOMPLETE**: the time limit (a safety net: --budget-minutes {budget}) cut training: {'; '.join(cut)}. "
-        "The objectives were not trained for the same number of updates, and the tables and verdicts below are not those of the preset. "
-        "Re-run the same command with a larger --budget-minutes to finish.",
+        "The objectives were not trained for the same number of updates, and the tables and verdicts below are not "
+        "those of the preset. Re-run the same command with a larger --budget-minutes to finish.",
         "",
     ]
 
@@ -420,9 +428,10 @@ def build_report(root: str | Path) -> Path:
     md += [
         "## Claims",
         "",
-        "Each claim is checked with fixed thresholds (see `flowgan.reproduce.claims`); a FAIL is reported as such. "
-        "A comparison counts only when the difference exceeds its uncertainty (the 10-split standard deviation of a score, the standard error "
-        "of a test NLL); otherwise the claim is INCONCLUSIVE. Each objective is trained once: there is no seed-to-seed spread.",
+        "Each claim is checked with fixed thresholds (see `flowgan.reproduce.claims`); a FAIL is reported as such. A "
+        "comparison counts only when the difference exceeds its uncertainty (the 10-split standard deviation of a "
+        "score, the standard error of a test NLL); otherwise the claim is INCONCLUSIVE. Each objective is trained "
+        "once: there is no seed-to-seed spread.",
         "",
         "| | Claim | Verdict | Numbers |",
         "|---|---|---|---|",
