@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 
 import torch
-
 from common import machine, timeit
 
 
@@ -26,8 +24,18 @@ def split(model_name: str, lam: float, batch: int, critic: str | None = None, se
     from flowgan.objectives import gradient_penalty
     from flowgan.training import Trainer
 
-    cfg = TrainConfig(dataset="mnist5k", model=model_name, objective="wgan-gp", lam=lam, n_critic=5, batch_size=batch,
-                      lr=1e-4, beta1=0.5, max_steps=10**9, critic=critic or "auto")
+    cfg = TrainConfig(
+        dataset="mnist5k",
+        model=model_name,
+        objective="wgan-gp",
+        lam=lam,
+        n_critic=5,
+        batch_size=batch,
+        lr=1e-4,
+        beta1=0.5,
+        max_steps=10**9,
+        critic=critic or "auto",
+    )
     t = Trainer(cfg, tempfile.mkdtemp(), dataset=load_dataset("mnist5k"), progress=False)
     t.model.train()
     t.critic.train()
@@ -59,11 +67,22 @@ def split(model_name: str, lam: float, batch: int, critic: str | None = None, se
         loss.backward()
         t.opt.step()
 
-    parts = {name: timeit(fn, warmup=2, min_time=seconds / 2) for name, fn in
-             (("sample G(z)", sample), ("critic passes", critic_pass), ("gradient penalty", penalty), ("generator update", generator))}
+    parts = {
+        name: timeit(fn, warmup=2, min_time=seconds / 2)
+        for name, fn in (
+            ("sample G(z)", sample),
+            ("critic passes", critic_pass),
+            ("gradient penalty", penalty),
+            ("generator update", generator),
+        )
+    }
     n = cfg.n_critic
-    per_step = {"sample G(z)": n * parts["sample G(z)"], "critic passes": n * parts["critic passes"],
-                "gradient penalty": n * parts["gradient penalty"], "generator update": parts["generator update"]}
+    per_step = {
+        "sample G(z)": n * parts["sample G(z)"],
+        "critic passes": n * parts["critic passes"],
+        "gradient penalty": n * parts["gradient penalty"],
+        "generator update": parts["generator update"],
+    }
     return {"whole": whole, "parts": per_step, "critic": t.critic.spec["name"]}
 
 
@@ -79,7 +98,11 @@ def main() -> None:
             r = split(model, lam, args.batch)
             total = sum(r["parts"].values())
             shares = ", ".join(f"{k} {v * 1e3:.0f} ms ({v / total:.0%})" for k, v in r["parts"].items())
-            print(f"{model} ({r['critic']}) {name}: {1 / r['whole']:.2f} generator updates/s ({r['whole'] * 1e3:.0f} ms); {shares}", flush=True)
+            print(
+                f"{model} ({r['critic']}) {name}: {1 / r['whole']:.2f} generator updates/s ({r['whole'] * 1e3:.0f} "
+                f"ms); {shares}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,17 @@ def run(model: str, dataset: str, steps: int, batch: int, precision: str, eval_e
     from flowgan.data import load_dataset
     from flowgan.training import Trainer, read_metrics
 
-    cfg = TrainConfig(dataset=dataset, model=model, batch_size=batch, lr=1e-4, beta1=0.5, max_steps=steps, eval_every=eval_every, precision=precision, train_eval_samples=500)
+    cfg = TrainConfig(
+        dataset=dataset,
+        model=model,
+        batch_size=batch,
+        lr=1e-4,
+        beta1=0.5,
+        max_steps=steps,
+        eval_every=eval_every,
+        precision=precision,
+        train_eval_samples=500,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         summary = Trainer(cfg, tmp, dataset=load_dataset(dataset), progress=False).fit()
         evals = read_metrics(tmp, "eval")
@@ -46,7 +56,10 @@ def main() -> None:
         d = b["val_nll_nats"] - a["val_nll_nats"]
         rel = abs(d) / max(abs(a["val_nll_nats"]), 1e-9)
         print(f"{a['step']:>6} {a['val_nll_nats']:>13.2f} {b['val_nll_nats']:>13.2f} {d:>12.2f} {rel:>8.2%}")
-    print(f"training speed: fp32 {s32:.0f} images/s, bf16 {s16:.0f} images/s ({s16 / s32:.2f}x); wall {t32:.0f} s vs {t16:.0f} s")
+    print(
+        f"training speed: fp32 {s32:.0f} images/s, bf16 {s16:.0f} images/s ({s16 / s32:.2f}x); wall {t32:.0f} s vs "
+        f"{t16:.0f} s"
+    )
 
 
 if __name__ == "__main__":

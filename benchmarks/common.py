@@ -11,7 +11,9 @@ import torch
 def machine() -> str:
     try:
         with open("/proc/cpuinfo") as f:
-            name = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), platform.processor())
+            name = next(
+                (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), platform.processor()
+            )
     except OSError:
         name = platform.processor()
     gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""

@@ -62,7 +62,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     train, test, source = load(args.n_train, args.n_test, args.data_dir)
     x = dequantized(test)
-    gmm = GaussianMixtureBaseline(train, args.sigma, precision=args.precision, chunk_rows=args.chunk_rows, chunk_centres=args.chunk_centres)
+    gmm = GaussianMixtureBaseline(
+        train, args.sigma, precision=args.precision, chunk_rows=args.chunk_rows, chunk_centres=args.chunk_centres
+    )
     gmm.log_prob_sigmas(x[:8], [args.sigma])  # prepares centres, warms up
     a = torch.rand(len(test), train[0].numel())
     b = torch.rand(len(train), train[0].numel())
@@ -101,11 +103,15 @@ def main() -> None:
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
     print(f"data: {source}")
-    print(f"mixture NLL ({len(test)} test x {len(train)} centres x {result['dim']} dims, sigma {args.sigma}, {args.precision}): "
-          f"{result['mixture_nll_s']:.2f} s; NLL {nll:.2f} nats")
+    print(
+        f"mixture NLL ({len(test)} test x {len(train)} centres x {result['dim']} dims, sigma {args.sigma}, "
+        f"{args.precision}): {result['mixture_nll_s']:.2f} s; NLL {nll:.2f} nats"
+    )
     print(f"same-size float32 matmul: {result['matmul_float32_s']:.2f} s; ratio {result['ratio']:.2f} (target <= 2)")
-    print(f"process CPU time (less sensitive to other load): mixture {result['mixture_cpu_s']:.2f} s, matmul {result['matmul_cpu_s']:.2f} s, "
-          f"ratio {result['cpu_time_ratio']:.2f}")
+    print(
+        f"process CPU time (less sensitive to other load): mixture {result['mixture_cpu_s']:.2f} s, matmul "
+        f"{result['matmul_cpu_s']:.2f} s, ratio {result['cpu_time_ratio']:.2f}"
+    )
     print(f"threads {result['threads']}, load average {result['load_average']}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

@@ -7,7 +7,7 @@ a freshly built nice-mnist whose zero-initialised output layers are given small 
 Jacobians).
 
     python benchmarks/jacobian_spectra.py [--n 64] [--method auto|coupling|autograd] [--dtype float32|float64] [--run RUN]
-"""
+"""  # noqa: E501 (the docstring is the --help text; its usage line is kept whole)
 
 from __future__ import annotations
 
@@ -42,7 +42,9 @@ def main() -> None:
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--method", default="auto", choices=["auto", "coupling", "autograd"])
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--svd", default="auto", choices=["auto", "svd"], help="auto: Gram eigenvalues when cond <= 1e4, else SVD")
+    p.add_argument(
+        "--svd", default="auto", choices=["auto", "svd"], help="auto: Gram eigenvalues when cond <= 1e4, else SVD"
+    )
     p.add_argument("--run", help="a run directory or checkpoint of nice-mnist (default: a perturbed fresh model)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.add_argument("--repeats", type=int, default=1)
@@ -96,13 +98,24 @@ def main() -> None:
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
     print(f"{args.n} Jacobians of nice-mnist ({source}; method {spectra.method}, {args.dtype}):")
-    print(f"  Jacobians {result['jacobian_s']:.2f} s + singular values {result['svd_s']:.2f} s = {result['singular_values_s']:.2f} s (target <= 10 s)")
-    print(f"  singular values of {spectra.n_gram}/{args.n} samples from J^T J (cond <= 1e4), the others by SVD; "
-          f"median log10 condition number {summary['median_log10_condition_number']:.2f}")
+    print(
+        f"  Jacobians {result['jacobian_s']:.2f} s + singular values {result['svd_s']:.2f} s = "
+        f"{result['singular_values_s']:.2f} s (target <= 10 s)"
+    )
+    print(
+        f"  singular values of {spectra.n_gram}/{args.n} samples from J^T J (cond <= 1e4), the others by SVD; "
+        f"median log10 condition number {summary['median_log10_condition_number']:.2f}"
+    )
     print(f"  process CPU time {result['process_cpu_s']:.2f} s (both cores together)")
-    print(f"  log-det check (float64 flow, not timed in the target): {result['check_s']:.2f} s; "
-          f"mean log|det| {result['mean_logdet']:.2f} vs flow {result['mean_logdet_flow']:.2f} (max diff {result['max_abs_logdet_diff']:.2e})")
-    print(f"  same-run reference: float32 GEMM 4096^3 at {ref:.0f} GFLOPS; threads {result['threads']}, load average {result['load_average']}")
+    print(
+        f"  log-det check (float64 flow, not timed in the target): {result['check_s']:.2f} s; mean log|det| "
+        f"{result['mean_logdet']:.2f} vs flow {result['mean_logdet_flow']:.2f} (max diff "
+        f"{result['max_abs_logdet_diff']:.2e})"
+    )
+    print(
+        f"  same-run reference: float32 GEMM 4096^3 at {ref:.0f} GFLOPS; threads {result['threads']}, load average "
+        f"{result['load_average']}"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
 

@@ -27,7 +27,17 @@ def trainer_step(batch: int, precision: str = "fp32", compile: bool = False, nor
     from flowgan.data import load_dataset
     from flowgan.training import Trainer
 
-    cfg = TrainConfig(dataset="mnist5k", model="nice-mnist", model_options={"norm": norm}, batch_size=batch, lr=1e-4, beta1=0.5, precision=precision, compile=compile, max_steps=10**9)
+    cfg = TrainConfig(
+        dataset="mnist5k",
+        model="nice-mnist",
+        model_options={"norm": norm},
+        batch_size=batch,
+        lr=1e-4,
+        beta1=0.5,
+        precision=precision,
+        compile=compile,
+        max_steps=10**9,
+    )
     trainer = Trainer(cfg, tempfile.mkdtemp(), dataset=load_dataset("mnist5k"), progress=False)
     trainer.model.train()
     return trainer.train_step, 6 * linear_macs(trainer.model, batch)
@@ -36,8 +46,16 @@ def trainer_step(batch: int, precision: str = "fp32", compile: bool = False, nor
 def measure(batch: int, precision: str = "fp32", rounds: int = 5) -> dict:
     step, flops = trainer_step(batch, precision)
     ratio, sec, peak = interleaved_ratio(step, flops, rounds=rounds)
-    return {"batch": batch, "precision": precision, "images_per_s": batch / sec, "step_ms": sec * 1e3, "flop_per_s": flops / sec, "ratio": ratio, "peak": peak,
-            "ratio_range": (min(LAST_RATIOS), max(LAST_RATIOS))}
+    return {
+        "batch": batch,
+        "precision": precision,
+        "images_per_s": batch / sec,
+        "step_ms": sec * 1e3,
+        "flop_per_s": flops / sec,
+        "ratio": ratio,
+        "peak": peak,
+        "ratio_range": (min(LAST_RATIOS), max(LAST_RATIOS)),
+    }
 
 
 def measure_nll(batch: int = 1000, n_images: int = 4000, rounds: int = 5) -> dict:
@@ -55,9 +73,17 @@ def measure_nll(batch: int = 1000, n_images: int = 4000, rounds: int = 5) -> dic
             p.add_(0.01 * torch.randn_like(p))
     images = load_dataset("mnist5k").train.images[:n_images]
     flops = 2 * linear_macs(model, n_images)
-    ratio, sec, peak = interleaved_ratio(lambda: flowgan.nll(model, images, "nats", batch_size=batch), flops, rounds=rounds)
-    return {"batch": batch, "images_per_s": n_images / sec, "flop_per_s": flops / sec, "ratio": ratio, "peak": peak,
-            "ratio_range": (min(LAST_RATIOS), max(LAST_RATIOS))}
+    ratio, sec, peak = interleaved_ratio(
+        lambda: flowgan.nll(model, images, "nats", batch_size=batch), flops, rounds=rounds
+    )
+    return {
+        "batch": batch,
+        "images_per_s": n_images / sec,
+        "flop_per_s": flops / sec,
+        "ratio": ratio,
+        "peak": peak,
+        "ratio_range": (min(LAST_RATIOS), max(LAST_RATIOS)),
+    }
 
 
 def measure_norm_cost(batch: int, rounds: int = 5) -> dict:
@@ -87,11 +113,19 @@ def main() -> None:
     for precision in args.precision:
         for b in args.batch:
             r = measure(b, precision, args.rounds)
-            print(f"{b:>5} {precision:>9} {r['images_per_s']:>9.0f} {r['step_ms']:>8.1f} {r['flop_per_s'] / 1e9:>8.1f} {r['peak'] / 1e9:>7.1f} {r['ratio']:>7.2f}", flush=True)
+            print(
+                f"{b:>5} {precision:>9} {r['images_per_s']:>9.0f} {r['step_ms']:>8.1f} {r['flop_per_s'] / 1e9:>8.1f} "
+                f"{r['peak'] / 1e9:>7.1f} {r['ratio']:>7.2f}",
+                flush=True,
+            )
     if args.norm_cost:
         for b in args.batch:
             r = measure_norm_cost(b, args.rounds)
-            print(f"batch {b}: step with coupling batch norm / without = {r['ratio']:.2f}x [{r['range'][0]:.2f}-{r['range'][1]:.2f}]", flush=True)
+            print(
+                f"batch {b}: step with coupling batch norm / without = {r['ratio']:.2f}x "
+                f"[{r['range'][0]:.2f}-{r['range'][1]:.2f}]",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

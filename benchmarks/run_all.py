@@ -27,7 +27,9 @@ from common import machine  # noqa: E402
 def _script_json(name: str, *args: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "r.json"
-        subprocess.run([sys.executable, str(HERE / name), *args, "--json", str(out)], check=True, capture_output=True, text=True)
+        subprocess.run(
+            [sys.executable, str(HERE / name), *args, "--json", str(out)], check=True, capture_output=True, text=True
+        )
         return json.loads(out.read_text())
 
 
@@ -48,21 +50,32 @@ def main() -> None:
     for b in (100, 500):
         r = nice_step.measure(b, "fp32", rounds)
         lo, hi = r["ratio_range"]
-        row(f"NICE MLE step, batch {b}, fp32: FLOP rate / fp32 matmul peak", f"{r['ratio']:.2f}x [{lo:.2f}-{hi:.2f}] ({r['images_per_s']:.0f} images/s)", ">= 0.55x" if b == 100 else ">= 0.8x")
+        row(
+            f"NICE MLE step, batch {b}, fp32: FLOP rate / fp32 matmul peak",
+            f"{r['ratio']:.2f}x [{lo:.2f}-{hi:.2f}] ({r['images_per_s']:.0f} images/s)",
+            ">= 0.55x" if b == 100 else ">= 0.8x",
+        )
     r = nice_step.measure_nll(rounds=rounds)
     lo, hi = r["ratio_range"]
-    row("exact NLL evaluation (nice-mnist, batch 1000): FLOP rate / peak", f"{r['ratio']:.2f}x [{lo:.2f}-{hi:.2f}] ({r['images_per_s']:.0f} images/s)", ">= 0.8x")
+    row(
+        "exact NLL evaluation (nice-mnist, batch 1000): FLOP rate / peak",
+        f"{r['ratio']:.2f}x [{lo:.2f}-{hi:.2f}] ({r['images_per_s']:.0f} images/s)",
+        ">= 0.8x",
+    )
 
     try:
         import normflows  # noqa: F401
-
         import vs_normflows
         from common import timeit
 
         nf = timeit(vs_normflows.normflows_step(100), min_time=3.0)
         for prec, target in (("fp32", ">= 1.1x"), ("bf16", ">= 1.5x")):
             ours = timeit(vs_normflows.flowgan_step(100, prec), min_time=3.0)
-            row(f"NICE MLE step vs normflows 1.7.3, batch 100, flowgan {prec}", f"{nf / ours:.2f}x ({100 / ours:.0f} vs {100 / nf:.0f} images/s)", target)
+            row(
+                f"NICE MLE step vs normflows 1.7.3, batch 100, flowgan {prec}",
+                f"{nf / ours:.2f}x ({100 / ours:.0f} vs {100 / nf:.0f} images/s)",
+                target,
+            )
     except ImportError:
         row("NICE MLE step vs normflows 1.7.3", "not measured: pip install normflows==1.7.3")
 
@@ -75,13 +88,21 @@ def main() -> None:
         row(f"ADV (WGAN-GP, n_critic 5) step, {model}", f"{1 / r['whole']:.2f} generator updates/s; {split}")
 
     g = _script_json("gmm_nll.py", "--repeats", "2")
-    row("Gaussian-mixture NLL, 10k x 50k x 784: time / same-size matmul", f"{g['ratio']:.2f}x ({g['mixture_nll_s']:.1f} s vs {g['matmul_float32_s']:.1f} s; {g['data']})", "<= 2x")
+    row(
+        "Gaussian-mixture NLL, 10k x 50k x 784: time / same-size matmul",
+        f"{g['ratio']:.2f}x ({g['mixture_nll_s']:.1f} s vs {g['matmul_float32_s']:.1f} s; {g['data']})",
+        "<= 2x",
+    )
     j = _script_json("jacobian_spectra.py")
-    row("singular values of 64 nice-mnist Jacobians", f"{j['singular_values_s']:.1f} s (Jacobians {j['jacobian_s']:.1f} s + SVD {j['svd_s']:.1f} s)", "<= 10 s")
+    row(
+        "singular values of 64 nice-mnist Jacobians",
+        f"{j['singular_values_s']:.1f} s (Jacobians {j['jacobian_s']:.1f} s + SVD {j['svd_s']:.1f} s)",
+        "<= 10 s",
+    )
 
     print()
     print("ratios: median of interleaved rounds [min-max over rounds]")
-    print(f"| measurement | result | target |\n|---|---|---|")
+    print("| measurement | result | target |\n|---|---|---|")
     for what, value, target in rows:
         print(f"| {what} | {value} | {target} |")
 

@@ -13,7 +13,6 @@ import argparse
 import tempfile
 
 import torch
-
 from common import machine, timeit
 
 
@@ -24,7 +23,9 @@ def normflows_step(batch: int):
     flows = []
     for i in range(4):
         net = nf.nets.MLP([half] + [1000] * 6 + [half], init_zeros=True)
-        flows.append(nf.flows.AffineCouplingBlock(net, scale=False, split_mode="channel" if i % 2 == 0 else "channel_inv"))
+        flows.append(
+            nf.flows.AffineCouplingBlock(net, scale=False, split_mode="channel" if i % 2 == 0 else "channel_inv")
+        )
     flows.append(nf.flows.AffineConstFlow((784,), scale=True, shift=False))
     model = nf.NormalizingFlow(nf.distributions.DiagGaussian(784, trainable=False), flows)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.5, 0.9))
@@ -51,7 +52,15 @@ def flowgan_step(batch: int, precision: str):
     from flowgan.data import load_dataset
     from flowgan.training import Trainer
 
-    cfg = TrainConfig(dataset="mnist5k", model="nice-mnist", batch_size=batch, lr=1e-4, beta1=0.5, precision=precision, max_steps=10**9)
+    cfg = TrainConfig(
+        dataset="mnist5k",
+        model="nice-mnist",
+        batch_size=batch,
+        lr=1e-4,
+        beta1=0.5,
+        precision=precision,
+        max_steps=10**9,
+    )
     tmp = tempfile.mkdtemp()
     trainer = Trainer(cfg, tmp, dataset=load_dataset("mnist5k"), progress=False)
     trainer.model.train()

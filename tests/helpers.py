@@ -22,6 +22,7 @@ def brute_force_logdet(fn, x: torch.Tensor) -> torch.Tensor:
     """``log|det J|`` of ``fn`` at each sample of ``x`` from the full Jacobian (float64)."""
     out = []
     for xi in x:
+
         def flat(v):
             y = fn(v.reshape(1, *xi.shape))
             y = y[0] if isinstance(y, tuple) else y

@@ -31,8 +31,18 @@ def linear_problem():
 
 def _ais(problem, n_steps, seed=1, n_chains=16):
     w, b, sigma, x, _ = problem
-    return ais_log_likelihood(lambda z: z @ w.T + b, StandardNormal(), x, (w.shape[1],), sigma=sigma, n_steps=n_steps,
-                              n_chains=n_chains, n_leapfrog=5, step_size=0.1, generator=torch.Generator().manual_seed(seed))
+    return ais_log_likelihood(
+        lambda z: z @ w.T + b,
+        StandardNormal(),
+        x,
+        (w.shape[1],),
+        sigma=sigma,
+        n_steps=n_steps,
+        n_chains=n_chains,
+        n_leapfrog=5,
+        step_size=0.1,
+        generator=torch.Generator().manual_seed(seed),
+    )
 
 
 def test_sigmoid_schedule():
@@ -51,7 +61,12 @@ def test_closed_form_of_the_linear_gaussian_decoder_matches_monte_carlo():
     w, b, sigma = torch.randn(2, 1, generator=g, dtype=torch.float64), torch.zeros(2, dtype=torch.float64), 0.7
     x = torch.tensor([[0.3, -0.2], [1.0, 0.5]], dtype=torch.float64)
     z = torch.randn(400_000, 1, generator=g, dtype=torch.float64)
-    mc = torch.stack([torch.logsumexp(gaussian_log_likelihood(z @ w.T + b, xi.expand(400_000, 2), sigma), 0) - math.log(400_000) for xi in x])
+    mc = torch.stack(
+        [
+            torch.logsumexp(gaussian_log_likelihood(z @ w.T + b, xi.expand(400_000, 2), sigma), 0) - math.log(400_000)
+            for xi in x
+        ]
+    )
     torch.testing.assert_close(mc, linear_gaussian_log_marginal(x, w, b, sigma), atol=5e-3, rtol=0)
 
 
@@ -80,8 +95,19 @@ def test_ais_improves_with_more_steps_and_is_a_lower_bound(linear_problem):
 def test_wu_et_al_step_size_rule_also_converges(linear_problem):
     """``adapt_rate=None``: the original x1.02 / x0.98 rule, slower to adapt but just as valid."""
     w, b, sigma, x, exact = linear_problem
-    r = ais_log_likelihood(lambda z: z @ w.T + b, StandardNormal(), x, (3,), sigma=sigma, n_steps=500, n_chains=16,
-                           n_leapfrog=5, step_size=0.1, adapt_rate=None, generator=torch.Generator().manual_seed(1))
+    r = ais_log_likelihood(
+        lambda z: z @ w.T + b,
+        StandardNormal(),
+        x,
+        (3,),
+        sigma=sigma,
+        n_steps=500,
+        n_chains=16,
+        n_leapfrog=5,
+        step_size=0.1,
+        adapt_rate=None,
+        generator=torch.Generator().manual_seed(1),
+    )
     err = r.log_likelihood - exact
     assert abs(float(err.mean())) < 0.1 and float(err.abs().max()) < 1.0
 
@@ -89,8 +115,18 @@ def test_wu_et_al_step_size_rule_also_converges(linear_problem):
 def test_step_size_reaches_the_target_acceptance_quickly(linear_problem):
     """From a 100x too small initial step size, the proportional rule reaches ~0.65 acceptance."""
     w, b, sigma, x, _ = linear_problem
-    r = ais_log_likelihood(lambda z: z @ w.T + b, StandardNormal(), x, (3,), sigma=sigma, n_steps=60, n_chains=8,
-                           n_leapfrog=5, step_size=0.001, generator=torch.Generator().manual_seed(2))
+    r = ais_log_likelihood(
+        lambda z: z @ w.T + b,
+        StandardNormal(),
+        x,
+        (3,),
+        sigma=sigma,
+        n_steps=60,
+        n_chains=8,
+        n_leapfrog=5,
+        step_size=0.001,
+        generator=torch.Generator().manual_seed(2),
+    )
     assert float(r.step_size.min()) > 0.02  # grew by more than 20x within 60 steps
     assert 0.5 < r.acceptance < 0.85
 
@@ -104,8 +140,19 @@ def test_ais_is_deterministic_given_the_generator(linear_problem):
 
 def test_ais_batches_give_the_same_kind_of_answer(linear_problem):
     w, b, sigma, x, exact = linear_problem
-    r = ais_log_likelihood(lambda z: z @ w.T + b, StandardNormal(), x, (3,), sigma=sigma, n_steps=100, n_chains=16,
-                           n_leapfrog=5, step_size=0.1, batch_size=10, generator=torch.Generator().manual_seed(1))
+    r = ais_log_likelihood(
+        lambda z: z @ w.T + b,
+        StandardNormal(),
+        x,
+        (3,),
+        sigma=sigma,
+        n_steps=100,
+        n_chains=16,
+        n_leapfrog=5,
+        step_size=0.1,
+        batch_size=10,
+        generator=torch.Generator().manual_seed(1),
+    )
     assert r.log_likelihood.shape == (24,) and r.step_size.shape == (24,)
     assert float((r.log_likelihood - exact).abs().mean()) < 0.6
 

@@ -26,7 +26,7 @@ def run(capsys, *argv):
 
 def assert_one_line_error(code, err, *needles):
     assert code == 2, err
-    lines = [l for l in err.splitlines() if l.strip()]
+    lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in err, err
     for needle in needles:
         assert needle in lines[0], lines[0]
@@ -38,28 +38,55 @@ def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("analysis")
     out = []
     for name, steps, seed in (("short", 3, 0), ("longer", 6, 1)):
-        cfg = TrainConfig(dataset="digits", model="nice-small", max_steps=steps, eval_every=3, train_eval_samples=50, seed=seed)
+        cfg = TrainConfig(
+            dataset="digits", model="nice-small", max_steps=steps, eval_every=3, train_eval_samples=50, seed=seed
+        )
         Trainer(cfg, base / name, progress=False).fit()
         out.append(base / name)
     return out
 
 
-@pytest.mark.parametrize("command", [["baseline"], ["baseline", "gmm"], ["analyze"], ["analyze", "likelihoods"], ["analyze", "jacobian"]])
+@pytest.mark.parametrize(
+    "command", [["baseline"], ["baseline", "gmm"], ["analyze"], ["analyze", "likelihoods"], ["analyze", "jacobian"]]
+)
 def test_help(capsys, command):
     code, out, _ = run(capsys, *command, "--help")
     assert code == 0 and "usage: flowgan" in out
 
 
 def test_cli_module_imports_no_torch_or_matplotlib():
-    code = ("import sys, flowgan.cli, flowgan.analysis.cli; flowgan.cli.build_parser(); "
-            "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))")
+    code = (
+        "import sys, flowgan.cli, flowgan.analysis.cli; flowgan.cli.build_parser(); "
+        "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
 def test_analyze_likelihoods_writes_table3(capsys, runs, tmp_path):
-    code, out, err = run(capsys, "analyze", "likelihoods", *runs, "--labels", "A,B", "--n-test", 12, "--ais-steps", 5,
-                         "--ais-chains", 2, "--ais-leapfrog", 2, "--kde-samples", 200, "--kde-val", 40, "--out", tmp_path, "--no-progress")
+    code, out, err = run(
+        capsys,
+        "analyze",
+        "likelihoods",
+        *runs,
+        "--labels",
+        "A,B",
+        "--n-test",
+        12,
+        "--ais-steps",
+        5,
+        "--ais-chains",
+        2,
+        "--ais-leapfrog",
+        2,
+        "--kde-samples",
+        200,
+        "--kde-val",
+        40,
+        "--out",
+        tmp_path,
+        "--no-progress",
+    )
     assert code == 0, err
     table = json.loads((tmp_path / "table3.json").read_text())
     assert [r["label"] for r in table["runs"]] == ["A", "B"]
@@ -72,7 +99,9 @@ def test_analyze_likelihoods_writes_table3(capsys, runs, tmp_path):
         import flowgan
 
         model, _ = flowgan.load_model(r["checkpoint"])
-        assert r["exact"]["nll_nats"] == pytest.approx(flowgan.nll(model, flowgan.load_dataset("digits").test.images[:12]), rel=1e-9)
+        assert r["exact"]["nll_nats"] == pytest.approx(
+            flowgan.nll(model, flowgan.load_dataset("digits").test.images[:12]), rel=1e-9
+        )
     for m in ("exact", "ais", "kde"):
         assert sorted(table["rankings"][m]) == ["A", "B"]
         values = {r["label"]: r[m]["nll_nats"] for r in table["runs"]}
@@ -84,8 +113,29 @@ def test_analyze_likelihoods_writes_table3(capsys, runs, tmp_path):
 
 
 def test_analyze_likelihoods_selects_the_ais_sigma_on_validation(capsys, runs, tmp_path):
-    code, _, err = run(capsys, "analyze", "likelihoods", runs[0], "--methods", "ais", "--ais-sigma", "auto", "--ais-val", 4,
-                         "--n-test", 5, "--ais-steps", 4, "--ais-chains", 2, "--ais-leapfrog", 1, "--out", tmp_path, "--no-progress")
+    code, _, err = run(
+        capsys,
+        "analyze",
+        "likelihoods",
+        runs[0],
+        "--methods",
+        "ais",
+        "--ais-sigma",
+        "auto",
+        "--ais-val",
+        4,
+        "--n-test",
+        5,
+        "--ais-steps",
+        4,
+        "--ais-chains",
+        2,
+        "--ais-leapfrog",
+        1,
+        "--out",
+        tmp_path,
+        "--no-progress",
+    )
     assert code == 0, err
     row = json.loads((tmp_path / "table3.json").read_text())["runs"][0]
     assert set(row) >= {"ais"} and "exact" not in row and "kde" not in row
@@ -117,8 +167,26 @@ def test_analyze_jacobian_writes_figure4(capsys, runs, tmp_path):
 
 
 def test_baseline_gmm_against_a_run(capsys, runs, tmp_path):
-    code, _, err = run(capsys, "baseline", "gmm", "--against", runs[1], "--val-samples", 60, "--test-samples", 40,
-                         "--samples-for-scores", 0, "--refine", 1, "--grid-sigmas", "0.05,0.2", "--out", tmp_path, "--no-progress")
+    code, _, err = run(
+        capsys,
+        "baseline",
+        "gmm",
+        "--against",
+        runs[1],
+        "--val-samples",
+        60,
+        "--test-samples",
+        40,
+        "--samples-for-scores",
+        0,
+        "--refine",
+        1,
+        "--grid-sigmas",
+        "0.05,0.2",
+        "--out",
+        tmp_path,
+        "--no-progress",
+    )
     assert code == 0, err
     r = json.loads((tmp_path / "gmm.json").read_text())
     assert r["dataset"] == "digits" and r["n_components"] == 1437 and r["n_val"] == 60 and r["n_test"] == 40
@@ -155,12 +223,21 @@ def test_bad_input_gives_one_line_errors(capsys, argv, needles, tmp_path):
 @pytest.mark.parametrize(
     "argv, needles",
     [
-        (["analyze", "likelihoods", 0, "--methods", "exact,magic"], ["methods must be a subset of exact, ais, kde", "exact,magic"]),
+        (
+            ["analyze", "likelihoods", 0, "--methods", "exact,magic"],
+            ["methods must be a subset of exact, ais, kde", "exact,magic"],
+        ),
         (["analyze", "likelihoods", 0, 1, "--labels", "only-one"], ["1 labels for 2 runs"]),
         (["analyze", "likelihoods", 0, "--ais-sigma", "wide"], ["--ais-sigma", "'wide'"]),
         (["analyze", "likelihoods", 0, "--ais-sigma", "-0.1"], ["sigma must be a positive number", "-0.1"]),
-        (["analyze", "jacobian", 0, "--checkpoint", "best_fid"], ["no checkpoint 'best_fid'", "it has best_nll, latest"]),
-        (["baseline", "gmm", "--against", 0, "--dataset", "mnist5k"], ["dataset mnist5k differs from the run's dataset digits"]),
+        (
+            ["analyze", "jacobian", 0, "--checkpoint", "best_fid"],
+            ["no checkpoint 'best_fid'", "it has best_nll, latest"],
+        ),
+        (
+            ["baseline", "gmm", "--against", 0, "--dataset", "mnist5k"],
+            ["dataset mnist5k differs from the run's dataset digits"],
+        ),
     ],
 )
 def test_bad_options_on_real_runs(capsys, runs, tmp_path, argv, needles):

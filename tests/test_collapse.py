@@ -31,7 +31,9 @@ def test_collapsed_sampler_and_real_digits(digits):
     gen = torch.Generator().manual_seed(1)
     template = images[0]
     # one image repeated with pixel noise (std 0.03: pairs ~0.03·sqrt(2·784) ≈ 1.2 apart), saturated
-    collapsed = (template.round() + 0.03 * torch.randn((500, *template.shape), generator=gen, dtype=torch.float64)).clamp(0, 1)
+    collapsed = (
+        template.round() + 0.03 * torch.randn((500, *template.shape), generator=gen, dtype=torch.float64)
+    ).clamp(0, 1)
     bad = collapse_stats(collapsed)
     good = collapse_stats(images)
     assert bad["near_duplicate_share"] == 1.0

@@ -21,6 +21,7 @@ def test_mnist5k_is_real_and_stratified():
     assert d.train.images.dtype == torch.uint8 and d.shape == (1, 28, 28)
     assert torch.bincount(d.train.labels).tolist() == [400] * 10
     assert torch.bincount(d.test.labels).tolist() == [50] * 10
+
     # the three splits are disjoint images
     def flat(split):
         return {bytes(x.numpy().tobytes()) for x in split.images}
@@ -115,7 +116,9 @@ def test_flips_are_applied_to_training_batches_only_when_asked(tmp_path):
     split = Split(images)
     for flip in (False, True):
         ds = ImageDataset("toy", split, Split(images[:8]), Split(images[:8]), flip=flip)
-        cfg = TrainConfig(dataset="toy", model="nice-small", batch_size=40, max_steps=1, train_eval_samples=8, collapse_samples=0)
+        cfg = TrainConfig(
+            dataset="toy", model="nice-small", batch_size=40, max_steps=1, train_eval_samples=8, collapse_samples=0
+        )
         trainer = Trainer(cfg, tmp_path / f"r{flip}", dataset=ds, progress=False)
         seen = []  # the real batches the objective is given in training
         loss = trainer.objective.generator_loss

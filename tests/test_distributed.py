@@ -15,13 +15,40 @@ import torch
 from flowgan.checkpoint import load_checkpoint
 from flowgan.cli import main
 
-ARGS = ["--dataset", "mnist5k", "--model", "nice-small", "--objective", "wgan-gp", "--lam", "0.1", "--n-critic", "2",
-        "--batch-size", "50", "--eval-every", "2", "--eval-samples", "200", "--no-progress", "--sync-batchnorm"]
+ARGS = [
+    "--dataset",
+    "mnist5k",
+    "--model",
+    "nice-small",
+    "--objective",
+    "wgan-gp",
+    "--lam",
+    "0.1",
+    "--n-critic",
+    "2",
+    "--batch-size",
+    "50",
+    "--eval-every",
+    "2",
+    "--eval-samples",
+    "200",
+    "--no-progress",
+    "--sync-batchnorm",
+]
 
 
 def torchrun(nproc, *argv):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "flowgan", *argv]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "flowgan",
+        *argv,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
@@ -95,7 +122,19 @@ def test_per_shard_batch_norm_is_a_different_computation(tmp_path, runs, two):
 def test_data_parallel_runs_end_cleanly_every_time(tmp_path):
     """Issue 13.9: a torchrun run used to end in SIGABRT ("terminate called without an active
     exception") about 1 time in 4, with progress bars on; 10 runs in a row must all exit 0."""
-    args = ["train", "--dataset", "mnist5k", "--model", "nice-small", "--max-steps", "6", "--eval-every", "3", "--eval-samples", "200"]
+    args = [
+        "train",
+        "--dataset",
+        "mnist5k",
+        "--model",
+        "nice-small",
+        "--max-steps",
+        "6",
+        "--eval-every",
+        "3",
+        "--eval-samples",
+        "200",
+    ]
     for i in range(10):
         done = torchrun(2, *args, "--out", str(tmp_path / f"run{i}"))
         assert "terminate called" not in done.stderr

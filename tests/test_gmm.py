@@ -41,7 +41,9 @@ def test_log_prob_equals_direct_scipy_computation(precision, sigma):
     got = gmm.log_prob(x).numpy()
     assert got.dtype == np.float64 and got.shape == (25,)
     # float64: rounding only; float32: the nearest term is exact, the others carry ~1e-7 relative error
-    np.testing.assert_allclose(got, expected, rtol=1e-10 if precision == "float64" else 1e-7, atol=1e-8 if precision == "float64" else 1e-5)
+    np.testing.assert_allclose(
+        got, expected, rtol=1e-10 if precision == "float64" else 1e-7, atol=1e-8 if precision == "float64" else 1e-5
+    )
 
 
 def test_centre_conventions():
@@ -63,8 +65,12 @@ def test_chunking_does_not_change_results(precision):
     sigmas = [0.01, 0.1, 0.5]
     ref = GaussianMixtureBaseline(train, 0.1, precision=precision).log_prob_sigmas(x, sigmas)
     for rows, cols in [(1, 300), (7, 13), (70, 1), (1000, 17)]:
-        got = GaussianMixtureBaseline(train, 0.1, precision=precision, chunk_rows=rows, chunk_centres=cols).log_prob_sigmas(x, sigmas)
-        torch.testing.assert_close(got, ref, rtol=1e-12 if precision == "float64" else 1e-7, atol=1e-9 if precision == "float64" else 1e-5)
+        got = GaussianMixtureBaseline(
+            train, 0.1, precision=precision, chunk_rows=rows, chunk_centres=cols
+        ).log_prob_sigmas(x, sigmas)
+        torch.testing.assert_close(
+            got, ref, rtol=1e-12 if precision == "float64" else 1e-7, atol=1e-9 if precision == "float64" else 1e-5
+        )
 
 
 def test_several_bandwidths_in_one_pass_equal_separate_passes():
@@ -168,8 +174,16 @@ def test_sweep_with_an_injected_score_function():
         return {"mode": float(-torch.minimum(images, 1 - images).mean()), "note": "ignored"}
 
     sigmas = [0.02, 0.1, 0.5]
-    r = mixture_sweep(data.train.images, data.val.images[:60], data.test.images[:40], sigmas=sigmas,
-                      refine_rounds=1, score_fn=score_fn, score_samples=30, precision="float64")
+    r = mixture_sweep(
+        data.train.images,
+        data.val.images[:60],
+        data.test.images[:40],
+        sigmas=sigmas,
+        refine_rounds=1,
+        score_fn=score_fn,
+        score_samples=30,
+        precision="float64",
+    )
     assert [row["sigma"] for row in r["sweep"]] == sigmas
     assert len(seen) == 3 and all(s.shape == (30, 1, 8, 8) and s.min() >= 0 and s.max() <= 1 for s in seen)
     scores = [row["scores"]["mode"] for row in r["sweep"]]

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from helpers import perturb
 
 import flowgan
 from flowgan.analysis.jacobian import (
@@ -13,8 +14,6 @@ from flowgan.analysis.jacobian import (
     singular_values,
     supports_coupling_method,
 )
-
-from helpers import perturb
 
 
 def _nice(shape=(1, 6, 6), scale=0.1, seed=0):
@@ -26,7 +25,9 @@ def _brute_force(model, z):
     m = model.double()
     out = []
     for zi in z.double():
-        out.append(torch.autograd.functional.jacobian(lambda v: m.decode(v.reshape(1, *zi.shape)).reshape(-1), zi.reshape(-1)))
+        out.append(
+            torch.autograd.functional.jacobian(lambda v: m.decode(v.reshape(1, *zi.shape)).reshape(-1), zi.reshape(-1))
+        )
     return torch.stack(out)
 
 
@@ -44,7 +45,9 @@ def test_coupling_method_applies_to_nice_only():
     assert supports_coupling_method(flowgan.build_model("nice-small", shape=(1, 4, 4)))
     assert not supports_coupling_method(flowgan.build_model("realnvp-small", shape=(1, 4, 4)))
     with pytest.raises(ValueError):
-        generator_jacobians(flowgan.build_model("realnvp-small", shape=(1, 4, 4)), torch.zeros(1, 1, 4, 4), method="coupling")
+        generator_jacobians(
+            flowgan.build_model("realnvp-small", shape=(1, 4, 4)), torch.zeros(1, 1, 4, 4), method="coupling"
+        )
 
 
 def test_logdet_from_singular_values_equals_the_flows_logdet():
@@ -83,12 +86,17 @@ def test_generator_includes_the_sigmoid():
     from flowgan.models import FlowModel
 
     a = 1e-3
-    model = FlowModel(F.FlowSequence(F.Logit(a), F.Reshape((1, 2, 3), (6,)), F.DiagonalScaling((6,)), F.Reshape((6,), (1, 2, 3))),
-                      F.StandardLogistic(), (1, 2, 3))
+    model = FlowModel(
+        F.FlowSequence(F.Logit(a), F.Reshape((1, 2, 3), (6,)), F.DiagonalScaling((6,)), F.Reshape((6,), (1, 2, 3))),
+        F.StandardLogistic(),
+        (1, 2, 3),
+    )
     z = torch.tensor([[-30.0, -5.0, 0.0, 1.0, 5.0, 40.0]]).reshape(1, 1, 2, 3)
     spectra = jacobian_spectra(model, z=z, dtype=torch.float32)
     deriv = torch.sigmoid(z.double()) * torch.sigmoid(-z.double()) / (1 - 2 * a)
-    torch.testing.assert_close(spectra.singular_values[0], deriv.reshape(-1).sort(descending=True).values, rtol=1e-12, atol=0)
+    torch.testing.assert_close(
+        spectra.singular_values[0], deriv.reshape(-1).sort(descending=True).values, rtol=1e-12, atol=0
+    )
     # saturated pixels (z = -30, 40) give tiny singular values, kept exactly (float64 row scaling)
     assert spectra.singular_values.min() < 1e-16
     assert spectra.logdet[0].item() == pytest.approx(float(torch.log(deriv).sum()), rel=1e-12)

@@ -32,13 +32,15 @@ def test_kde_matches_direct_computation_for_a_fixed_bandwidth():
 def test_bandwidth_is_chosen_on_validation_and_test_ll_is_reported_at_it():
     gen = torch.Generator().manual_seed(1)
     mean = torch.rand(1, 1, 2, 3, generator=gen)
-    draw = lambda n: (mean + 0.15 * torch.randn(n, 1, 2, 3, generator=gen))  # noqa: E731
+    draw = lambda n: mean + 0.15 * torch.randn(n, 1, 2, 3, generator=gen)  # noqa: E731
     samples, x_val, x_test = draw(500), draw(200), draw(100)
     r = parzen_log_likelihood(samples, x_val, x_test)
     # the chosen bandwidth is the best of everything evaluated on the validation points
     assert -r.val_ll == pytest.approx(min(r.search.nlls))
     assert r.bandwidth == r.search.sigma
-    expected = _direct_kde(x_test.reshape(100, -1).double().numpy(), samples.reshape(500, -1).double().numpy(), r.bandwidth)
+    expected = _direct_kde(
+        x_test.reshape(100, -1).double().numpy(), samples.reshape(500, -1).double().numpy(), r.bandwidth
+    )
     np.testing.assert_allclose(r.test_ll.numpy(), expected, rtol=1e-6, atol=1e-5)
     # with Gaussian data of scale 0.15 the best kernel is narrower than the data but not tiny
     assert 0.03 < r.bandwidth < 0.15

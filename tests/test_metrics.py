@@ -86,7 +86,7 @@ def test_agrees_with_torchmetrics_inception_score():
             return x
 
     gen = torch.Generator().manual_seed(1)
-    logits = (3 * torch.randn(1000, 10, generator=gen, dtype=torch.float32))
+    logits = 3 * torch.randn(1000, 10, generator=gen, dtype=torch.float32)
     logits[:, 3] += 2.0  # a non-uniform marginal
     with pytest.warns(UserWarning):
         metric = InceptionScore(feature=Logits(), splits=10)
@@ -211,13 +211,27 @@ def test_classifier_families():
     assert classifier_family("cifar10-5k") == classifier_family("/x/cifar10-5k.npz") == "cifar10"  # CIFAR-10 images
     from flowgan.data import ImageDataset, Split
 
-    fake = ImageDataset("cifar10-5k", Split(torch.zeros(1, 3, 32, 32, dtype=torch.uint8)), Split(torch.zeros(1, 3, 32, 32, dtype=torch.uint8)), Split(torch.zeros(1, 3, 32, 32, dtype=torch.uint8)))
+    fake = ImageDataset(
+        "cifar10-5k",
+        Split(torch.zeros(1, 3, 32, 32, dtype=torch.uint8)),
+        Split(torch.zeros(1, 3, 32, 32, dtype=torch.uint8)),
+        Split(torch.zeros(1, 3, 32, 32, dtype=torch.uint8)),
+    )
     assert classifier_family(fake) == "cifar10"
 
 
 def _untrained_classifier_file(path, trained_on="nothing (untrained)"):
     clf = build_classifier("cnn", (1, 28, 28), 10, [0.1], [0.3])
-    meta = {"arch": "cnn", "arch_options": {}, "family": "mnist", "trained_on": trained_on, "shape": [1, 28, 28], "num_classes": 10, "normalization": {"mean": [0.1], "std": [0.3]}, "test_accuracy": 0.1}
+    meta = {
+        "arch": "cnn",
+        "arch_options": {},
+        "family": "mnist",
+        "trained_on": trained_on,
+        "shape": [1, 28, 28],
+        "num_classes": 10,
+        "normalization": {"mean": [0.1], "std": [0.3]},
+        "test_accuracy": 0.1,
+    }
     return save_classifier(path, clf, meta)
 
 
@@ -229,7 +243,10 @@ def test_cached_classifier_is_used_only_when_named(mnist5k, cache_dir, tmp_path)
     x = torch.rand(40, 1, 28, 28, dtype=torch.float32, generator=torch.Generator().manual_seed(3))
     before = score_images(x, mnist5k, ["is", "mode"])
     # what `flowgan classifier train --dataset mnist5k` (old versions: <cache>/mnist.pt) leave in the cache
-    written = [_untrained_classifier_file(default_classifier_dir() / f"{n}.pt", f"{n} (untrained)") for n in ("mnist", "mnist5k", "digits")]
+    written = [
+        _untrained_classifier_file(default_classifier_dir() / f"{n}.pt", f"{n} (untrained)")
+        for n in ("mnist", "mnist5k", "digits")
+    ]
     assert written[0].parent.parent == cache_dir
     try:
         assert find_classifier(mnist5k).source == "shipped"
@@ -242,7 +259,9 @@ def test_cached_classifier_is_used_only_when_named(mnist5k, cache_dir, tmp_path)
         explicit = find_classifier(mnist5k, str(shipped_weights("mnist")))
         assert explicit.source == "path" and explicit.test_accuracy >= 0.99
         listed = {r["name"]: r for r in list_classifiers()}
-        assert {"mnist-clean", "cifar10-small", DEFAULT_CLASSIFIERS["mnist"], "mnist5k", "digits", "mnist"} <= set(listed)
+        assert {"mnist-clean", "cifar10-small", DEFAULT_CLASSIFIERS["mnist"], "mnist5k", "digits", "mnist"} <= set(
+            listed
+        )
         assert listed[DEFAULT_CLASSIFIERS["mnist"]]["default_for"] == "mnist" and listed["mnist5k"]["source"] == "cache"
         assert listed["digits"]["trained_on"] == "digits (untrained)"
     finally:
@@ -266,7 +285,9 @@ def test_score_json_names_the_classifier(mnist5k):
         r = score_images(torch.rand(20, 1, 28, 28, dtype=torch.float32), mnist5k, ["mode"], classifier=name)
         assert r["classifier_name"] == name and r["classifier_sha256"] == want and r["classifier_source"] == "shipped"
         assert r["classifier_trained_on"] == clf.trained_on and r["classifier_test_accuracy"] == clf.test_accuracy
-        assert name in r["classifier"] and want in r["classifier"] and f"{100 * clf.test_accuracy:.2f}%" in r["classifier"]
+        assert (
+            name in r["classifier"] and want in r["classifier"] and f"{100 * clf.test_accuracy:.2f}%" in r["classifier"]
+        )
     # two different classifiers have different records
     a = score_images(torch.rand(20, 1, 28, 28, dtype=torch.float32), mnist5k, ["is"], classifier="mnist-clean")
     b = score_images(torch.rand(20, 1, 28, 28, dtype=torch.float32), mnist5k, ["is"])
@@ -275,7 +296,16 @@ def test_score_json_names_the_classifier(mnist5k):
 
 def test_saved_classifier_round_trip_and_torchscript(tmp_path):
     clf = build_classifier("resnet", (3, 32, 32), 10, [0.5] * 3, [0.25] * 3, width=8).eval()
-    meta = {"arch": "resnet", "arch_options": {"width": 8}, "family": "cifar10", "trained_on": "test", "shape": [3, 32, 32], "num_classes": 10, "normalization": {"mean": [0.5] * 3, "std": [0.25] * 3}, "test_accuracy": None}
+    meta = {
+        "arch": "resnet",
+        "arch_options": {"width": 8},
+        "family": "cifar10",
+        "trained_on": "test",
+        "shape": [3, 32, 32],
+        "num_classes": 10,
+        "normalization": {"mean": [0.5] * 3, "std": [0.25] * 3},
+        "test_accuracy": None,
+    }
     save_classifier(tmp_path / "c.pt", clf, meta)
     x = torch.rand(5, 3, 32, 32, dtype=torch.float32)
     with torch.no_grad():
@@ -324,12 +354,20 @@ def test_inception_without_weights_names_the_missing_file(monkeypatch, tmp_path,
 
 def test_real_mnist5k_test_images_score_high(mnist5k):
     r = score_split(mnist5k, "test", ["is", "mode", "fid", "kid"])
-    print(f"\nreal mnist5k test: IS {r['is']:.3f} ± {r['is_std']:.3f}, MODE {r['mode']:.3f}, MODE(paper) {r['mode_paper']:.3f}, FID vs val {r['fid']:.4f}, KID {r['kid']:.5f}")
+    print(
+        f"\nreal mnist5k test: IS {r['is']:.3f} ± {r['is_std']:.3f}, MODE {r['mode']:.3f}, MODE(paper) "
+        f"{r['mode_paper']:.3f}, FID vs val {r['fid']:.4f}, KID {r['kid']:.5f}"
+    )
     assert r["is"] > 8 and r["mode"] > 8 and r["mode_paper"] == pytest.approx(r["is"], rel=1e-9)
     assert r["score_samples"] == 500 and r["reference_split"] == "val"
     assert "mnist (50000 training images)" in r["classifier"] and r["classifier_test_accuracy"] >= 0.99
     # noise images are scored poorly against the same reference
-    noise = score_images(torch.rand(500, 1, 28, 28, dtype=torch.float32, generator=torch.Generator().manual_seed(0)), mnist5k, ["is", "mode", "fid"], split="val")
+    noise = score_images(
+        torch.rand(500, 1, 28, 28, dtype=torch.float32, generator=torch.Generator().manual_seed(0)),
+        mnist5k,
+        ["is", "mode", "fid"],
+        split="val",
+    )
     assert noise["is"] < 3 and noise["mode"] < r["mode"] / 3 and noise["fid"] > 20 * r["fid"]
 
 
@@ -447,4 +485,6 @@ def test_torchscript_classifier_for_other_images_fails_in_one_line(tmp_path, mni
         warnings.simplefilter("ignore", FutureWarning)
         torch.jit.save(torch.jit.script(clf), str(tmp_path / "rgb.pt"))
     with pytest.raises(FlowganError, match=r"failed on images of shape \(1, 28, 28\)"):
-        score_images(torch.rand(4, 1, 28, 28, dtype=torch.float32), mnist5k, ["is"], classifier=str(tmp_path / "rgb.pt"))
+        score_images(
+            torch.rand(4, 1, 28, 28, dtype=torch.float32), mnist5k, ["is"], classifier=str(tmp_path / "rgb.pt")
+        )

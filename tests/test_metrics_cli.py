@@ -29,7 +29,17 @@ def assert_one_line_error(code, err):
     assert len(lines) == 1 and "Traceback" not in err, err
 
 
-@pytest.mark.parametrize("command", [["classifier"], ["classifier", "train"], ["classifier", "info"], ["classifier", "list"], ["classifier", "check"], ["score"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["classifier"],
+        ["classifier", "train"],
+        ["classifier", "info"],
+        ["classifier", "list"],
+        ["classifier", "check"],
+        ["score"],
+    ],
+)
 def test_help(capsys, command):
     code, out, _ = run(capsys, *command, "--help")
     assert code == 0 and "usage: flowgan" in out
@@ -42,11 +52,25 @@ def test_help_does_not_import_torch():
 
 
 def test_score_real_mnist5k(capsys, tmp_path):
-    code, out, _ = run(capsys, "score", "--dataset", "mnist5k", "--split", "test", "--metrics", "is,mode,fid,kid", "-o", str(tmp_path / "s.json"))
+    code, out, _ = run(
+        capsys,
+        "score",
+        "--dataset",
+        "mnist5k",
+        "--split",
+        "test",
+        "--metrics",
+        "is,mode,fid,kid",
+        "-o",
+        str(tmp_path / "s.json"),
+    )
     assert code == 0
     r = json.loads(out)
     assert r == json.loads((tmp_path / "s.json").read_text())
-    print(f"\nflowgan score mnist5k test: IS {r['is']:.3f}, MODE {r['mode']:.3f}, MODE(paper) {r['mode_paper']:.3f}, FID(test vs val) {r['fid']:.4f}, KID {r['kid']:.5f}")
+    print(
+        f"\nflowgan score mnist5k test: IS {r['is']:.3f}, MODE {r['mode']:.3f}, MODE(paper) {r['mode_paper']:.3f}, "
+        f"FID(test vs val) {r['fid']:.4f}, KID {r['kid']:.5f}"
+    )
     assert r["is"] > 8 and r["mode"] > 8 and r["mode_paper"] > 8
     assert {"is", "is_std", "mode_paper", "mode", "fid", "kid", "kid_std", "score_samples", "classifier"} <= set(r)
     assert r["split"] == "test" and r["reference_split"] == "val" and r["score_samples"] == 500
@@ -59,7 +83,26 @@ def tiny_run(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("FLOWGAN_CACHE", str(tmp_path_factory.getbasetemp() / "flowgan-cache-cli"))
     try:
-        code = main(["train", "--dataset", "mnist5k", "--model", "nice-small", "--max-steps", "2", "--eval-every", "2", "--scores", "mode", "--score-samples", "100", "--out", str(run_dir), "--no-progress"])
+        code = main(
+            [
+                "train",
+                "--dataset",
+                "mnist5k",
+                "--model",
+                "nice-small",
+                "--max-steps",
+                "2",
+                "--eval-every",
+                "2",
+                "--scores",
+                "mode",
+                "--score-samples",
+                "100",
+                "--out",
+                str(run_dir),
+                "--no-progress",
+            ]
+        )
     finally:
         mp.undo()
     assert code == 0
@@ -74,11 +117,35 @@ def test_train_with_scores_then_evaluate_every_metric(capsys, tiny_run, tmp_path
     evals = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
     assert evals and all(e["classifier"] == f"{default.name}@{default.sha256}" and e["mode_std"] >= 0 for e in evals)
     out_file = tmp_path / "e.json"
-    code, out, _ = run(capsys, "evaluate", str(tiny_run), "--checkpoint", "best_mode", "--metrics", "nll,is,mode,fid,kid", "--samples", "300", "-o", str(out_file))
+    code, out, _ = run(
+        capsys,
+        "evaluate",
+        str(tiny_run),
+        "--checkpoint",
+        "best_mode",
+        "--metrics",
+        "nll,is,mode,fid,kid",
+        "--samples",
+        "300",
+        "-o",
+        str(out_file),
+    )
     assert code == 0
     r = json.loads(out_file.read_text())
     assert r == json.loads(out)
-    assert {"nll_nats", "nll_bpd", "is", "is_std", "mode_paper", "mode", "fid", "kid", "kid_std", "score_samples", "classifier"} <= set(r)
+    assert {
+        "nll_nats",
+        "nll_bpd",
+        "is",
+        "is_std",
+        "mode_paper",
+        "mode",
+        "fid",
+        "kid",
+        "kid_std",
+        "score_samples",
+        "classifier",
+    } <= set(r)
     assert r["score_samples"] == 300 and r["fid"] > 0
     assert r["mode_paper"] == pytest.approx(r["is"], rel=1e-9)
     # the command's numbers are the library's: the same checkpoint, 300 samples of seed 0
@@ -88,9 +155,26 @@ def test_train_with_scores_then_evaluate_every_metric(capsys, tiny_run, tmp_path
 
     model, _ = load_model(tiny_run, "best_mode")
     lib = evaluate_samples(model, load_dataset("mnist5k"), ["is", "mode"], n_samples=300, split="test")
-    assert (r["is"], r["is_std"], r["mode"], r["mode_paper"]) == (lib["is"], lib["is_std"], lib["mode"], lib["mode_paper"])
+    assert (r["is"], r["is_std"], r["mode"], r["mode_paper"]) == (
+        lib["is"],
+        lib["is_std"],
+        lib["mode"],
+        lib["mode_paper"],
+    )
     # the same checkpoint gives the same scores
-    code, out2, _ = run(capsys, "evaluate", str(tiny_run), "--checkpoint", "best_mode", "--metrics", "is,mode", "--samples", "300", "-o", str(tmp_path / "e2.json"))
+    code, out2, _ = run(
+        capsys,
+        "evaluate",
+        str(tiny_run),
+        "--checkpoint",
+        "best_mode",
+        "--metrics",
+        "is,mode",
+        "--samples",
+        "300",
+        "-o",
+        str(tmp_path / "e2.json"),
+    )
     again = json.loads(out2)
     assert (again["is"], again["mode"]) == (r["is"], r["mode"])
 
@@ -114,7 +198,11 @@ def test_classifier_train_and_info(capsys, tmp_path):
 
     lib = score_split(load_dataset("digits"), "test", ["is", "mode"], classifier=str(out_file))
     scored = json.loads(out)
-    assert (scored["is"], scored["mode"], scored["classifier_sha256"]) == (lib["is"], lib["mode"], lib["classifier_sha256"])
+    assert (scored["is"], scored["mode"], scored["classifier_sha256"]) == (
+        lib["is"],
+        lib["mode"],
+        lib["classifier_sha256"],
+    )
 
 
 def test_trained_classifiers_do_not_change_the_default_scores(capsys, tmp_path, monkeypatch):
@@ -127,14 +215,26 @@ def test_trained_classifiers_do_not_change_the_default_scores(capsys, tmp_path, 
         assert code == 0 and (tmp_path / "cache" / "classifiers" / f"{dataset}.pt").is_file()
         assert f"--classifier {dataset}" in err
     code, after, _ = run(capsys, *argv)
-    strip = lambda text: {k: v for k, v in json.loads(text).items() if k != "score_seconds"}
+
+    def strip(text):
+        return {k: v for k, v in json.loads(text).items() if k != "score_seconds"}
+
     assert code == 0 and strip(after) == strip(before)
     code, out, _ = run(capsys, *argv, "--classifier", "mnist5k")
     named = json.loads(out)
-    assert code == 0 and named["classifier_name"] == "mnist5k" and named["classifier_source"] == "cache" and named["mode"] != strip(before)["mode"]
+    assert (
+        code == 0
+        and named["classifier_name"] == "mnist5k"
+        and named["classifier_source"] == "cache"
+        and named["mode"] != strip(before)["mode"]
+    )
     code, out, _ = run(capsys, "classifier", "list")
     names = {r["name"]: r for r in json.loads(out)}
-    assert code == 0 and {"mnist-clean", "mnist5k", "digits"} <= set(names) and names["digits"]["trained_on"].startswith("digits")
+    assert (
+        code == 0
+        and {"mnist-clean", "mnist5k", "digits"} <= set(names)
+        and names["digits"]["trained_on"].startswith("digits")
+    )
 
 
 @pytest.mark.parametrize(

@@ -27,14 +27,26 @@ def _toy_dataset(n: int = 40, shape=(1, 28, 28), num_classes: int = 10) -> Image
 def _linear_classifier(shape=(1, 28, 28), num_classes: int = 10) -> ScoreClassifier:
     torch.manual_seed(0)
     module = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(shape), num_classes)).float()
-    return ScoreClassifier(module=module, name="toy-linear", source="path", path=None, trained_on="nothing", num_classes=num_classes, shape=shape, has_features=False)
+    return ScoreClassifier(
+        module=module,
+        name="toy-linear",
+        source="path",
+        path=None,
+        trained_on="nothing",
+        num_classes=num_classes,
+        shape=shape,
+        has_features=False,
+    )
 
 
 def test_every_metric_returns_exactly_its_declared_keys():
     model = flowgan.build_model("nice-small").float()
     data, clf = _toy_dataset(), _linear_classifier()
     gen = torch.Generator().manual_seed(1)
-    logits, feats = torch.randn(40, 10, generator=gen, dtype=torch.float64), torch.randn(40, 6, generator=gen, dtype=torch.float64)
+    logits, feats = (
+        torch.randn(40, 10, generator=gen, dtype=torch.float64),
+        torch.randn(40, 6, generator=gen, dtype=torch.float64),
+    )
     inputs = ScoreInputs(logits, feats, data, clf, split="val", splits=2)
     inputs._reference = torch.randn(30, 6, generator=gen, dtype=torch.float64)  # the real images' features, given
     checked = set()
@@ -67,7 +79,11 @@ def test_best_checkpoints_follow_the_declared_direction():
         improved.append(update_best(best, r, metrics, r["step"]))
     assert {k: v["step"] for k, v in best.items()} == {"val_nll_nats": 1, "mode": 2, "fid": 3, "kid": 1, "is": 3}
     assert best["mode"] == {"value": 7.0, "step": 2, "checkpoint": "best_mode"}
-    assert improved == [["best_nll", "best_mode", "best_fid", "best_kid", "best_is"], ["best_mode", "best_fid", "best_is"], ["best_fid", "best_is"]]
+    assert improved == [
+        ["best_nll", "best_mode", "best_fid", "best_kid", "best_is"],
+        ["best_mode", "best_fid", "best_is"],
+        ["best_fid", "best_is"],
+    ]
     # the choice comes from the declaration: MODE declared lower-is-better keeps step 1
     flipped = [dataclasses.replace(METRICS["mode"], higher_is_better=False)]
     best = {}
@@ -78,7 +94,9 @@ def test_best_checkpoints_follow_the_declared_direction():
 
 def test_a_nonfinite_value_never_becomes_the_best_and_a_finite_one_replaces_a_nonfinite_best():
     nll = METRICS["nll"]
-    assert not nll.improves(float("nan"), None) and nll.improves(3.0, float("nan")) and not nll.improves(float("inf"), 5.0)
+    assert (
+        not nll.improves(float("nan"), None) and nll.improves(3.0, float("nan")) and not nll.improves(float("inf"), 5.0)
+    )
     with pytest.raises(FlowganError, match="no direction"):
         METRICS["collapse"].improves(1.0, 2.0)
 
@@ -96,7 +114,9 @@ class _KnownPosterior(nn.Module):
 
     def forward(self, x):
         bright = (x.flatten(1).mean(1) >= 0.5).double().unsqueeze(1)
-        probs = (1 - bright) * torch.tensor([[0.9, 0.1]], dtype=torch.float64) + bright * torch.tensor([[0.2, 0.8]], dtype=torch.float64)
+        probs = (1 - bright) * torch.tensor([[0.9, 0.1]], dtype=torch.float64) + bright * torch.tensor(
+            [[0.2, 0.8]], dtype=torch.float64
+        )
         return probs.log()
 
 
@@ -105,7 +125,16 @@ def test_is_and_mode_of_known_posteriors_through_score_images():
     IS = exp(mean KL(p(y|x) || p(y))), MODE = IS * exp(-KL(p(y) || p*))."""
     shape = (1, 2, 2)
     data = _toy_dataset(20, shape, num_classes=2)
-    clf = ScoreClassifier(module=_KnownPosterior(), name="known", source="path", path=None, trained_on="nothing", num_classes=2, shape=shape, has_features=False)
+    clf = ScoreClassifier(
+        module=_KnownPosterior(),
+        name="known",
+        source="path",
+        path=None,
+        trained_on="nothing",
+        num_classes=2,
+        shape=shape,
+        has_features=False,
+    )
     images = torch.cat([torch.full((10, *shape), 0.1), torch.full((10, *shape), 0.9)])
     r = score_images(images, data, ["is", "mode"], classifier=clf, splits=1)
     kl_dark = 0.9 * math.log(0.9 / 0.55) + 0.1 * math.log(0.1 / 0.45)

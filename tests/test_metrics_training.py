@@ -22,7 +22,15 @@ def mnist5k():
 
 
 def _config(**kw):
-    base = dict(dataset="mnist5k", model="nice-small", max_steps=4, eval_every=2, score_metrics=("mode",), score_samples=200, train_eval_samples=100)
+    base = dict(
+        dataset="mnist5k",
+        model="nice-small",
+        max_steps=4,
+        eval_every=2,
+        score_metrics=("mode",),
+        score_samples=200,
+        train_eval_samples=100,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -58,8 +66,17 @@ def test_training_with_mode_scores_keeps_best_mode_checkpoint(runs):
 
     model, state = load_model(scored, "best_mode")
     cfg = _config()
-    again = evaluate_samples(model, load_dataset("mnist5k"), ["mode"], n_samples=cfg.score_samples, split="val", seed=mix_seed(cfg.seed, state["step"], 5))
-    assert {k: again[k] for k in ("mode", "mode_std", "mode_paper")} == {k: best[k] for k in ("mode", "mode_std", "mode_paper")}
+    again = evaluate_samples(
+        model,
+        load_dataset("mnist5k"),
+        ["mode"],
+        n_samples=cfg.score_samples,
+        split="val",
+        seed=mix_seed(cfg.seed, state["step"], 5),
+    )
+    assert {k: again[k] for k in ("mode", "mode_std", "mode_paper")} == {
+        k: best[k] for k in ("mode", "mode_std", "mode_paper")
+    }
     assert load_checkpoint(scored / "checkpoints" / "latest.pt")["best"]["mode"]["value"] == pytest.approx(best["mode"])
 
 
@@ -95,7 +112,9 @@ def test_hook_restores_the_model_mode_and_leaves_random_states_alone(mnist5k):
         assert set(out) == {"is", "is_std", "mode", "mode_std", "mode_paper", "fid", "score_seconds", "classifier"}
         assert torch.equal(rng, trainer.rng.get_state()) and torch.equal(global_state, torch.get_rng_state())
     again = score_hook(trainer)
-    assert {k: v for k, v in again.items() if k != "score_seconds"} == {k: v for k, v in out.items() if k != "score_seconds"}
+    assert {k: v for k, v in again.items() if k != "score_seconds"} == {
+        k: v for k, v in out.items() if k != "score_seconds"
+    }
     trainer.step = 8
     assert score_hook(trainer)["is"] != out["is"]  # fresh samples at every evaluation step
 
@@ -114,9 +133,19 @@ def test_hook_uses_a_cached_classifier_only_when_named(mnist5k, tmp_path, monkey
     from flowgan.models import build_model
 
     monkeypatch.setenv("FLOWGAN_CACHE", str(tmp_path))
-    meta = {"arch": "cnn", "arch_options": {}, "family": "mnist", "trained_on": "mnist5k (untrained)", "shape": [1, 28, 28], "num_classes": 10,
-            "normalization": {"mean": [0.1], "std": [0.3]}, "test_accuracy": 0.1}
-    save_classifier(tmp_path / "classifiers" / "mnist5k.pt", build_classifier("cnn", (1, 28, 28), 10, [0.1], [0.3]), meta)
+    meta = {
+        "arch": "cnn",
+        "arch_options": {},
+        "family": "mnist",
+        "trained_on": "mnist5k (untrained)",
+        "shape": [1, 28, 28],
+        "num_classes": 10,
+        "normalization": {"mean": [0.1], "std": [0.3]},
+        "test_accuracy": 0.1,
+    }
+    save_classifier(
+        tmp_path / "classifiers" / "mnist5k.pt", build_classifier("cnn", (1, 28, 28), 10, [0.1], [0.3]), meta
+    )
     model = build_model("nice-small").float()
     default = find_classifier(mnist5k)
     out = score_hook(_FakeTrainer(model, mnist5k, score_samples=100))
@@ -138,8 +167,24 @@ def test_a_resumed_run_keeps_scoring(tmp_path, mnist5k):
     """The score hook comes from the run's own config, also when it is resumed from the CLI."""
     from flowgan.cli import main
 
-    argv = ["train", "--dataset", "mnist5k", "--model", "nice-small", "--scores", "mode", "--score-samples", "100",
-            "--eval-every", "2", "--max-steps", "2", "--out", str(tmp_path / "run"), "--no-progress"]
+    argv = [
+        "train",
+        "--dataset",
+        "mnist5k",
+        "--model",
+        "nice-small",
+        "--scores",
+        "mode",
+        "--score-samples",
+        "100",
+        "--eval-every",
+        "2",
+        "--max-steps",
+        "2",
+        "--out",
+        str(tmp_path / "run"),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     assert main(["train", "--resume", str(tmp_path / "run"), "--max-steps", "4", "--no-progress"]) == 0
     evals = read_metrics(tmp_path / "run", "eval")

@@ -30,7 +30,14 @@ def test_noisy_uint8_is_fixed_and_has_the_asked_strength():
     hit = (sp != 128).float().mean()
     assert float(hit) == pytest.approx(0.15, abs=0.005) and set(sp[sp != 128].unique().tolist()) == {0, 255}
     assert torch.equal(N.noisy_uint8(grey, "clean", 0.0), grey)
-    blurred = N.noisy_uint8(torch.zeros(1, 1, 28, 28, dtype=torch.uint8).index_put_((torch.tensor([0]), torch.tensor([0]), torch.tensor([14]), torch.tensor([14])), torch.tensor([255], dtype=torch.uint8)), "blur", 1.0)
+    blurred = N.noisy_uint8(
+        torch.zeros(1, 1, 28, 28, dtype=torch.uint8).index_put_(
+            (torch.tensor([0]), torch.tensor([0]), torch.tensor([14]), torch.tensor([14])),
+            torch.tensor([255], dtype=torch.uint8),
+        ),
+        "blur",
+        1.0,
+    )
     assert blurred[0, 0, 14, 14] < 255 and blurred[0, 0, 13, 14] > 0 and blurred[0, 0, 10, 10] == 0
     with pytest.raises(ValueError, match="unknown noise"):
         N.noisy_uint8(grey, "fog", 0.1)

@@ -4,8 +4,13 @@ created run directories, and one clear line (exit 2) for every user's mistake or
 import errno
 import json
 import os
+import pickle
 import signal
+import struct
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,7 +19,7 @@ from flowgan.cli import main
 from flowgan.config import TrainConfig
 from flowgan.data import load_dataset
 from flowgan.errors import FlowganError, NonFiniteError
-from flowgan.training import MAX_ROLLBACKS, Interrupted, Trainer, read_metrics
+from flowgan.training import MAX_ROLLBACKS, Interrupted, RunLock, Trainer, read_metrics
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +28,16 @@ def mnist5k():
 
 
 def _cfg(**kw):
-    base = dict(dataset="mnist5k", model="nice-small", batch_size=100, max_steps=6, eval_every=3, train_eval_samples=100, eval_samples=100, log_every=2)
+    base = dict(
+        dataset="mnist5k",
+        model="nice-small",
+        batch_size=100,
+        max_steps=6,
+        eval_every=3,
+        train_eval_samples=100,
+        eval_samples=100,
+        log_every=2,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -38,7 +52,7 @@ def run_cli(capsys, *argv):
 
 def assert_one_line(code, err, expected=2):
     info = ("flowgan: training ", "flowgan: resuming ")  # what a run prints when it starts
-    lines = [l for l in err.splitlines() if l.strip() and "%|" not in l and not l.startswith(info)]
+    lines = [line for line in err.splitlines() if line.strip() and "%|" not in line and not line.startswith(info)]
     assert code == expected, err
     assert len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
@@ -61,7 +75,13 @@ def _poison_every_step(limit=200):
 
 
 def test_rollbacks_are_bounded_and_halve_the_rate_each_time(tmp_path, mnist5k):
-    trainer = Trainer(_cfg(on_nonfinite="rollback"), tmp_path / "run", dataset=mnist5k, progress=False, callbacks=(_poison_every_step(),))
+    trainer = Trainer(
+        _cfg(on_nonfinite="rollback"),
+        tmp_path / "run",
+        dataset=mnist5k,
+        progress=False,
+        callbacks=(_poison_every_step(),),
+    )
     with pytest.raises(NonFiniteError, match=f"after {MAX_ROLLBACKS} rollbacks"):
         trainer.fit()
     events = [e for e in read_metrics(tmp_path / "run", "event") if e["event"] == "rollback"]
@@ -78,7 +98,9 @@ def test_rollback_count_survives_a_resume(tmp_path, mnist5k):
     with pytest.raises(AssertionError):
         first.fit()  # three rollbacks, then the process "dies"
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["rollbacks"] == 3
-    resumed = Trainer(None, tmp_path / "run", resume=True, dataset=mnist5k, progress=False, callbacks=(_poison_every_step(),))
+    resumed = Trainer(
+        None, tmp_path / "run", resume=True, dataset=mnist5k, progress=False, callbacks=(_poison_every_step(),)
+    )
     assert resumed.lr_scale == 0.5**3
     with pytest.raises(NonFiniteError, match=f"after {MAX_ROLLBACKS} rollbacks"):
         resumed.fit()
@@ -110,11 +132,6 @@ def test_a_signal_stops_a_run_that_keeps_rolling_back(tmp_path, mnist5k):
 
 # ----------------------------------------------------------------------------- 2: CIFAR-10 pickles
 
-import pickle
-import struct
-
-import numpy as np
-
 
 class _Py2Pickler(pickle._Pickler):
     """Writes bytes as Python 2 ``str`` (BINSTRING), the way CIFAR-10's batches were written."""
@@ -123,7 +140,9 @@ class _Py2Pickler(pickle._Pickler):
 
     def _save_py2_str(self, obj):
         n = len(obj)
-        self.write(pickle.SHORT_BINSTRING + bytes([n]) + obj if n < 256 else pickle.BINSTRING + struct.pack("<i", n) + obj)
+        self.write(
+            pickle.SHORT_BINSTRING + bytes([n]) + obj if n < 256 else pickle.BINSTRING + struct.pack("<i", n) + obj
+        )
         self.memoize(obj)
 
     dispatch[bytes] = _save_py2_str
@@ -145,7 +164,12 @@ def _cifar_dir(root, n=20, batch_bytes=None):
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
         images[name] = data
-        batch = {b"batch_label": b"training batch", b"labels": [int(v) for v in rng.integers(0, 10, n)], b"data": data, b"filenames": [b"x.png"] * n}
+        batch = {
+            b"batch_label": b"training batch",
+            b"labels": [int(v) for v in rng.integers(0, 10, n)],
+            b"data": data,
+            b"filenames": [b"x.png"] * n,
+        }
         (base / name).write_bytes(batch_bytes or _py2_pickle(batch))
     return images
 
@@ -165,7 +189,17 @@ def test_a_crafted_cifar10_batch_runs_no_code(tmp_path, capsys):
             return (os.system, (f"touch {marker}",))
 
     _cifar_dir(tmp_path / "bad", batch_bytes=pickle.dumps({"data": Evil(), "labels": []}, protocol=2))
-    code, _, err = run_cli(capsys, "train", "--dataset", "cifar10", "--data-dir", tmp_path / "bad", "--out", tmp_path / "run", "--no-progress")
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        tmp_path / "bad",
+        "--out",
+        tmp_path / "run",
+        "--no-progress",
+    )
     line = assert_one_line(code, err)
     assert "refused to load" in line and "system" in line
     assert not marker.exists() and not (tmp_path / "run").exists()
@@ -226,7 +260,9 @@ def test_nll_refuses_a_non_positive_batch_size(mnist5k):
     ],
 )
 def test_bad_training_values_are_refused_before_anything_is_written(capsys, tmp_path, argv, message):
-    code, _, err = run_cli(capsys, "train", "--dataset", "digits", "--max-steps", "1", "--out", tmp_path / "run", "--no-progress", *argv)
+    code, _, err = run_cli(
+        capsys, "train", "--dataset", "digits", "--max-steps", "1", "--out", tmp_path / "run", "--no-progress", *argv
+    )
     assert message in assert_one_line(code, err)
     assert not (tmp_path / "run").exists()
 
@@ -239,11 +275,6 @@ def test_the_config_knows_every_score():
 
 
 # ----------------------------------------------------------------------------- 4, 5, 8: run directories
-
-import subprocess
-import sys
-
-from flowgan.training import RunLock
 
 _SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 
@@ -259,7 +290,19 @@ Trainer(cfg, sys.argv[1], progress=False, score_fn=die).fit()
 
 
 def _train_args(run_dir, *extra):
-    return ["train", "--dataset", "digits", "--max-steps", "2", "--eval-every", "2", "--no-progress", "--out", run_dir, *extra]
+    return [
+        "train",
+        "--dataset",
+        "digits",
+        "--max-steps",
+        "2",
+        "--eval-every",
+        "2",
+        "--no-progress",
+        "--out",
+        run_dir,
+        *extra,
+    ]
 
 
 def test_a_start_killed_before_its_first_checkpoint_leaves_a_restartable_directory(tmp_path, capsys):
@@ -341,7 +384,17 @@ def test_a_second_resume_while_one_runs_is_refused(tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert run_cli(capsys, *_train_args(run_dir))[0] == 0
     env = {**os.environ, "PYTHONPATH": _SRC, "OMP_NUM_THREADS": "1"}
-    argv = [sys.executable, "-m", "flowgan", "train", "--resume", str(run_dir), "--max-steps", "100000", "--no-progress"]
+    argv = [
+        sys.executable,
+        "-m",
+        "flowgan",
+        "train",
+        "--resume",
+        str(run_dir),
+        "--max-steps",
+        "100000",
+        "--no-progress",
+    ]
     first = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
@@ -390,7 +443,19 @@ def test_a_full_disk_at_a_checkpoint_is_one_line_and_the_log_stays_behind_it(tmp
         return real_save(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(flowgan.checkpoint.torch, "save", save)
-    code, _, err = run_cli(capsys, "train", "--dataset", "digits", "--max-steps", "6", "--eval-every", "2", "--no-progress", "--out", run_dir)
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        "--dataset",
+        "digits",
+        "--max-steps",
+        "6",
+        "--eval-every",
+        "2",
+        "--no-progress",
+        "--out",
+        run_dir,
+    )
     line = assert_one_line(code, err)
     assert "No space left on device" in line and "latest.pt" in line
     assert load_checkpoint(run_dir / "checkpoints" / "latest.pt")["step"] == 2
@@ -465,7 +530,11 @@ def test_a_model_option_that_cannot_build_a_model_is_one_line(capsys, tmp_path):
 
 def test_an_npz_with_two_channels_is_refused(capsys, tmp_path):
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "d.npz", x_train=rng.integers(0, 256, (50, 28, 28, 2), dtype=np.uint8), x_test=rng.integers(0, 256, (10, 28, 28, 2), dtype=np.uint8))
+    np.savez(
+        tmp_path / "d.npz",
+        x_train=rng.integers(0, 256, (50, 28, 28, 2), dtype=np.uint8),
+        x_test=rng.integers(0, 256, (10, 28, 28, 2), dtype=np.uint8),
+    )
     code, _, err = run_cli(capsys, "train", "--dataset", tmp_path / "d.npz", "--out", tmp_path / "run", "--no-progress")
     assert "1 or 3 channels" in assert_one_line(code, err)
 
@@ -473,7 +542,11 @@ def test_an_npz_with_two_channels_is_refused(capsys, tmp_path):
 def test_npz_layouts_are_still_read(tmp_path):
     rng = np.random.default_rng(0)
     for name, shape in (("nhwc", (20, 8, 8, 3)), ("nchw", (20, 3, 8, 8)), ("nhw", (20, 8, 8)), ("gray", (20, 8, 8, 1))):
-        np.savez(tmp_path / f"{name}.npz", x_train=rng.integers(0, 256, shape, dtype=np.uint8), x_test=rng.integers(0, 256, shape, dtype=np.uint8))
+        np.savez(
+            tmp_path / f"{name}.npz",
+            x_train=rng.integers(0, 256, shape, dtype=np.uint8),
+            x_test=rng.integers(0, 256, shape, dtype=np.uint8),
+        )
         expected = (1, 8, 8) if name in ("nhw", "gray") else (3, 8, 8)
         assert load_dataset(str(tmp_path / f"{name}.npz")).shape == expected
 

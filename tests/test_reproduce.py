@@ -23,13 +23,28 @@ def _bpd_to_nats(bpd):
 def _write_run(root, obj, val_bpd, critic=None, score=None):
     run = root / "runs" / obj
     run.mkdir(parents=True)
-    cfg = {"objective": "mle" if obj == "mle" else "wgan-gp", "lam": {"mle": 0.0, "adv": 0.0, "hybrid": 0.1}[obj], "model": "nice-small",
-           "critic": "dcgan-small", "dataset": "mnist5k", "lr": 1e-4, "beta1": 0.5, "batch_size": 100}
+    cfg = {
+        "objective": "mle" if obj == "mle" else "wgan-gp",
+        "lam": {"mle": 0.0, "adv": 0.0, "hybrid": 0.1}[obj],
+        "model": "nice-small",
+        "critic": "dcgan-small",
+        "dataset": "mnist5k",
+        "lr": 1e-4,
+        "beta1": 0.5,
+        "batch_size": 100,
+    }
     (run / "config.json").write_text(json.dumps({"config": cfg}))
     lines = []
     for i, v in enumerate(val_bpd):
-        rec = {"kind": "eval", "step": 100 * i, "time": 10.0 * i, "val_nll_nats": _bpd_to_nats(v), "val_nll_bpd": v,
-               "train_nll_nats": _bpd_to_nats(v - 0.01), "train_nll_bpd": v - 0.01}
+        rec = {
+            "kind": "eval",
+            "step": 100 * i,
+            "time": 10.0 * i,
+            "val_nll_nats": _bpd_to_nats(v),
+            "val_nll_bpd": v,
+            "train_nll_nats": _bpd_to_nats(v - 0.01),
+            "train_nll_bpd": v - 0.01,
+        }
         if score is not None:
             rec["mode"] = score[i]
         lines.append(rec)
@@ -41,14 +56,21 @@ def _write_run(root, obj, val_bpd, critic=None, score=None):
 def _write_eval(root, obj, nll_nats, score):
     (root / "eval").mkdir(exist_ok=True)
     bpd = (nll_nats + DIM * math.log(256)) / (DIM * math.log(2))
-    (root / "eval" / f"{obj}.json").write_text(json.dumps({
-        "objective": obj, "shape": [1, 28, 28],
-        "best_nll": {"step": 500, "test_nll_nats": nll_nats, "test_nll_bpd": bpd},
-        "best_score": {"checkpoint": "best_mode", "step": 400, "score": score, "test_nll_nats": nll_nats + 10},
-    }))
+    (root / "eval" / f"{obj}.json").write_text(
+        json.dumps(
+            {
+                "objective": obj,
+                "shape": [1, 28, 28],
+                "best_nll": {"step": 500, "test_nll_nats": nll_nats, "test_nll_bpd": bpd},
+                "best_score": {"checkpoint": "best_mode", "step": 400, "score": score, "test_nll_nats": nll_nats + 10},
+            }
+        )
+    )
     import torch
 
-    save_grid(torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(0)), root / "eval" / f"{obj}_samples.png")
+    save_grid(
+        torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(0)), root / "eval" / f"{obj}_samples.png"
+    )
 
 
 @pytest.fixture
@@ -56,8 +78,18 @@ def synthetic(tmp_path):
     """A reproduction in which every MNIST claim holds (numbers shaped like the paper's)."""
     root = tmp_path / "rep"
     root.mkdir()
-    (root / "reproduce.json").write_text(json.dumps({"preset": "quick", "paper": "mnist", "score": "mode", "unit": "nats", "dim": DIM,
-                                                     "stages": {"train-mle": {"status": "done", "seconds": 60}}}))
+    (root / "reproduce.json").write_text(
+        json.dumps(
+            {
+                "preset": "quick",
+                "paper": "mnist",
+                "score": "mode",
+                "unit": "nats",
+                "dim": DIM,
+                "stages": {"train-mle": {"status": "done", "seconds": 60}},
+            }
+        )
+    )
     settle = [5.0, 3.0, 1.0, -1.0, -2.0, -2.1, -2.0, -2.05, -2.1, -2.0, -2.02, -2.04]
     _write_run(root, "mle", [8.0, 3.0, 2.5, 2.2, 2.1, 2.0], score=[0.1, 2, 3, 4, 5, 6])
     _write_run(root, "adv", [8.0, 5.0, 6.0, 7.5, 9.0, 11.0], critic=settle, score=[0.1, 5, 7, 8, 9, 9.2])
@@ -66,28 +98,87 @@ def synthetic(tmp_path):
     _write_eval(root, "adv", -1600.0, 9.2)
     _write_eval(root, "hybrid", -3250.0, 9.3)
     (root / "gmm").mkdir()
-    sweep = [{"sigma": s, "val_nll_nats": v, "val_nll_bpd": 0.0, "scores": {"mode": m}}
-             for s, v, m in [(0.05, -1000.0, 9.8), (0.1, -2000.0, 9.6), (0.2, -2200.0, 8.0), (0.5, -500.0, 1.0)]]
-    (root / "gmm" / "gmm.json").write_text(json.dumps({
-        "n_components": 4000, "best_sigma": 0.2, "best_val_nll_nats": -2200.0, "best_val_nll_bpd": 3.9, "score_name": "mode", "sweep": sweep,
-        "against": {"best_score": 9.2, "best_score_step": 400, "nll_nats": -1500.0}, "beats_nll": [0.1, 0.2], "beats_both": [0.1]}))
+    sweep = [
+        {"sigma": s, "val_nll_nats": v, "val_nll_bpd": 0.0, "scores": {"mode": m}}
+        for s, v, m in [(0.05, -1000.0, 9.8), (0.1, -2000.0, 9.6), (0.2, -2200.0, 8.0), (0.5, -500.0, 1.0)]
+    ]
+    (root / "gmm" / "gmm.json").write_text(
+        json.dumps(
+            {
+                "n_components": 4000,
+                "best_sigma": 0.2,
+                "best_val_nll_nats": -2200.0,
+                "best_val_nll_bpd": 3.9,
+                "score_name": "mode",
+                "sweep": sweep,
+                "against": {"best_score": 9.2, "best_score_step": 400, "nll_nats": -1500.0},
+                "beats_nll": [0.1, 0.2],
+                "beats_both": [0.1],
+            }
+        )
+    )
     import torch
 
-    save_grid(torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(1)), root / "gmm" / "samples_sigma_0.1.png")
+    save_grid(
+        torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(1)), root / "gmm" / "samples_sigma_0.1.png"
+    )
     (root / "table3").mkdir()
-    rows = [{"label": "MLE", "exact": {"nll_nats": -3290.0}, "ais": {"nll_nats": -2580.0}, "kde": {"nll_nats": -167.0}},
-            {"label": "ADV", "exact": {"nll_nats": 26350.0}, "ais": {"nll_nats": -2916.0}, "kde": {"nll_nats": -3.0}},
-            {"label": "Hybrid", "exact": {"nll_nats": -3120.0}, "ais": {"nll_nats": -2703.0}, "kde": {"nll_nats": -205.0}}]
-    (root / "table3" / "table3.json").write_text(json.dumps({
-        "dataset": "mnist5k", "n_test": 50, "runs": rows,
-        "rankings": {"exact": ["MLE", "Hybrid", "ADV"], "ais": ["ADV", "Hybrid", "MLE"], "kde": ["Hybrid", "MLE", "ADV"]},
-        "rankings_text": {"exact": "MLE > Hybrid > ADV", "ais": "ADV > Hybrid > MLE", "kde": "Hybrid > MLE > ADV"}}))
+    rows = [
+        {"label": "MLE", "exact": {"nll_nats": -3290.0}, "ais": {"nll_nats": -2580.0}, "kde": {"nll_nats": -167.0}},
+        {"label": "ADV", "exact": {"nll_nats": 26350.0}, "ais": {"nll_nats": -2916.0}, "kde": {"nll_nats": -3.0}},
+        {"label": "Hybrid", "exact": {"nll_nats": -3120.0}, "ais": {"nll_nats": -2703.0}, "kde": {"nll_nats": -205.0}},
+    ]
+    (root / "table3" / "table3.json").write_text(
+        json.dumps(
+            {
+                "dataset": "mnist5k",
+                "n_test": 50,
+                "runs": rows,
+                "rankings": {
+                    "exact": ["MLE", "Hybrid", "ADV"],
+                    "ais": ["ADV", "Hybrid", "MLE"],
+                    "kde": ["Hybrid", "MLE", "ADV"],
+                },
+                "rankings_text": {
+                    "exact": "MLE > Hybrid > ADV",
+                    "ais": "ADV > Hybrid > MLE",
+                    "kde": "Hybrid > MLE > ADV",
+                },
+            }
+        )
+    )
     (root / "jacobian").mkdir()
-    q = lambda lo, hi: {"q05": lo, "q95": hi}
-    (root / "jacobian" / "jacobian.json").write_text(json.dumps({"n_samples": 64, "runs": [
-        {"label": "MLE", "mean_logdet": -4170.0, "mean_logdet_flow": -4170.0, "log10_singular_value_quantiles": q(-3, -1)},
-        {"label": "ADV", "mean_logdet": -math.inf, "mean_logdet_flow": -15588.0, "log10_singular_value_quantiles": q(-12, -1)},
-        {"label": "Hybrid", "mean_logdet": -5184.0, "mean_logdet_flow": -5184.0, "log10_singular_value_quantiles": q(-4, -1)}]}))
+
+    def q(lo, hi):
+        return {"q05": lo, "q95": hi}
+
+    (root / "jacobian" / "jacobian.json").write_text(
+        json.dumps(
+            {
+                "n_samples": 64,
+                "runs": [
+                    {
+                        "label": "MLE",
+                        "mean_logdet": -4170.0,
+                        "mean_logdet_flow": -4170.0,
+                        "log10_singular_value_quantiles": q(-3, -1),
+                    },
+                    {
+                        "label": "ADV",
+                        "mean_logdet": -math.inf,
+                        "mean_logdet_flow": -15588.0,
+                        "log10_singular_value_quantiles": q(-12, -1),
+                    },
+                    {
+                        "label": "Hybrid",
+                        "mean_logdet": -5184.0,
+                        "mean_logdet_flow": -5184.0,
+                        "log10_singular_value_quantiles": q(-4, -1),
+                    },
+                ],
+            }
+        )
+    )
     return root
 
 
@@ -155,7 +246,10 @@ def test_claim_checks_on_hand_numbers():
 
 def test_score_comparisons_within_their_uncertainty_are_inconclusive():
     def c2(h, h_sd, m, m_sd, h_nll=-2900.0, sem=None):
-        res = {"mle": {"test_nll_nats": -3000.0, "score": m, "score_std": m_sd}, "hybrid": {"test_nll_nats": h_nll, "score": h, "score_std": h_sd}}
+        res = {
+            "mle": {"test_nll_nats": -3000.0, "score": m, "score_std": m_sd},
+            "hybrid": {"test_nll_nats": h_nll, "score": h, "score_std": h_sd},
+        }
         if sem is not None:
             res["mle"]["test_nll_sem_nats"] = res["hybrid"]["test_nll_sem_nats"] = sem
         return check_c2(res, "nats", "mode")
@@ -174,7 +268,13 @@ def test_score_comparisons_within_their_uncertainty_are_inconclusive():
 
     def c3(run_score, run_sd, rows):
         sweep = [{"sigma": s, "val_nll_nats": nll, "scores": {"mode": m, "mode_std": sd}} for s, nll, m, sd in rows]
-        return check_c3({"against": {"best_score": run_score, "best_score_std": run_sd, "nll_nats": -1500.0}, "score_name": "mode", "sweep": sweep})
+        return check_c3(
+            {
+                "against": {"best_score": run_score, "best_score_std": run_sd, "nll_nats": -1500.0},
+                "score_name": "mode",
+                "sweep": sweep,
+            }
+        )
 
     beats = [(0.1, -2000.0, 9.6, 0.05), (0.2, -2200.0, 9.5, 0.05), (0.3, -1000.0, 9.9, 0.05)]
     assert c3(9.2, 0.05, beats).verdict == "PASS"
@@ -185,8 +285,10 @@ def test_score_comparisons_within_their_uncertainty_are_inconclusive():
     assert floor.verdict == "INCONCLUSIVE" and "floor" in floor.evidence
 
     def c6(h_score, sd):
-        res = {k: {"test_nll_bpd": b, "score": sc, "score_std": sd, "test_nll_sem_bpd": 0.01} for k, b, sc in
-               (("mle", 3.5, 3.0), ("adv", 8.5, 5.8), ("hybrid", 4.2, h_score))}
+        res = {
+            k: {"test_nll_bpd": b, "score": sc, "score_std": sd, "test_nll_sem_bpd": 0.01}
+            for k, b, sc in (("mle", 3.5, 3.0), ("adv", 8.5, 5.8), ("hybrid", 4.2, h_score))
+        }
         return check_c6(res, "cifar10")
 
     assert c6(3.9, 0.1).verdict == "PASS" and c6(3.1, 0.2).verdict == "INCONCLUSIVE" and c6(2.0, 0.1).verdict == "FAIL"
@@ -196,10 +298,18 @@ def test_report_says_when_a_score_is_at_its_floor(synthetic):
     for obj, score in (("mle", 0.100), ("hybrid", 0.123)):
         result = json.loads((synthetic / "eval" / f"{obj}.json").read_text())
         result["best_score"]["score"] = score
-        result["best_score"]["scores"] = {"mode": score, "mode_std": 0.004, "classifier": "mnist-robust (sha256 0123456789ab) trained on mnist"}
+        result["best_score"]["scores"] = {
+            "mode": score,
+            "mode_std": 0.004,
+            "classifier": "mnist-robust (sha256 0123456789ab) trained on mnist",
+        }
         (synthetic / "eval" / f"{obj}.json").write_text(json.dumps(result))
     text = build_report(synthetic).read_text()
-    assert "**At the floor:**" in text and "MLE (0.100), Hybrid (0.123)" in text and "every sample classified as one class" in text
+    assert (
+        "**At the floor:**" in text
+        and "MLE (0.100), Hybrid (0.123)" in text
+        and "every sample classified as one class" in text
+    )
     assert "classifier mnist-robust (sha256 0123456789ab)" in text
     assert _verdicts(synthetic)["C2"] == "INCONCLUSIVE"
 
@@ -228,8 +338,10 @@ def _tiny_preset(**changes):
     fields = dict(
         name="smoke",
         steps=6,
-        run_options={k: dict(v, eval_every=3, score_samples=200, train_eval_samples=100, eval_samples=100, n_critic=2)
-                     for k, v in quick.run_options.items()},
+        run_options={
+            k: dict(v, eval_every=3, score_samples=200, train_eval_samples=100, eval_samples=100, n_critic=2)
+            for k, v in quick.run_options.items()
+        },
         score_samples=200,
         gmm=dict(samples_for_scores=100, refine=1, train_samples=500, val_samples=100, test_samples=100),
         likelihoods=dict(n_test=8, ais_steps=5, ais_chains=2, kde_samples=200, kde_val=50),
@@ -242,8 +354,11 @@ def test_an_unknown_analysis_setting_in_a_preset_is_an_error(tmp_path):
     """The preset's analysis settings become typed settings: a misspelt key is an error, not dropped."""
     from flowgan.reproduce.pipeline import Reproduction
 
-    for stage, changes in (("table3", dict(likelihoods=dict(n_test=8, ais_step=5))), ("jacobian", dict(jacobian=dict(n_samples=2))),
-                           ("gmm", dict(gmm=dict(refine=1, val_sample=100)))):
+    for stage, changes in (
+        ("table3", dict(likelihoods=dict(n_test=8, ais_step=5))),
+        ("jacobian", dict(jacobian=dict(n_samples=2))),
+        ("gmm", dict(gmm=dict(refine=1, val_sample=100))),
+    ):
         rep = Reproduction(_tiny_preset(**changes), tmp_path / stage, progress=False)
         with pytest.raises(FlowganError, match=f"unknown {'likelihoods' if stage == 'table3' else stage} setting"):
             getattr(rep, stage)()
@@ -254,7 +369,13 @@ def test_a_stage_cut_by_the_safety_net_makes_the_report_incomplete(synthetic):
     assert "INCOMPLETE" not in text
     meta = json.loads((synthetic / "reproduce.json").read_text())
     meta.update(steps=750, budget_minutes=15)
-    meta["stages"]["train-adv"] = {"status": "cut", "steps": 65, "planned_steps": 750, "stopped_by": "time_limit", "seconds": 300}
+    meta["stages"]["train-adv"] = {
+        "status": "cut",
+        "steps": 65,
+        "planned_steps": 750,
+        "stopped_by": "time_limit",
+        "seconds": 300,
+    }
     (synthetic / "reproduce.json").write_text(json.dumps(meta))
     lines = build_report(synthetic).read_text().splitlines()
     banner = next(i for i, line in enumerate(lines) if "INCOMPLETE" in line)
@@ -293,12 +414,19 @@ def test_smoke_run_of_a_reduced_quick_preset_and_its_resume(tmp_path):
     assert verdicts["C6"] == "N/A" and "CIFAR-10" in claims["C6"]["evidence"]  # an MNIST preset
     # C4 as the paper states it, worked out here from table3.json: far (>= 10%) and ranked differently
     t3 = json.loads((root / "table3" / "table3.json").read_text())
-    far = all(abs(r[m]["nll_nats"] - r["exact"]["nll_nats"]) >= 0.1 * abs(r["exact"]["nll_nats"]) for r in t3["runs"] for m in ("ais", "kde"))
+    far = all(
+        abs(r[m]["nll_nats"] - r["exact"]["nll_nats"]) >= 0.1 * abs(r["exact"]["nll_nats"])
+        for r in t3["runs"]
+        for m in ("ais", "kde")
+    )
     differ = all(t3["rankings"][m] != t3["rankings"]["exact"] for m in ("ais", "kde"))
     assert verdicts["C4"] == ("PASS" if far and differ else "FAIL")
     # C5 from jacobian.json: ADV's spread widest and mean log-det ADV < Hybrid < MLE
     jac = {r["label"]: r for r in json.loads((root / "jacobian" / "jacobian.json").read_text())["runs"]}
-    spread = {k: r["log10_singular_value_quantiles"]["q95"] - r["log10_singular_value_quantiles"]["q05"] for k, r in jac.items()}
+    spread = {
+        k: r["log10_singular_value_quantiles"]["q95"] - r["log10_singular_value_quantiles"]["q05"]
+        for k, r in jac.items()
+    }
     logdet = {k: r["mean_logdet_flow"] for k, r in jac.items()}
     c5 = spread["ADV"] > max(spread["MLE"], spread["Hybrid"]) and logdet["ADV"] < logdet["Hybrid"] < logdet["MLE"]
     assert verdicts["C5"] == ("PASS" if c5 else "FAIL")
@@ -307,11 +435,22 @@ def test_smoke_run_of_a_reduced_quick_preset_and_its_resume(tmp_path):
     for obj in ("mle", "adv", "hybrid"):
         result = json.loads((tmp_path / "rep" / "eval" / f"{obj}.json").read_text())
         assert math.isfinite(result["best_nll"]["test_nll_nats"]) and result["best_score"]["score_name"] == "mode"
-    for name in ("fig1_samples.png", "fig2_nll_curves.png", "fig3_mixture_vs_adv.png", "fig4_singular_values.png", "fig5_scores.png"):
+    for name in (
+        "fig1_samples.png",
+        "fig2_nll_curves.png",
+        "fig3_mixture_vs_adv.png",
+        "fig4_singular_values.png",
+        "fig5_scores.png",
+    ):
         assert (tmp_path / "rep" / "figures" / name).is_file()
     state = json.loads((tmp_path / "rep" / "reproduce.json").read_text())
     assert all(state["stages"][s]["status"] == "done" for s in state["stages"])
-    assert state["stages"]["train-adv"]["steps"] == state["stages"]["train-hybrid"]["steps"] == state["stages"]["train-mle"]["steps"] == 6
+    assert (
+        state["stages"]["train-adv"]["steps"]
+        == state["stages"]["train-hybrid"]["steps"]
+        == state["stages"]["train-mle"]["steps"]
+        == 6
+    )
     mtime = (tmp_path / "rep" / "table3" / "table3.json").stat().st_mtime_ns
     Reproduction(tiny, tmp_path / "rep", progress=False).run()  # reuses finished stages
     assert (tmp_path / "rep" / "table3" / "table3.json").stat().st_mtime_ns == mtime
@@ -332,12 +471,21 @@ def test_the_same_command_gives_the_same_tables_on_a_busy_machine(tmp_path):
         Reproduction(_tiny_preset(), tmp_path / "b", progress=False).run()
     finally:
         hog.kill()
+
     def untimed(value):  # wall-clock fields are the only ones allowed to differ
         if isinstance(value, dict):
             return {k: untimed(v) for k, v in value.items() if "seconds" not in k and k != "time"}
         return [untimed(v) for v in value] if isinstance(value, list) else value
 
-    for name in ("eval/mle.json", "eval/adv.json", "eval/hybrid.json", "claims.json", "table3/table3.json", "gmm/gmm.json", "jacobian/jacobian.json"):
+    for name in (
+        "eval/mle.json",
+        "eval/adv.json",
+        "eval/hybrid.json",
+        "claims.json",
+        "table3/table3.json",
+        "gmm/gmm.json",
+        "jacobian/jacobian.json",
+    ):
         a = json.loads((tmp_path / "a" / name).read_text().replace(str(tmp_path / "a"), "DIR"))
         b = json.loads((tmp_path / "b" / name).read_text().replace(str(tmp_path / "b"), "DIR"))
         assert untimed(a) == untimed(b), name
@@ -353,7 +501,10 @@ def _tiny_cifar(steps):
         base,
         name="smoke-cifar",
         steps=steps,
-        run_options={k: dict(v, eval_every=2, score_samples=100, train_eval_samples=50, eval_samples=50, n_critic=2) for k, v in base.run_options.items()},
+        run_options={
+            k: dict(v, eval_every=2, score_samples=100, train_eval_samples=50, eval_samples=50, n_critic=2)
+            for k, v in base.run_options.items()
+        },
         score_samples=100,
         gmm=dict(samples_for_scores=50, refine=1, train_samples=300, val_samples=50, test_samples=50),
         likelihoods=dict(n_test=2, ais_steps=3, ais_chains=2, kde_samples=100, kde_val=20),

@@ -110,9 +110,15 @@ def test_old_configs_with_unknown_and_missing_keys_still_load(run_dir):
     del info["config"]["collapse_samples"]
     (run_dir / "config.json").write_text(json.dumps(info))
     run = load_run(run_dir)
-    assert run.config.lam == CONFIG.lam and run.config.dataset == "digits" and run.config.collapse_samples == TrainConfig.collapse_samples
+    assert (
+        run.config.lam == CONFIG.lam
+        and run.config.dataset == "digits"
+        and run.config.collapse_samples == TrainConfig.collapse_samples
+    )
     assert read_run_config(run_dir).seed == 2
     state["config"]["lr"] = -1.0  # a value no version accepts: one line naming the file
     torch.save(state, path)
-    with pytest.raises(CheckpointError, match="best_nll.pt: the saved training configuration is invalid: learning rate"):
+    with pytest.raises(
+        CheckpointError, match="best_nll.pt: the saved training configuration is invalid: learning rate"
+    ):
         load_run(run_dir)

@@ -25,7 +25,15 @@ def digits():
 
 
 def _cfg(**kw):
-    base = dict(dataset="mnist5k", model="nice-small", batch_size=100, epochs=1.0, eval_every=10, train_eval_samples=200, log_every=5)
+    base = dict(
+        dataset="mnist5k",
+        model="nice-small",
+        batch_size=100,
+        epochs=1.0,
+        eval_every=10,
+        train_eval_samples=200,
+        log_every=5,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -77,12 +85,17 @@ def test_stopped_and_resumed_run_equals_uninterrupted(tmp_path, cfg, mnist5k, di
     full.fit()
     Trainer(_cfg(eval_every=7, max_steps=9, **cfg), tmp_path / "part", dataset=data, progress=False).fit()
     assert _final_state(tmp_path / "part")["step"] == 9
-    resumed = Trainer(_cfg(eval_every=7, max_steps=None, **cfg), tmp_path / "part", resume=True, dataset=data, progress=False)
+    resumed = Trainer(
+        _cfg(eval_every=7, max_steps=None, **cfg), tmp_path / "part", resume=True, dataset=data, progress=False
+    )
     resumed.fit()
     _assert_same_state(_final_state(tmp_path / "full"), _final_state(tmp_path / "part"))
+
     # the resumed run's log equals the uninterrupted one's, apart from timings and the extra
     # evaluation that ended the first part at step 9
-    strip = lambda recs: [{k: v for k, v in r.items() if k not in ("time", "steps_per_s", "images_per_s")} for r in recs]
+    def strip(recs):
+        return [{k: v for k, v in r.items() if k not in ("time", "steps_per_s", "images_per_s")} for r in recs]
+
     part = [r for r in read_metrics(tmp_path / "part", "eval") if r["step"] != 9]
     assert strip(read_metrics(tmp_path / "full", "eval")) == strip(part)
 
@@ -96,13 +109,17 @@ def test_signal_interrupt_saves_state_and_resumes_exactly(tmp_path, mnist5k):
 
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(Interrupted, match="step 6"):
-        Trainer(_cfg(epochs=0.5), tmp_path / "killed", dataset=mnist5k, progress=False, callbacks=(kill_at_step_6,)).fit()
+        Trainer(
+            _cfg(epochs=0.5), tmp_path / "killed", dataset=mnist5k, progress=False, callbacks=(kill_at_step_6,)
+        ).fit()
     assert signal.getsignal(signal.SIGTERM) is before  # fit() puts the previous handler back
     assert _final_state(tmp_path / "killed")["step"] == 6
     Trainer(None, tmp_path / "killed", resume=True, dataset=mnist5k, progress=False).fit()
     _assert_same_state(_final_state(tmp_path / "full"), _final_state(tmp_path / "killed"))
     events = read_metrics(tmp_path / "killed", "event")
-    assert events and events[0]["event"] == "interrupted" and events[0]["signal"] == "SIGTERM" and events[0]["step"] == 6
+    assert (
+        events and events[0]["event"] == "interrupted" and events[0]["signal"] == "SIGTERM" and events[0]["step"] == 6
+    )
 
 
 def test_resume_truncates_log_lines_written_after_the_checkpoint(tmp_path, mnist5k):
@@ -151,7 +168,9 @@ def test_time_limit_ends_the_run_with_a_final_evaluation(tmp_path, mnist5k):
         if trainer.step == 4:
             trainer.elapsed += 1000.0  # pretend step 4 took long
 
-    summary = Trainer(_cfg(time_limit=500.0, eval_every=100), tmp_path / "run", dataset=mnist5k, progress=False, callbacks=(slow,)).fit()
+    summary = Trainer(
+        _cfg(time_limit=500.0, eval_every=100), tmp_path / "run", dataset=mnist5k, progress=False, callbacks=(slow,)
+    ).fit()
     assert summary["stopped_by"] == "time_limit" and summary["step"] == 4
     assert read_metrics(tmp_path / "run", "eval")[-1]["step"] == 4
 
@@ -171,7 +190,9 @@ def test_compiled_training_matches_eager(tmp_path, mnist5k):
 def test_bf16_autocast_follows_fp32_and_evaluates_in_float32(tmp_path, mnist5k):
     finals = {}
     for precision in ("fp32", "bf16"):
-        trainer = Trainer(_cfg(max_steps=30, precision=precision), tmp_path / precision, dataset=mnist5k, progress=False)
+        trainer = Trainer(
+            _cfg(max_steps=30, precision=precision), tmp_path / precision, dataset=mnist5k, progress=False
+        )
         trainer.fit()
         assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
         finals[precision] = read_metrics(tmp_path / precision, "eval")[-1]["val_nll_nats"]
@@ -191,8 +212,26 @@ def test_sigint_to_a_training_process_stops_it_with_a_checkpoint_to_resume(tmp_p
 
     run_dir = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(Path(flowgan.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
-    train = [sys.executable, "-m", "flowgan", "train", "--dataset", "mnist5k", "--model", "nice-small", "--batch-size", "32", "--no-progress"]
-    child = subprocess.Popen([*train, "--max-steps", "100000", "--eval-every", "100000", "--eval-samples", "50", "--out", str(run_dir)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    train = [
+        sys.executable,
+        "-m",
+        "flowgan",
+        "train",
+        "--dataset",
+        "mnist5k",
+        "--model",
+        "nice-small",
+        "--batch-size",
+        "32",
+        "--no-progress",
+    ]
+    child = subprocess.Popen(
+        [*train, "--max-steps", "100000", "--eval-every", "100000", "--eval-samples", "50", "--out", str(run_dir)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 300
         while not (run_dir / "metrics.jsonl").is_file():  # published after the evaluation of step 0: training has begun
@@ -208,6 +247,12 @@ def test_sigint_to_a_training_process_stops_it_with_a_checkpoint_to_resume(tmp_p
     assert event["event"] == "interrupted" and event["signal"] == "SIGINT"
     assert f"interrupted by SIGINT at step {event['step']}" in err and f"--resume {run_dir}" in err
     assert _final_state(run_dir)["step"] == event["step"]
-    resumed = subprocess.run([sys.executable, "-m", "flowgan", "train", "--resume", str(run_dir), "--max-steps", str(event["step"] + 2)], env=env, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "flowgan", "train", "--resume", str(run_dir), "--max-steps", str(event["step"] + 2)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert _final_state(run_dir)["step"] == event["step"] + 2

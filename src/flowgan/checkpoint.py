@@ -90,7 +90,13 @@ def link_or_copy(src: str | Path, dst: str | Path) -> None:
 
 
 def load_versioned(
-    path: str | Path, fmt: str, version: int, *, unreadable: str, wrong_format: str, error: type[Exception] = CheckpointError
+    path: str | Path,
+    fmt: str,
+    version: int,
+    *,
+    unreadable: str,
+    wrong_format: str,
+    error: type[Exception] = CheckpointError,
 ) -> dict[str, Any]:
     """``torch.load(path, weights_only=True)`` of a dict tagged ``{"format": fmt, "version": v}``
     with ``v <= version``, else ``error``: ``unreadable``/``wrong_format`` are the messages (an
@@ -181,7 +187,9 @@ def config_from_dict(values: dict[str, Any], where: str | Path) -> TrainConfig:
     try:
         return TrainConfig.from_dict(values)
     except (FlowganError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{where}: the saved training configuration is invalid: {str(e).splitlines()[0]}") from None
+        raise CheckpointError(
+            f"{where}: the saved training configuration is invalid: {str(e).splitlines()[0]}"
+        ) from None
 
 
 def read_run_config(run: str | Path) -> TrainConfig | None:

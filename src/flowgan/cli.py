@@ -151,15 +151,31 @@ def _add_evaluate(sub) -> None:
     )
     p.add_argument("run", metavar="RUN_OR_CKPT", help="a run directory or a checkpoint file")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--checkpoint", default="best_nll", help="which checkpoint of a run: best_nll (default), latest, best_mode, best_is, or auto (the best sample score: best_mode, else best_is, else best_nll)")
-    p.add_argument("--metrics", default="nll,collapse", help="comma-separated: nll,collapse,is,mode,fid,kid (default nll,collapse)")
-    p.add_argument("--collapse-samples", type=int, default=1000, help="samples of the collapse diagnostics (default 1000, as logged in training)")
+    p.add_argument(
+        "--checkpoint",
+        default="best_nll",
+        help="which checkpoint of a run: best_nll (default), latest, best_mode, best_is, or auto (the best sample "
+        "score: best_mode, else best_is, else best_nll)",
+    )
+    p.add_argument(
+        "--metrics", default="nll,collapse", help="comma-separated: nll,collapse,is,mode,fid,kid (default nll,collapse)"
+    )
+    p.add_argument(
+        "--collapse-samples",
+        type=int,
+        default=1000,
+        help="samples of the collapse diagnostics (default 1000, as logged in training)",
+    )
     p.add_argument("--dataset", help="evaluate on another dataset than the run's")
     p.add_argument("--data-dir")
     p.add_argument("--draws", type=int, default=1, help="dequantization noise draws to average (default 1, seed fixed)")
     p.add_argument("--seed", type=int, default=0, help="dequantization noise seed (default 0)")
     p.add_argument("--samples", type=int, help="samples for sample scores (default: 50,000 on a GPU, 10,000 on a CPU)")
-    p.add_argument("--classifier", help="classifier for scores (default: the shipped one of the dataset): a name from `flowgan classifier list`, a path (state dict or TorchScript) or 'inception'")
+    p.add_argument(
+        "--classifier",
+        help="classifier for scores (default: the shipped one of the dataset): a name from `flowgan classifier list`, "
+        "a path (state dict or TorchScript) or 'inception'",
+    )
     p.add_argument("--batch-size", type=int, default=1000, help="images per batch for the NLL (default 1000)")
     p.add_argument("--device", default="auto")
     p.add_argument("--output", "-o", help="JSON file to write (default RUN/eval/<checkpoint>_<split>.json)")
@@ -193,7 +209,9 @@ def _cmd_evaluate(args) -> int:
     }
     if "nll" in metrics:
         t = time.perf_counter()
-        result.update(nll_report(model, split.images, batch_size=args.batch_size, seed=args.seed, draws=args.draws, progress=True))
+        result.update(
+            nll_report(model, split.images, batch_size=args.batch_size, seed=args.seed, draws=args.draws, progress=True)
+        )
         result.update(nll_draws=args.draws, nll_seed=args.seed, nll_seconds=round(time.perf_counter() - t, 2))
     if "collapse" in metrics:
         result.update(_collapse(model, dataset, args, device))
@@ -201,7 +219,17 @@ def _cmd_evaluate(args) -> int:
     if scores:
         from .metrics import evaluate_samples
 
-        result.update(evaluate_samples(model, dataset, scores, n_samples=args.samples, classifier=args.classifier, device=device, split=args.split))
+        result.update(
+            evaluate_samples(
+                model,
+                dataset,
+                scores,
+                n_samples=args.samples,
+                classifier=args.classifier,
+                device=device,
+                split=args.split,
+            )
+        )
     out = Path(args.output) if args.output else _default_eval_path(args.run, ckpt_path, args.split)
     print(json.dumps(result, indent=2), flush=True)  # first: a file that cannot be written loses nothing
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -248,7 +276,11 @@ def _add_sample(sub) -> None:
     p.add_argument("run", metavar="RUN_OR_CKPT")
     p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
     p.add_argument("-o", "--output", help="PNG file (default RUN/samples/sample_<checkpoint>_n<N>_seed<S>.png)")
-    p.add_argument("--checkpoint", default="best_nll", help="which checkpoint of a run (default best_nll; auto: the best sample score)")
+    p.add_argument(
+        "--checkpoint",
+        default="best_nll",
+        help="which checkpoint of a run (default best_nll; auto: the best sample score)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nrow", type=int, help="images per row")
     p.add_argument("--device", default="auto")

@@ -115,9 +115,7 @@ class TrainConfig:
     log_every: int = option(50, help="generator updates between logged training losses (default 50)")
     # system
     device: str = option("auto", help="auto (default), cpu, cuda, cuda:1, ...")
-    precision: str = option(
-        "fp32", choices=("fp32", "bf16"), help="bf16 autocast for training (NLL always in float32)"
-    )
+    precision: str = option("fp32", choices=("fp32", "bf16"), help="bf16 autocast for training (NLL always in float32)")
     compile: bool = option(False, help="torch.compile the model and critic")
     # data parallelism: coupling-network batch norm over the global batch (True) or each
     # process's shard (False, the default; see flowgan.distributed)

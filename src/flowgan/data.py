@@ -82,10 +82,7 @@ class ImageDataset:
         return getattr(self, name)
 
     def describe(self) -> str:
-        return (
-            f"{self.name}: {len(self.train)} train / {len(self.val)} val / {len(self.test)} test, "
-            f"shape {self.shape}"
-        )
+        return f"{self.name}: {len(self.train)} train / {len(self.val)} val / {len(self.test)} test, shape {self.shape}"
 
 
 def default_data_dir() -> Path:

@@ -95,7 +95,9 @@ def collapse(trainer: Trainer) -> dict[str, Any]:
 
     cfg = trainer.config
     classifier = collapse_classifier(trainer.dataset, cfg.score_classifier, find=cached_classifier)
-    return sample_collapse(trainer.model, cfg.collapse_samples, seed=mix_seed(cfg.seed, 9), classifier=classifier, device=trainer.device)
+    return sample_collapse(
+        trainer.model, cfg.collapse_samples, seed=mix_seed(cfg.seed, 9), classifier=classifier, device=trainer.device
+    )
 
 
 def nll(trainer: Trainer, images: torch.Tensor) -> dict[str, float]:

@@ -66,7 +66,9 @@ def dequantization_noise(
     return noise[offset : offset + count]
 
 
-def dequantized(images: torch.Tensor, seed: int = 0, dtype: torch.dtype = torch.float32, start: int = 0) -> torch.Tensor:
+def dequantized(
+    images: torch.Tensor, seed: int = 0, dtype: torch.dtype = torch.float32, start: int = 0
+) -> torch.Tensor:
     """The continuous images the flows are evaluated on: ``(k + u)/256`` for uint8 ``images`` with
     the fixed noise of :func:`dequantization_noise` (image ``i`` gets the noise of index
     ``start + i``), so every estimate (exact NLL, mixture, KDE, AIS) sees identical points."""
@@ -78,8 +80,7 @@ def dequantized(images: torch.Tensor, seed: int = 0, dtype: torch.dtype = torch.
 def _check_images(model, data: torch.Tensor) -> None:
     if not isinstance(data, torch.Tensor) or data.dtype != torch.uint8:
         raise ValueError(
-            "nll expects discrete 8-bit images (a uint8 tensor); for continuous images in [0, 1] "
-            "use model.log_prob"
+            "nll expects discrete 8-bit images (a uint8 tensor); for continuous images in [0, 1] use model.log_prob"
         )
     if tuple(data.shape[1:]) != tuple(model.shape):
         raise ValueError(f"images have shape {tuple(data.shape[1:])}, the model expects {tuple(model.shape)}")

@@ -66,7 +66,9 @@ def checked_update(trainer: Trainer, opt, params, loss: torch.Tensor, what: str,
         loss.backward()
         if measure:
             grads = [p.grad for p in params if p.grad is not None]
-            grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else loss.new_zeros(())
+            grad_norm = (
+                torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else loss.new_zeros(())
+            )
             bad_grad = not math.isfinite(float(grad_norm))
     if trainer.world_size > 1:  # every process must take the same decision
         from .distributed import all_reduce_max
@@ -90,13 +92,25 @@ def stop_or_roll_back(trainer: Trainer, error: NonFiniteError) -> None:
     cfg = trainer.config
     if cfg.on_nonfinite == "stop" or trainer.rollbacks >= MAX_ROLLBACKS:
         trainer.dir.log({"kind": "event", "step": trainer.step, "event": "nonfinite", "message": str(error)})
-        why = "stopped" if cfg.on_nonfinite == "stop" else f"stopped after {trainer.rollbacks} rollbacks (learning rate x{trainer.lr_scale:g})"
+        why = (
+            "stopped"
+            if cfg.on_nonfinite == "stop"
+            else f"stopped after {trainer.rollbacks} rollbacks (learning rate x{trainer.lr_scale:g})"
+        )
         raise NonFiniteError(f"{error}; {why}, the last good checkpoint is {latest}", step=error.step)
     rollbacks, lr_scale = trainer.rollbacks + 1, trainer.lr_scale * 0.5
     failed_step = error.step
     trainer._restore(load_checkpoint(latest))
     trainer.rollbacks, trainer.lr_scale = rollbacks, lr_scale
     trainer.dir.log(
-        {"kind": "event", "step": trainer.step, "event": "rollback", "message": str(error), "failed_step": failed_step, "lr_scale": trainer.lr_scale, "rollbacks": trainer.rollbacks}
+        {
+            "kind": "event",
+            "step": trainer.step,
+            "event": "rollback",
+            "message": str(error),
+            "failed_step": failed_step,
+            "lr_scale": trainer.lr_scale,
+            "rollbacks": trainer.rollbacks,
+        }
     )
     trainer.save_checkpoint("latest")  # the restored state with the new count and rate

@@ -68,5 +68,7 @@ def load_run(run_or_ckpt: str | Path, which: str = "best_nll", *, device: Any = 
     else:
         config = read_run_config(base)
         if config is None:
-            raise CheckpointError(f"{path} holds no training configuration and {base / 'config.json'} is missing or unreadable")
+            raise CheckpointError(
+                f"{path} holds no training configuration and {base / 'config.json'} is missing or unreadable"
+            )
     return Run(model=model, config=config, step=state.get("step"), checkpoint=path, which=name, path=base, state=state)

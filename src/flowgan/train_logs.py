@@ -56,7 +56,9 @@ class Progress:
         if show:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=None if total >= 2**62 else total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
+            self.bar = tqdm(
+                total=None if total >= 2**62 else total, initial=initial, desc=desc, unit="step", dynamic_ncols=True
+            )
 
     def __enter__(self) -> Progress:
         return self

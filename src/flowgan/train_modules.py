@@ -27,15 +27,23 @@ from .objectives import Objective, build_objective
 from .rundir import jsonable
 
 
-def build_modules(cfg: TrainConfig, shape, device: torch.device, *, model_spec: dict | None = None, world_size: int = 1):
+def build_modules(
+    cfg: TrainConfig, shape, device: torch.device, *, model_spec: dict | None = None, world_size: int = 1
+):
     """``(model, objective, critic or None)`` of ``cfg`` for images of ``shape``, float32 on
     ``device``; one line naming the option for a model or critic that cannot be built."""
     torch.manual_seed(cfg.seed)  # parameter initialisation
     try:
-        model = model_from_spec(model_spec) if model_spec is not None else build_model(cfg.model, shape=shape, **cfg.model_options)
+        model = (
+            model_from_spec(model_spec)
+            if model_spec is not None
+            else build_model(cfg.model, shape=shape, **cfg.model_options)
+        )
     except (RuntimeError, ValueError, TypeError) as e:  # e.g. a negative width: torch's own message
         opts = ", ".join(f"{k}={v}" for k, v in cfg.model_options.items()) or "its defaults"
-        raise FlowganError(f"model {cfg.model} cannot be built for shape {tuple(shape)} with {opts}: {str(e).splitlines()[0][:200]}") from None
+        raise FlowganError(
+            f"model {cfg.model} cannot be built for shape {tuple(shape)} with {opts}: {str(e).splitlines()[0][:200]}"
+        ) from None
     if cfg.sync_batchnorm and world_size > 1:
         model = sync_batchnorm(model, device)
     model = model.to(device, torch.float32)
@@ -46,7 +54,9 @@ def build_modules(cfg: TrainConfig, shape, device: torch.device, *, model_spec: 
         try:
             critic = build_critic(critic_name, shape, **cfg.critic_options).to(device, torch.float32)
         except (RuntimeError, ValueError, TypeError) as e:
-            raise FlowganError(f"critic {critic_name} cannot be built for shape {tuple(shape)}: {str(e).splitlines()[0][:200]}") from None
+            raise FlowganError(
+                f"critic {critic_name} cannot be built for shape {tuple(shape)}: {str(e).splitlines()[0][:200]}"
+            ) from None
     return model, objective, critic
 
 
@@ -57,7 +67,10 @@ def sync_batchnorm(model, device: torch.device):
     set_sync_batchnorm(model)
     if any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()):
         if device.type != "cuda":
-            raise FlowganError("--sync-batchnorm of Real-NVP's ResNet batch norm needs CUDA (torch's SyncBatchNorm); leave it out on CPUs")
+            raise FlowganError(
+                "--sync-batchnorm of Real-NVP's ResNet batch norm needs CUDA (torch's SyncBatchNorm); "
+                "leave it out on CPUs"
+            )
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return model
 
@@ -90,9 +103,28 @@ def run_info(cfg: TrainConfig, model, critic, dataset, device: torch.device, wor
     """What config.json holds: the config, the resolved model, data, sizes, environment."""
     return {
         "config": cfg.to_dict(),
-        "model": {"spec": model.spec, "resolved": jsonable(model_config(cfg.model, shape=dataset.shape, **cfg.model_options))},
+        "model": {
+            "spec": model.spec,
+            "resolved": jsonable(model_config(cfg.model, shape=dataset.shape, **cfg.model_options)),
+        },
         "critic": None if critic is None else critic.spec,
-        "dataset": {"name": dataset.name, "shape": list(dataset.shape), "train": len(dataset.train), "val": len(dataset.val), "test": len(dataset.test)},
-        "parameters": {"model": sum(p.numel() for p in model.parameters()), "critic": 0 if critic is None else sum(p.numel() for p in critic.parameters())},
-        "environment": {"flowgan": __version__, "torch": torch.__version__, "python": platform.python_version(), "device": str(device), "world_size": world_size, "threads": torch.get_num_threads()},
+        "dataset": {
+            "name": dataset.name,
+            "shape": list(dataset.shape),
+            "train": len(dataset.train),
+            "val": len(dataset.val),
+            "test": len(dataset.test),
+        },
+        "parameters": {
+            "model": sum(p.numel() for p in model.parameters()),
+            "critic": 0 if critic is None else sum(p.numel() for p in critic.parameters()),
+        },
+        "environment": {
+            "flowgan": __version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "device": str(device),
+            "world_size": world_size,
+            "threads": torch.get_num_threads(),
+        },
     }

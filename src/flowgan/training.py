@@ -58,7 +58,8 @@ class Trainer:
     :meth:`resume` says the same with keywords, as ``flowgan train --resume`` does.
     ``callbacks`` are called as ``cb(trainer)`` after every generator step (tests use them to plant
     faults). ``score_fn(trainer) -> dict`` computes sample scores at each evaluation when
-    ``config.score_metrics`` is set; ``"auto"`` uses :func:`flowgan.metrics.training.score_hook`. ``rank``/``world_size`` are set for data-parallel runs (see :mod:`flowgan.distributed`).
+    ``config.score_metrics`` is set; ``"auto"`` uses :func:`flowgan.metrics.training.score_hook`.
+    ``rank``/``world_size`` are set for data-parallel runs (see :mod:`flowgan.distributed`).
     """
 
     def __init__(
@@ -86,7 +87,13 @@ class Trainer:
             stored = TrainConfig.from_dict(self._checkpoint["config"])
             overrides = dict(resume_changes or {})
             if config is not None:
-                overrides.update({k: getattr(config, k) for k in ("epochs", "max_steps", "time_limit") if getattr(config, k) != getattr(stored, k)})
+                overrides.update(
+                    {
+                        k: getattr(config, k)
+                        for k in ("epochs", "max_steps", "time_limit")
+                        if getattr(config, k) != getattr(stored, k)
+                    }
+                )
             config = stored.replace(**overrides)
         elif config is None:
             raise FlowganError("a config is needed to start a run")
@@ -109,7 +116,9 @@ class Trainer:
         self.dataset = dataset or load_dataset(cfg.dataset, cfg.data_dir)
         shape = self.dataset.shape
         spec = None if self._checkpoint is None else self._checkpoint["model_spec"]
-        self.model, self.objective, self.critic = build_modules(cfg, shape, self.device, model_spec=spec, world_size=world_size)
+        self.model, self.objective, self.critic = build_modules(
+            cfg, shape, self.device, model_spec=spec, world_size=world_size
+        )
         self.G, self.D = wrap(self.model, self.critic, self.objective, cfg, self.device, world_size)
         if cfg.precision == "bf16" and self.device.type == "cpu" and not cpu_has_fast_bf16():
             warnings.warn(
@@ -149,7 +158,9 @@ class Trainer:
 
         # fixed evaluation material
         self.grid_z = self.model.prior.sample(
-            (cfg.grid_samples, *shape), generator=torch.Generator().manual_seed(mix_seed(cfg.seed, 2)), dtype=torch.float32
+            (cfg.grid_samples, *shape),
+            generator=torch.Generator().manual_seed(mix_seed(cfg.seed, 2)),
+            dtype=torch.float32,
         )
         val = self.dataset.val.images
         self.val_images = val if cfg.eval_samples is None else val[: cfg.eval_samples]
@@ -164,7 +175,13 @@ class Trainer:
 
     @classmethod
     def resume(
-        cls, run_dir: str | Path, *, epochs: float | None = None, max_steps: int | None = None, time_limit: float | None = None, **kwargs
+        cls,
+        run_dir: str | Path,
+        *,
+        epochs: float | None = None,
+        max_steps: int | None = None,
+        time_limit: float | None = None,
+        **kwargs,
     ) -> Trainer:
         """A trainer that continues the run in ``run_dir`` from its latest checkpoint, with its stored
         config. ``epochs`` extends the run by epochs (and drops a stored step limit);
@@ -207,7 +224,9 @@ class Trainer:
         return x.to(self.device, non_blocking=True)
 
     def _latents(self) -> torch.Tensor:
-        z = self.model.prior.sample((self.config.batch_size, *self.model.shape), generator=self.rng, dtype=torch.float32)
+        z = self.model.prior.sample(
+            (self.config.batch_size, *self.model.shape), generator=self.rng, dtype=torch.float32
+        )
         return self._shard(z).to(self.device, non_blocking=True)
 
     def _rand(self, n_local: int) -> torch.Tensor:
@@ -288,7 +307,9 @@ class Trainer:
         process went on before this one held the lock, and continues its log."""
         if fresh:
             if self.is_main:
-                self.dir.create(run_info(self.config, self.model, self.critic, self.dataset, self.device, self.world_size))
+                self.dir.create(
+                    run_info(self.config, self.model, self.critic, self.dataset, self.device, self.world_size)
+                )
             return
         if self.dir.reopen():
             self._restore(load_checkpoint(self.dir.latest))
@@ -351,7 +372,10 @@ class Trainer:
         """Train to the end (or until interrupted by a signal: :class:`Interrupted`); returns a
         summary of the run."""
         total = self.total_steps()
-        with StopSignals() as self.signals, Progress(self.show_progress, total, self.step, self.config.describe()) as progress:
+        with (
+            StopSignals() as self.signals,
+            Progress(self.show_progress, total, self.step, self.config.describe()) as progress,
+        ):
             try:
                 self._loop(total, progress)
             finally:
@@ -371,7 +395,9 @@ class Trainer:
         if fresh:
             self._after_eval(self.evaluate())
             self.dir.publish()
-        elif self.last_eval_step == self.step and (self.step >= total or (cfg.time_limit is not None and self.elapsed >= cfg.time_limit)):
+        elif self.last_eval_step == self.step and (
+            self.step >= total or (cfg.time_limit is not None and self.elapsed >= cfg.time_limit)
+        ):
             self.stopped_by = "finished"  # resuming a finished run: nothing to do, nothing logged
             return
         last_eval_step = self.last_eval_step
@@ -428,7 +454,16 @@ class Trainer:
         logs = self.averages.pop(reset=self.step % cfg.log_every == 0)
         self.last_train_logs = {k: v for k, v in logs.items() if k in EVAL_CARRIED}
         per_step = self.objective.critic_steps + int(self.objective.generator_uses_data)
-        record = {"kind": "train", "step": self.step, "epoch": round(self.stream.progress, 4), "time": round(self.elapsed, 2), "lr": self.current_lr(), "steps_per_s": rate, "images_per_s": rate * cfg.batch_size * max(per_step, 1), **logs}
+        record = {
+            "kind": "train",
+            "step": self.step,
+            "epoch": round(self.stream.progress, 4),
+            "time": round(self.elapsed, 2),
+            "lr": self.current_lr(),
+            "steps_per_s": rate,
+            "images_per_s": rate * cfg.batch_size * max(per_step, 1),
+            **logs,
+        }
         self._log(record)
         progress.show_train(logs)
 
@@ -442,7 +477,14 @@ class Trainer:
         self.dir.close_writer()
 
     def summary(self) -> dict[str, Any]:
-        return {"run_dir": str(self.run_dir), "step": self.step, "epoch": self.stream.progress, "time": self.elapsed, "best": self.best, "stopped_by": self.stopped_by}
+        return {
+            "run_dir": str(self.run_dir),
+            "step": self.step,
+            "epoch": self.stream.progress,
+            "time": self.elapsed,
+            "best": self.best,
+            "stopped_by": self.stopped_by,
+        }
 
 
 def train(config: TrainConfig, run_dir: str | Path, **kwargs) -> dict[str, Any]:

@@ -79,7 +79,9 @@ def gaussian_log_likelihood(x_hat: torch.Tensor, x: torch.Tensor, sigma: float) 
     return -0.5 * diff.square().sum(1) / (sigma * sigma) - 0.5 * d * (_LOG_2PI + 2.0 * math.log(sigma))
 
 
-def linear_gaussian_log_marginal(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, sigma: float) -> torch.Tensor:
+def linear_gaussian_log_marginal(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, sigma: float
+) -> torch.Tensor:
     """Closed form ``log N(x; b, WWᵀ + σ²I)`` of the decoder ``x = Wz + b + σε``, ``z ~ N(0, I)``
     (float64, one value per row of ``x``)."""
     w, b = weight.double(), bias.double()
@@ -140,7 +142,22 @@ def _evaluate(decoder, prior, z: torch.Tensor, x_rep: torch.Tensor, sigma: float
     return ll.detach(), lp.detach(), g_ll, g_lp
 
 
-def _ais_batch(decoder, prior, x, latent_shape, *, sigma, betas, n_chains, n_leapfrog, step_size, target_accept, adapt_rate, generator, bar):
+def _ais_batch(
+    decoder,
+    prior,
+    x,
+    latent_shape,
+    *,
+    sigma,
+    betas,
+    n_chains,
+    n_leapfrog,
+    step_size,
+    target_accept,
+    adapt_rate,
+    generator,
+    bar,
+):
     b = x.shape[0]
     n = n_chains * b  # chain c of point i sits at row c*b + i
     dtype, device = x.dtype, x.device
@@ -246,8 +263,19 @@ def ais_log_likelihood(
         for start in range(0, len(x), batch_size):
             xb = x[start : start + batch_size].detach()
             ll, lw, acc, eps = _ais_batch(
-                decoder, prior, xb, latent_shape, sigma=sigma, betas=betas, n_chains=n_chains, n_leapfrog=n_leapfrog,
-                step_size=step_size, target_accept=target_accept, adapt_rate=adapt_rate, generator=generator, bar=bar,
+                decoder,
+                prior,
+                xb,
+                latent_shape,
+                sigma=sigma,
+                betas=betas,
+                n_chains=n_chains,
+                n_leapfrog=n_leapfrog,
+                step_size=step_size,
+                target_accept=target_accept,
+                adapt_rate=adapt_rate,
+                generator=generator,
+                bar=bar,
             )
             lls.append(ll)
             lws.append(lw)
@@ -257,8 +285,16 @@ def ais_log_likelihood(
         if bar is not None:
             bar.close()
     return AISResult(
-        torch.cat(lls), torch.cat(lws), sum(accs) / len(x), torch.cat(steps), float(sigma), int(n_steps), int(n_chains),
-        int(n_leapfrog), schedule, time.perf_counter() - t0,
+        torch.cat(lls),
+        torch.cat(lws),
+        sum(accs) / len(x),
+        torch.cat(steps),
+        float(sigma),
+        int(n_steps),
+        int(n_chains),
+        int(n_leapfrog),
+        schedule,
+        time.perf_counter() - t0,
     )
 
 
@@ -277,7 +313,9 @@ def ais_estimate(model, images: torch.Tensor, *, seed: int = 0, **kwargs) -> AIS
         p.requires_grad_(False)
     try:
         x = dequantized(images, dtype=dtype).to(device)
-        return ais_log_likelihood(model.decode, model.prior, x, tuple(model.shape), generator=torch.Generator().manual_seed(seed), **kwargs)
+        return ais_log_likelihood(
+            model.decode, model.prior, x, tuple(model.shape), generator=torch.Generator().manual_seed(seed), **kwargs
+        )
     finally:
         for p in params:
             p.requires_grad_(True)
@@ -288,7 +326,9 @@ def ais_estimate(model, images: torch.Tensor, *, seed: int = 0, **kwargs) -> AIS
 SIGMA_GRID: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, DEFAULT_SIGMA, 0.3)
 
 
-def select_sigma(model, val_images: torch.Tensor, sigmas=SIGMA_GRID, *, seed: int = 0, **kwargs) -> tuple[float, dict[float, float]]:
+def select_sigma(
+    model, val_images: torch.Tensor, sigmas=SIGMA_GRID, *, seed: int = 0, **kwargs
+) -> tuple[float, dict[float, float]]:
     """Wu et al. (2017) chose the observation noise on validation data: run AIS with the same
     budget (keyword arguments of :func:`ais_log_likelihood`) for every ``σ`` on ``val_images``
     and keep the one with the highest mean estimated log-likelihood. Returns ``(σ, {σ: mean})``.

@@ -60,7 +60,9 @@ class GmmSettings:
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, tuple(float(s) for s in getattr(self, name)))
         if self.sigmas is not None and (not self.sigmas or any(not (0 < s <= 1) for s in self.sigmas)):
-            raise FlowganError(f"bandwidths must lie in (0, 1], got {', '.join(f'{s:g}' for s in self.sigmas) or 'none'}")
+            raise FlowganError(
+                f"bandwidths must lie in (0, 1], got {', '.join(f'{s:g}' for s in self.sigmas) or 'none'}"
+            )
         if self.refine < 0:
             raise FlowganError(f"the number of refinement rounds (--refine) must be >= 0, got {self.refine}")
         for name in ("train_samples", "val_samples", "test_samples"):
@@ -69,7 +71,9 @@ class GmmSettings:
         if self.samples_for_scores < 0 or self.grid_samples < 1:
             raise FlowganError("samples_for_scores must be >= 0 and grid_samples >= 1")
         if self.unit not in (None, "nats", "bpd") or self.precision not in ("float32", "float64"):
-            raise FlowganError(f"unit must be nats or bpd and precision float32 or float64, got {self.unit!r}, {self.precision!r}")
+            raise FlowganError(
+                f"unit must be nats or bpd and precision float32 or float64, got {self.unit!r}, {self.precision!r}"
+            )
 
 
 def run_lines(run: str | Path, score: str) -> dict[str, Any]:
@@ -86,12 +90,22 @@ def run_lines(run: str | Path, score: str) -> dict[str, Any]:
     out.update(best_val_nll_nats=best_nll.get("val_nll_nats"), best_val_nll_step=best_nll.get("step"))
     if scored:
         best = max(scored, key=lambda r: r[score])
-        out.update(best_score=float(best[score]), best_score_std=best.get(f"{score}_std"), best_score_classifier=best.get("classifier"),
-                   best_score_step=best["step"], nll_nats=best.get("val_nll_nats"), nll_bpd=best.get("val_nll_bpd"),
-                   nll_label=f"at its best {score} (step {best['step']})")
+        out.update(
+            best_score=float(best[score]),
+            best_score_std=best.get(f"{score}_std"),
+            best_score_classifier=best.get("classifier"),
+            best_score_step=best["step"],
+            nll_nats=best.get("val_nll_nats"),
+            nll_bpd=best.get("val_nll_bpd"),
+            nll_label=f"at its best {score} (step {best['step']})",
+        )
     else:
-        out.update(best_score=None, nll_nats=best_nll.get("val_nll_nats"), nll_bpd=best_nll.get("val_nll_bpd"),
-                   nll_label=f"best (step {best_nll.get('step')}; run has no {score} scores)")
+        out.update(
+            best_score=None,
+            nll_nats=best_nll.get("val_nll_nats"),
+            nll_bpd=best_nll.get("val_nll_bpd"),
+            nll_label=f"best (step {best_nll.get('step')}; run has no {score} scores)",
+        )
     return out
 
 
@@ -184,9 +198,21 @@ def gmm_baseline(
     if log:
         log(f"{ds.describe()}; {len(train)} centres, sweep of {len(sigmas)} sigmas on {len(val)} validation images")
     t0 = time.perf_counter()
-    result = G.mixture_sweep(train, val, test, sigmas=sigmas, refine_rounds=s.refine, score_fn=score_fn, score_samples=s.samples_for_scores,
-                             seed=s.seed, precision=s.precision, progress=progress)
-    result.update(dataset=ds.name, unit=unit, score_name=score, scores_note=note, seconds=round(time.perf_counter() - t0, 2))
+    result = G.mixture_sweep(
+        train,
+        val,
+        test,
+        sigmas=sigmas,
+        refine_rounds=s.refine,
+        score_fn=score_fn,
+        score_samples=s.samples_for_scores,
+        seed=s.seed,
+        precision=s.precision,
+        progress=progress,
+    )
+    result.update(
+        dataset=ds.name, unit=unit, score_name=score, scores_note=note, seconds=round(time.perf_counter() - t0, 2)
+    )
     if score_fn is not None:  # the classifier behind the sweep's scores (issue 11: every score names it)
         from ..metrics.classifiers import find_classifier
 
@@ -202,7 +228,11 @@ def gmm_baseline(
         scores = [r.get("scores", {}).get(score) for r in rows] if score_fn is not None else None
         key = "val_nll_bpd" if unit == "bpd" else "val_nll_nats"
         run_nll = lines.get("nll_bpd" if unit == "bpd" else "nll_nats")
-        result.update(G.beats_regions([r["sigma"] for r in rows], [r[key] for r in rows], scores, run_nll, lines.get("best_score")))
+        result.update(
+            G.beats_regions(
+                [r["sigma"] for r in rows], [r[key] for r in rows], scores, run_nll, lines.get("best_score")
+            )
+        )
     # Figure 7: sample grids
     grid_sigmas = list(s.grid_sigmas or ())
     if not grid_sigmas:
@@ -222,23 +252,37 @@ def gmm_markdown(r: dict[str, Any]) -> str:
     score = r.get("score_name")
     has_scores = any("scores" in row for row in r["sweep"])
     head = "| sigma | val NLL (nats) | val NLL (bits/dim) |" + (f" {score} |" if has_scores else "")
-    lines = [f"# Gaussian-mixture baseline on {r.get('dataset')}", "",
-             f"{r['n_components']} centres, {r['n_val']} validation images. Best sigma {r['best_sigma']:.4g}: "
-             f"validation NLL {r['best_val_nll_nats']:.2f} nats ({r['best_val_nll_bpd']:.4f} bits/dim)"
-             + (f"; test NLL {r['test_nll_nats']:.2f} nats on {r['n_test']} images." if "test_nll_nats" in r else "."), "",
-             head, "|---|---|---|" + ("---|" if has_scores else "")]
+    lines = [
+        f"# Gaussian-mixture baseline on {r.get('dataset')}",
+        "",
+        f"{r['n_components']} centres, {r['n_val']} validation images. Best sigma {r['best_sigma']:.4g}: "
+        f"validation NLL {r['best_val_nll_nats']:.2f} nats ({r['best_val_nll_bpd']:.4f} bits/dim)"
+        + (f"; test NLL {r['test_nll_nats']:.2f} nats on {r['n_test']} images." if "test_nll_nats" in r else "."),
+        "",
+        head,
+        "|---|---|---|" + ("---|" if has_scores else ""),
+    ]
     for row in r["sweep"]:
         cell = f" {row.get('scores', {}).get(score, float('nan')):.3f} |" if has_scores else ""
         lines.append(f"| {row['sigma']:.4g} | {row['val_nll_nats']:.2f} | {row['val_nll_bpd']:.4f} |{cell}")
     a = r.get("against")
     if a:
+
         def num(v, spec):
             return format(v, spec) if isinstance(v, (int, float)) else "—"
 
-        lines += ["", (f"Run {a['run']}: best {score} score {num(a.get('best_score'), '.3f')} (step {a.get('best_score_step')}), "
-                       f"validation NLL {num(a.get('nll_nats'), '.2f')} nats {a.get('nll_label', '')}."),
-                  (f"Mixture better on NLL at sigma {', '.join(f'{s:.3g}' for s in r.get('beats_nll', [])) or 'none'}; "
-                   f"on both at {', '.join(f'{s:.3g}' for s in r.get('beats_both', [])) or 'none'}.")]
+        lines += [
+            "",
+            (
+                f"Run {a['run']}: best {score} score {num(a.get('best_score'), '.3f')} (step "
+                f"{a.get('best_score_step')}), validation NLL {num(a.get('nll_nats'), '.2f')} nats "
+                f"{a.get('nll_label', '')}."
+            ),
+            (
+                f"Mixture better on NLL at sigma {', '.join(f'{s:.3g}' for s in r.get('beats_nll', [])) or 'none'}; "
+                f"on both at {', '.join(f'{s:.3g}' for s in r.get('beats_both', [])) or 'none'}."
+            ),
+        ]
     if r.get("scores_note"):
         lines += ["", f"Note: {r['scores_note']}"]
     return "\n".join(lines) + "\n"

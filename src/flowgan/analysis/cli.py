@@ -77,7 +77,7 @@ def _out_dir(arg: str | None, kind: str) -> Path:
 
 
 def _labels(text: str | None) -> list[str] | None:
-    return [l.strip() for l in text.split(",")] if text else None
+    return [label.strip() for label in text.split(",")] if text else None
 
 
 # ------------------------------------------------------------------------------------ baseline gmm
@@ -109,16 +109,38 @@ def _add_baseline(sub) -> None:
     g.add_argument("--against", metavar="RUN", help="a run directory whose best score and NLL are drawn as lines")
     g.add_argument("--sigmas", type=_floats, help="comma-separated sweep bandwidths (overrides --grid)")
     g.add_argument("--grid", type=_grid, default=None, help="log-spaced sweep grid LO:HI:N (default 0.01:1:13)")
-    g.add_argument("--refine", type=int, default=3, help="line-search refinement rounds around the best sigma (default 3)")
-    g.add_argument("--train-samples", type=_positive, help="use only the first N training images as centres (default all)")
+    g.add_argument(
+        "--refine", type=int, default=3, help="line-search refinement rounds around the best sigma (default 3)"
+    )
+    g.add_argument(
+        "--train-samples", type=_positive, help="use only the first N training images as centres (default all)"
+    )
     g.add_argument("--val-samples", type=_positive, help="validation images for the sweep (default all)")
-    g.add_argument("--test-samples", type=_positive, help="test images for the test NLL at the best sigma (default all)")
-    g.add_argument("--samples-for-scores", type=int, default=1000, help="mixture samples scored at each sigma (default 1000; 0 = no scores)")
+    g.add_argument(
+        "--test-samples", type=_positive, help="test images for the test NLL at the best sigma (default all)"
+    )
+    g.add_argument(
+        "--samples-for-scores",
+        type=int,
+        default=1000,
+        help="mixture samples scored at each sigma (default 1000; 0 = no scores)",
+    )
     g.add_argument("--score", help="sample score to compare: mode (default for 1-channel data) or is")
-    g.add_argument("--grid-sigmas", type=_floats, help="sigmas for Figure 7 sample grids (default: best sigma and the largest one beating the run on both)")
+    g.add_argument(
+        "--grid-sigmas",
+        type=_floats,
+        help="sigmas for Figure 7 sample grids (default: best sigma and the largest one beating the run on both)",
+    )
     g.add_argument("--grid-samples", type=int, default=64, help="images per sample grid (default 64)")
-    g.add_argument("--unit", choices=["nats", "bpd"], help="unit of the figure (default nats for 1-channel data, bpd otherwise)")
-    g.add_argument("--precision", choices=["float32", "float64"], default="float32", help="distance computation (see flowgan.analysis.gmm; default float32)")
+    g.add_argument(
+        "--unit", choices=["nats", "bpd"], help="unit of the figure (default nats for 1-channel data, bpd otherwise)"
+    )
+    g.add_argument(
+        "--precision",
+        choices=["float32", "float64"],
+        default="float32",
+        help="distance computation (see flowgan.analysis.gmm; default float32)",
+    )
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", help="output directory (default analysis/gmm-<dataset>-<time>)")
     g.add_argument("--no-progress", action="store_true")
@@ -129,17 +151,35 @@ def _cmd_baseline_gmm(args) -> int:
     from .baseline import GmmSettings, gmm_baseline
 
     settings = GmmSettings(
-        sigmas=args.sigmas or args.grid, refine=args.refine, train_samples=args.train_samples, val_samples=args.val_samples,
-        test_samples=args.test_samples, samples_for_scores=args.samples_for_scores, score=args.score, grid_sigmas=args.grid_sigmas,
-        grid_samples=args.grid_samples, unit=args.unit, precision=args.precision, seed=args.seed,
+        sigmas=args.sigmas or args.grid,
+        refine=args.refine,
+        train_samples=args.train_samples,
+        val_samples=args.val_samples,
+        test_samples=args.test_samples,
+        samples_for_scores=args.samples_for_scores,
+        score=args.score,
+        grid_sigmas=args.grid_sigmas,
+        grid_samples=args.grid_samples,
+        unit=args.unit,
+        precision=args.precision,
+        seed=args.seed,
     )
-    result = gmm_baseline(args.dataset, settings, against=args.against, data_dir=args.data_dir, progress=not args.no_progress,
-                          log=_say("baseline gmm"))
+    result = gmm_baseline(
+        args.dataset,
+        settings,
+        against=args.against,
+        data_dir=args.data_dir,
+        progress=not args.no_progress,
+        log=_say("baseline gmm"),
+    )
     out = _out_dir(args.out, f"gmm-{Path(result.record['dataset']).stem}")
     fig = result.write(out)
     r = result.record
-    print(f"best sigma {r['best_sigma']:.4g}: validation NLL {r['best_val_nll_nats']:.2f} nats "
-          f"({r['best_val_nll_bpd']:.4f} bits/dim)" + (f", test NLL {r['test_nll_nats']:.2f} nats" if "test_nll_nats" in r else ""))
+    print(
+        f"best sigma {r['best_sigma']:.4g}: validation NLL {r['best_val_nll_nats']:.2f} nats "
+        f"({r['best_val_nll_bpd']:.4f} bits/dim)"
+        + (f", test NLL {r['test_nll_nats']:.2f} nats" if "test_nll_nats" in r else "")
+    )
     print(f"wrote {out / 'gmm.json'}, {fig}")
     return 0
 
@@ -170,21 +210,36 @@ def _add_analyze(sub) -> None:
         ),
     )
     lk.add_argument("runs", nargs="+", metavar="RUN", help="run directories (or checkpoint files)")
-    lk.add_argument("--checkpoint", default="auto", help="which checkpoint: auto (best_mode, else best_is, else best_nll; the paper's choice), best_nll, latest, ...")
+    lk.add_argument(
+        "--checkpoint",
+        default="auto",
+        help="which checkpoint: auto (best_mode, else best_is, else best_nll; the paper's choice), "
+        "best_nll, latest, ...",
+    )
     lk.add_argument("--labels", help="comma-separated names of the runs (default: directory names)")
-    lk.add_argument("--methods", default="exact,ais,kde", help="comma-separated subset of exact, ais, kde (default all)")
+    lk.add_argument(
+        "--methods", default="exact,ais,kde", help="comma-separated subset of exact, ais, kde (default all)"
+    )
     lk.add_argument("--dataset", help="evaluate on this dataset instead of each run's")
     lk.add_argument("--data-dir")
-    lk.add_argument("--n-test", type=_positive, default=100, help="test images for all three methods (default 100; the first N)")
+    lk.add_argument(
+        "--n-test", type=_positive, default=100, help="test images for all three methods (default 100; the first N)"
+    )
     lk.add_argument("--ais-steps", type=_positive, default=100, help="AIS intermediate distributions (default 100)")
     lk.add_argument("--ais-chains", type=_positive, default=4, help="AIS chains per image (default 4)")
     lk.add_argument("--ais-leapfrog", type=_positive, default=5, help="leapfrog steps per HMC move (default 5)")
-    lk.add_argument("--ais-sigma", default=None, help="observation noise std (default sqrt(0.025) = 0.158, Wu et al.'s MNIST value), "
-                    "or 'auto': the best of 0.01,0.02,0.05,0.1,0.158,0.3 by AIS on --ais-val validation images (Wu et al.'s procedure)")
+    lk.add_argument(
+        "--ais-sigma",
+        default=None,
+        help="observation noise std (default sqrt(0.025) = 0.158, Wu et al.'s MNIST value), or 'auto': the best of "
+        "0.01,0.02,0.05,0.1,0.158,0.3 by AIS on --ais-val validation images (Wu et al.'s procedure)",
+    )
     lk.add_argument("--ais-val", type=_positive, default=20, help="validation images for --ais-sigma auto (default 20)")
     lk.add_argument("--ais-batch", type=_positive, default=50, help="test images per AIS batch (default 50)")
     lk.add_argument("--kde-samples", type=_positive, default=10000, help="model samples for the KDE (default 10,000)")
-    lk.add_argument("--kde-val", type=_positive, default=1000, help="validation images for the KDE bandwidth (default 1000)")
+    lk.add_argument(
+        "--kde-val", type=_positive, default=1000, help="validation images for the KDE bandwidth (default 1000)"
+    )
     lk.add_argument("--seed", type=int, default=0)
     lk.add_argument("--device", default="auto", help="auto (default: cuda if available), cpu, cuda, cuda:1, ...")
     lk.add_argument("--out", help="output directory (default analysis/likelihoods-<time>)")
@@ -202,12 +257,38 @@ def _add_analyze(sub) -> None:
         ),
     )
     jc.add_argument("runs", nargs="+", metavar="RUN", help="run directories (or checkpoint files)")
-    jc.add_argument("--checkpoint", default="auto", help="which checkpoint: auto (best_mode, else best_is, else best_nll), best_nll, latest, ...")
+    jc.add_argument(
+        "--checkpoint",
+        default="auto",
+        help="which checkpoint: auto (best_mode, else best_is, else best_nll), best_nll, latest, ...",
+    )
     jc.add_argument("--labels", help="comma-separated names of the runs (default: directory names)")
-    jc.add_argument("-n", "--n-samples", dest="n", type=_positive, default=64, help="prior samples per run (default 64, as the paper)")
-    jc.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="Jacobian precision (SVD always float64; default float32)")
-    jc.add_argument("--method", choices=["auto", "coupling", "autograd"], default="auto", help="auto: layer-wise for NICE, autograd otherwise")
-    jc.add_argument("--svd", choices=["auto", "svd"], default="auto", help="auto: eigenvalues of J^T J when cond(J) <= 1e4, LAPACK SVD otherwise; svd: always the SVD")
+    jc.add_argument(
+        "-n",
+        "--n-samples",
+        dest="n",
+        type=_positive,
+        default=64,
+        help="prior samples per run (default 64, as the paper)",
+    )
+    jc.add_argument(
+        "--dtype",
+        choices=["float32", "float64"],
+        default="float32",
+        help="Jacobian precision (SVD always float64; default float32)",
+    )
+    jc.add_argument(
+        "--method",
+        choices=["auto", "coupling", "autograd"],
+        default="auto",
+        help="auto: layer-wise for NICE, autograd otherwise",
+    )
+    jc.add_argument(
+        "--svd",
+        choices=["auto", "svd"],
+        default="auto",
+        help="auto: eigenvalues of J^T J when cond(J) <= 1e4, LAPACK SVD otherwise; svd: always the SVD",
+    )
     jc.add_argument("--seed", type=int, default=0)
     jc.add_argument("--device", default="auto", help="auto (default: cuda if available), cpu, cuda, ...")
     jc.add_argument("--title", help="figure title")
@@ -226,13 +307,30 @@ def _cmd_likelihoods(args) -> int:
         except ValueError:
             raise _usage(f"--ais-sigma must be a positive number or 'auto', got {args.ais_sigma!r}") from None
     settings = LikelihoodSettings(
-        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()), n_test=args.n_test, ais_steps=args.ais_steps,
-        ais_chains=args.ais_chains, ais_leapfrog=args.ais_leapfrog, ais_sigma=sigma, ais_val=args.ais_val, ais_batch=args.ais_batch,
-        kde_samples=args.kde_samples, kde_val=args.kde_val, seed=args.seed, checkpoint=args.checkpoint,
+        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+        n_test=args.n_test,
+        ais_steps=args.ais_steps,
+        ais_chains=args.ais_chains,
+        ais_leapfrog=args.ais_leapfrog,
+        ais_sigma=sigma,
+        ais_val=args.ais_val,
+        ais_batch=args.ais_batch,
+        kde_samples=args.kde_samples,
+        kde_val=args.kde_val,
+        seed=args.seed,
+        checkpoint=args.checkpoint,
     )
     out = _out_dir(args.out, "likelihoods")
-    table = likelihood_table(args.runs, settings, labels=_labels(args.labels), dataset=args.dataset, data_dir=args.data_dir, device=args.device,
-                             progress=not args.no_progress, log=_say("analyze likelihoods"))
+    table = likelihood_table(
+        args.runs,
+        settings,
+        labels=_labels(args.labels),
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        device=args.device,
+        progress=not args.no_progress,
+        log=_say("analyze likelihoods"),
+    )
     path = table.write(out)
     print(table.markdown(), end="")
     print(f"wrote {path}, {out / 'table3.md'}")
@@ -242,13 +340,23 @@ def _cmd_likelihoods(args) -> int:
 def _cmd_jacobian(args) -> int:
     from .figure4 import JacobianSettings, jacobian_analysis
 
-    settings = JacobianSettings(n=args.n, dtype=args.dtype, method=args.method, svd=args.svd, seed=args.seed, checkpoint=args.checkpoint)
+    settings = JacobianSettings(
+        n=args.n, dtype=args.dtype, method=args.method, svd=args.svd, seed=args.seed, checkpoint=args.checkpoint
+    )
     out = _out_dir(args.out, "jacobian")
-    result = jacobian_analysis(args.runs, settings, labels=_labels(args.labels), device=args.device, progress=not args.no_progress,
-                               log=_say("analyze jacobian"))
+    result = jacobian_analysis(
+        args.runs,
+        settings,
+        labels=_labels(args.labels),
+        device=args.device,
+        progress=not args.no_progress,
+        log=_say("analyze jacobian"),
+    )
     fig = result.write(out, title=args.title)
     for r in result.rows:
-        print(f"{r['label']}: mean log|det| {r['mean_logdet']:.2f} (flow {r['mean_logdet_flow']:.2f}), "
-              f"median singular value 10^{r['log10_singular_value_quantiles'].get('q50', float('nan')):.2f}")
+        print(
+            f"{r['label']}: mean log|det| {r['mean_logdet']:.2f} (flow {r['mean_logdet_flow']:.2f}), "
+            f"median singular value 10^{r['log10_singular_value_quantiles'].get('q50', float('nan')):.2f}"
+        )
     print(f"wrote {out / 'jacobian.json'}, {fig}")
     return 0

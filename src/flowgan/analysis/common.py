@@ -28,7 +28,7 @@ def run_labels(runs: Sequence[str | Path], labels: Sequence[str] | None = None) 
     """The names of the runs in tables and legends: ``labels`` (one per run), else the directory
     names (the whole paths where two names coincide)."""
     if labels is not None:
-        out = [str(l).strip() for l in labels]
+        out = [str(label).strip() for label in labels]
         if len(out) != len(runs):
             raise FlowganError(f"{len(out)} labels for {len(runs)} runs (--labels needs one name per run)")
         return out

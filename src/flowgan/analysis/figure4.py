@@ -19,8 +19,11 @@ from typing import Any
 from ..errors import FlowganError
 from .common import run_labels, write_json
 
-NOTE = ("G includes the final sigmoid; mean_logdet = mean over samples of sum_i log s_i; mean_logdet_flow = log|det dG/dz| accumulated by "
-        "the flow layer by layer from z (float64; finite where saturated pixels make singular values underflow).")
+NOTE = (
+    "G includes the final sigmoid; mean_logdet = mean over samples of sum_i log s_i; mean_logdet_flow = log|det "
+    "dG/dz| accumulated by the flow layer by layer from z (float64; finite where saturated pixels make singular "
+    "values underflow)."
+)
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,11 @@ class JacobianSettings:
     def __post_init__(self):
         if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
             raise FlowganError(f"the number of prior samples must be a positive integer, got {self.n!r}")
-        for name, allowed in (("dtype", ("float32", "float64")), ("method", ("auto", "coupling", "autograd")), ("svd", ("auto", "svd"))):
+        for name, allowed in (
+            ("dtype", ("float32", "float64")),
+            ("method", ("auto", "coupling", "autograd")),
+            ("svd", ("auto", "svd")),
+        ):
             if getattr(self, name) not in allowed:
                 raise FlowganError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
 
@@ -71,16 +78,32 @@ class JacobianAnalysis:
     def to_dict(self, figure: str | Path, spectra: str | Path) -> dict[str, Any]:
         """What ``jacobian.json`` holds (with the paths of the figure and of the spectra file)."""
         s = self.settings
-        return {"n_samples": s.n, "seed": s.seed, "jacobian_dtype": s.dtype, "runs": self.rows, "figure": str(figure),
-                "spectra": str(spectra), "note": NOTE}
+        return {
+            "n_samples": s.n,
+            "seed": s.seed,
+            "jacobian_dtype": s.dtype,
+            "runs": self.rows,
+            "figure": str(figure),
+            "spectra": str(spectra),
+            "note": NOTE,
+        }
 
     def markdown(self) -> str:
-        md = ["# Singular values of dG/dz", "", f"{self.settings.n} prior samples per run; log10 quantiles of the singular values pooled over samples.", "",
-              "| run | mean log\\|det\\| | flow's log-det | max diff | q05 | q50 | q95 | median log10 cond |", "|---|---|---|---|---|---|---|---|"]
+        md = [
+            "# Singular values of dG/dz",
+            "",
+            f"{self.settings.n} prior samples per run; log10 quantiles of the singular values pooled over samples.",
+            "",
+            "| run | mean log\\|det\\| | flow's log-det | max diff | q05 | q50 | q95 | median log10 cond |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for r in self.rows:
             q = r["log10_singular_value_quantiles"]
-            md.append(f"| {r['label']} | {r['mean_logdet']:.2f} | {r['mean_logdet_flow']:.2f} | {r['max_abs_logdet_diff']:.2g} | "
-                      f"{q.get('q05', float('nan')):.2f} | {q.get('q50', float('nan')):.2f} | {q.get('q95', float('nan')):.2f} | {r['median_log10_condition_number']:.2f} |")
+            md.append(
+                f"| {r['label']} | {r['mean_logdet']:.2f} | {r['mean_logdet_flow']:.2f} | "
+                f"{r['max_abs_logdet_diff']:.2g} | {q.get('q05', float('nan')):.2f} | {q.get('q50', float('nan')):.2f} "
+                f"| {q.get('q95', float('nan')):.2f} | {r['median_log10_condition_number']:.2f} |"
+            )
         return "\n".join(md) + "\n"
 
     def write(self, out: str | Path, *, title: str | None = None) -> Path:
@@ -93,7 +116,9 @@ class JacobianAnalysis:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         fig = plot_singular_value_cdf(self.curves(), out / "figure4.png", title=title)
-        np.savez_compressed(out / "spectra.npz", **{f"{i:02d}_{r['label']}": v for i, (r, v) in enumerate(zip(self.rows, self.spectra))})
+        np.savez_compressed(
+            out / "spectra.npz", **{f"{i:02d}_{r['label']}": v for i, (r, v) in enumerate(zip(self.rows, self.spectra))}
+        )
         write_json(out / "jacobian.json", self.to_dict(fig, out / "spectra.npz"))
         (out / "jacobian.md").write_text(self.markdown())
         return fig
@@ -124,8 +149,20 @@ def jacobian_analysis(
         run = load_run(run_path, s.checkpoint, device=dev)
         if log:
             log(f"{label} ({run.which}, step {run.step}): {s.n} Jacobians of {tuple(run.model.shape)}")
-        result = jacobian_spectra(run.model, s.n, seed=s.seed, dtype=getattr(torch, s.dtype), method=s.method, svd=s.svd, progress=progress)
-        rows.append({"label": label, "run": str(run_path), "checkpoint": str(run.checkpoint), "checkpoint_name": run.which, "step": run.step,
-                     "objective": run.config.objective, "lam": run.config.lam, **result.summary()})
+        result = jacobian_spectra(
+            run.model, s.n, seed=s.seed, dtype=getattr(torch, s.dtype), method=s.method, svd=s.svd, progress=progress
+        )
+        rows.append(
+            {
+                "label": label,
+                "run": str(run_path),
+                "checkpoint": str(run.checkpoint),
+                "checkpoint_name": run.which,
+                "step": run.step,
+                "objective": run.config.objective,
+                "lam": run.config.lam,
+                **result.summary(),
+            }
+        )
         spectra.append(result.singular_values.numpy())
     return JacobianAnalysis(s, rows, spectra)

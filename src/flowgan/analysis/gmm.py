@@ -135,8 +135,13 @@ class GaussianMixtureBaseline(nn.Module):
     def log_prob_sigmas(self, x: torch.Tensor, sigmas, progress: bool = False) -> torch.Tensor:
         """``log p_σ(x)`` for several bandwidths at the cost of one pass: float64 ``(N, K)``."""
         return mixture_log_prob(
-            _flat(x, self._shape), self._prep(), sigmas, precision=self.precision,
-            chunk_rows=self.chunk_rows, chunk_centres=self.chunk_centres, progress=progress,
+            _flat(x, self._shape),
+            self._prep(),
+            sigmas,
+            precision=self.precision,
+            chunk_rows=self.chunk_rows,
+            chunk_centres=self.chunk_centres,
+            progress=progress,
         )
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
@@ -166,7 +171,10 @@ class GaussianMixtureBaseline(nn.Module):
         return (x, idx) if return_index else x
 
     def extra_repr(self) -> str:
-        return f"m={self.num_components}, shape={self._shape}, sigma={self._sigma:g}, centre={self.centre}, precision={self.precision}"
+        return (
+            f"m={self.num_components}, shape={self._shape}, sigma={self._sigma:g}, centre={self.centre}, "
+            f"precision={self.precision}"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,8 +192,12 @@ class SigmaSearch:
     at_boundary: bool = False  # the optimum is at an end of the coarse grid
 
     def to_dict(self) -> dict[str, Any]:
-        return {"sigma": self.sigma, "nll_nats": self.nll, "at_boundary": self.at_boundary,
-                "evaluated": [[s, v] for s, v in zip(self.sigmas, self.nlls)]}
+        return {
+            "sigma": self.sigma,
+            "nll_nats": self.nll,
+            "at_boundary": self.at_boundary,
+            "evaluated": [[s, v] for s, v in zip(self.sigmas, self.nlls)],
+        }
 
 
 def search_sigma(
@@ -282,7 +294,9 @@ def mixture_sweep(
     dim = gmm.dim
     x_val = dequantized(val_images)
     sweep_sigmas = sorted(set(as_sigmas(list(sigmas))))
-    search = search_sigma(gmm, x_val, sweep_sigmas, refine_rounds=refine_rounds, refine_points=refine_points, progress=progress)
+    search = search_sigma(
+        gmm, x_val, sweep_sigmas, refine_rounds=refine_rounds, refine_points=refine_points, progress=progress
+    )
     by_sigma = dict(zip(search.sigmas, search.nlls))
     rows = []
     steps = sweep_sigmas
@@ -291,7 +305,11 @@ def mixture_sweep(
 
         steps = tqdm(sweep_sigmas, desc="mixture sample scores", unit="σ", leave=False)
     for i, s in enumerate(steps):
-        row: dict[str, Any] = {"sigma": s, "val_nll_nats": by_sigma[s], "val_nll_bpd": float(nats_to_bpd(by_sigma[s], dim))}
+        row: dict[str, Any] = {
+            "sigma": s,
+            "val_nll_nats": by_sigma[s],
+            "val_nll_bpd": float(nats_to_bpd(by_sigma[s], dim)),
+        }
         if score_fn is not None:
             gmm.sigma = s
             samples = gmm.sample(score_samples, generator=torch.Generator().manual_seed(seed * 1000 + i))
@@ -309,7 +327,10 @@ def mixture_sweep(
         "best_sigma": search.sigma,
         "best_val_nll_nats": search.nll,
         "best_val_nll_bpd": float(nats_to_bpd(search.nll, dim)),
-        "curve": [{"sigma": s, "val_nll_nats": v, "val_nll_bpd": float(nats_to_bpd(v, dim))} for s, v in zip(search.sigmas, search.nlls)],
+        "curve": [
+            {"sigma": s, "val_nll_nats": v, "val_nll_bpd": float(nats_to_bpd(v, dim))}
+            for s, v in zip(search.sigmas, search.nlls)
+        ],
     }
     if test_images is not None:
         gmm.sigma = search.sigma
@@ -318,8 +339,13 @@ def mixture_sweep(
     return result
 
 
-def beats_regions(sigmas: Sequence[float], nll: Sequence[float], scores: Sequence[float | None] | None,
-                  run_nll: float | None, run_score: float | None) -> dict[str, list[float]]:
+def beats_regions(
+    sigmas: Sequence[float],
+    nll: Sequence[float],
+    scores: Sequence[float | None] | None,
+    run_nll: float | None,
+    run_score: float | None,
+) -> dict[str, list[float]]:
     """The σ of the sweep where the mixture beats a run (Figures 3 and 6): ``beats_nll`` where its
     NLL is lower than the run's, ``beats_score`` where its sample score is higher, ``beats_both``."""
     nll_ok = [s for s, v in zip(sigmas, nll) if run_nll is not None and v < run_nll]

@@ -57,7 +57,15 @@ QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 
 
 def _flat_layers(flow) -> list | None:
-    from ..flows import AdditiveCoupling, AlternatingHalves, ChannelHalves, DiagonalScaling, FlowSequence, Logit, Reshape
+    from ..flows import (
+        AdditiveCoupling,
+        AlternatingHalves,
+        ChannelHalves,
+        DiagonalScaling,
+        FlowSequence,
+        Logit,
+        Reshape,
+    )
 
     out = []
     stack = [flow]
@@ -80,7 +88,11 @@ def supports_coupling_method(model) -> bool:
 
 
 def _is_mlp(net) -> bool:
-    return isinstance(net, nn.Sequential) and all(isinstance(m, (nn.Linear, nn.ReLU)) for m in net) and isinstance(net[0], nn.Linear)
+    return (
+        isinstance(net, nn.Sequential)
+        and all(isinstance(m, (nn.Linear, nn.ReLU)) for m in net)
+        and isinstance(net[0], nn.Linear)
+    )
 
 
 def _mlp_jacobian(net: nn.Sequential, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,7 +103,6 @@ def _mlp_jacobian(net: nn.Sequential, x: torch.Tensor) -> tuple[torch.Tensor, to
     zero the inactive units per sample, in place."""
     n, n_in = x.shape
     h, tangent = x, None  # tangent[b, i, :] = ∂h_b/∂x_i
-    pending_mask = None
     for layer in net:
         if isinstance(layer, nn.Linear):
             w = layer.weight.to(x.dtype)
@@ -217,13 +228,21 @@ def _autograd_jacobians(model, z: torch.Tensor, dtype: torch.dtype) -> tuple[tor
 
 
 def generator_jacobians(
-    model, z: torch.Tensor, *, dtype: torch.dtype = torch.float32, method: str = "auto", chunk: int = 64, progress: bool = False
+    model,
+    z: torch.Tensor,
+    *,
+    dtype: torch.dtype = torch.float32,
+    method: str = "auto",
+    chunk: int = 64,
+    progress: bool = False,
 ) -> tuple[torch.Tensor, str]:
     """Exact Jacobians ``∂G/∂z`` at the latents ``z`` ``(K, *model.shape)``: ``((K, D, D) float64, method)``."""
     if method == "auto":
         method = "coupling" if supports_coupling_method(model) else "autograd"
     if method == "coupling" and not supports_coupling_method(model):
-        raise ValueError("the coupling method needs a NICE-type flow (logit, reshape, diagonal scaling, additive couplings)")
+        raise ValueError(
+            "the coupling method needs a NICE-type flow (logit, reshape, diagonal scaling, additive couplings)"
+        )
     if method not in ("coupling", "autograd"):
         raise ValueError(f"unknown method {method!r}; choose auto, coupling or autograd")
     was_training = model.training
@@ -263,7 +282,9 @@ def _one(jac: torch.Tensor, method: str, max_condition: float) -> tuple[torch.Te
     return torch.linalg.svdvals(jac), False
 
 
-def _singular_values(jac: torch.Tensor, threads: int | None, method: str, max_condition: float) -> tuple[torch.Tensor, int]:
+def _singular_values(
+    jac: torch.Tensor, threads: int | None, method: str, max_condition: float
+) -> tuple[torch.Tensor, int]:
     from concurrent.futures import ThreadPoolExecutor
 
     if method not in ("auto", "svd", "gram"):
@@ -285,7 +306,9 @@ def _singular_values(jac: torch.Tensor, threads: int | None, method: str, max_co
     return torch.stack([v for v, _ in out]), sum(g for _, g in out)
 
 
-def singular_values(jac: torch.Tensor, threads: int | None = None, method: str = "auto", max_condition: float = GRAM_MAX_CONDITION) -> torch.Tensor:
+def singular_values(
+    jac: torch.Tensor, threads: int | None = None, method: str = "auto", max_condition: float = GRAM_MAX_CONDITION
+) -> torch.Tensor:
     r"""Singular values (descending, float64) of a batch of square matrices ``(K, D, D)``.
 
     ``method="svd"``: LAPACK's SVD (``torch.linalg.svdvals``) of every matrix. ``"auto"``
@@ -338,7 +361,11 @@ class JacobianSpectra:
         logdet = self.logdet
         log10 = torch.log10(s.clamp_min(1e-300)).reshape(-1)
         diff = (logdet - self.logdet_flow).abs()
-        q = torch.quantile(log10, torch.tensor(QUANTILES, dtype=torch.float64)).tolist() if log10.numel() <= 16_000_000 else []
+        q = (
+            torch.quantile(log10, torch.tensor(QUANTILES, dtype=torch.float64)).tolist()
+            if log10.numel() <= 16_000_000
+            else []
+        )
         return {
             "n_samples": int(s.shape[0]),
             "dim": int(s.shape[1]),
@@ -391,7 +418,17 @@ def jacobian_spectra(
     s = s.cpu()
     t2 = time.perf_counter()
     del jac
-    logdet_flow = flow_logdet_at(model, z.to(torch.float64)).cpu() if check else torch.full((len(z),), float("nan"), dtype=torch.float64)
+    logdet_flow = (
+        flow_logdet_at(model, z.to(torch.float64)).cpu()
+        if check
+        else torch.full((len(z),), float("nan"), dtype=torch.float64)
+    )
     t3 = time.perf_counter()
-    return JacobianSpectra(s, logdet_flow.cpu(), used, str(dtype).replace("torch.", ""),
-                           {"jacobian": t1 - t0, "svd": t2 - t1, "check": t3 - t2, "total": t3 - t0}, n_gram)
+    return JacobianSpectra(
+        s,
+        logdet_flow.cpu(),
+        used,
+        str(dtype).replace("torch.", ""),
+        {"jacobian": t1 - t0, "svd": t2 - t1, "check": t3 - t2, "total": t3 - t0},
+        n_gram,
+    )

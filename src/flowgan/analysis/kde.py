@@ -89,7 +89,9 @@ def parzen_log_likelihood(
     if not samples.is_floating_point():
         raise ValueError("samples must be continuous (float) images")
     kde = GaussianMixtureBaseline(samples.detach().float(), 1.0, precision=precision)
-    search = search_sigma(kde, x_val, bandwidths, refine_rounds=refine_rounds, refine_points=refine_points, progress=progress)
+    search = search_sigma(
+        kde, x_val, bandwidths, refine_rounds=refine_rounds, refine_points=refine_points, progress=progress
+    )
     kde.sigma = search.sigma
     test_ll = kde.log_prob_sigmas(x_test, [search.sigma], progress=progress)[:, 0]
     return ParzenResult(search.sigma, -search.nll, test_ll, search, len(samples), kde.dim, {"n_val": len(x_val)})
@@ -130,8 +132,13 @@ def kde_estimate(
 
     samples = draw_samples(model, n_samples, seed=seed)
     result = parzen_log_likelihood(
-        samples, dequantized(val_images), dequantized(test_images),
-        bandwidths=bandwidths, refine_rounds=refine_rounds, refine_points=refine_points, progress=progress,
+        samples,
+        dequantized(val_images),
+        dequantized(test_images),
+        bandwidths=bandwidths,
+        refine_rounds=refine_rounds,
+        refine_points=refine_points,
+        progress=progress,
     )
     result.extra["seed"] = seed
     return result

@@ -102,7 +102,9 @@ def mixture_log_prob(
     k = len(sig)
     device = prep.shifted.device  # computed where the centres are; the result is on the CPU
     inv64 = torch.tensor([1.0 / (2.0 * s * s) for s in sig], dtype=torch.float64, device=device)
-    const = torch.tensor([-math.log(m) - 0.5 * d * (_LOG_2PI + 2.0 * math.log(s)) for s in sig], dtype=torch.float64, device=device)
+    const = torch.tensor(
+        [-math.log(m) - 0.5 * d * (_LOG_2PI + 2.0 * math.log(s)) for s in sig], dtype=torch.float64, device=device
+    )
     offset = prep.offset.to(device)
     out = torch.empty(n, k, dtype=torch.float64)
     chunk_rows, chunk_centres = max(1, int(chunk_rows)), max(1, int(chunk_centres))
@@ -120,7 +122,9 @@ def mixture_log_prob(
         x_sq = xr64.square().sum(1)  # float64
         run_min = torch.full((b,), math.inf, dtype=torch.float64, device=device)
         run_arg = torch.zeros(b, dtype=torch.long, device=device)
-        run_lse = torch.full((b, k), -math.inf, dtype=torch.float64, device=device)  # log Σ exp(-(d'_j)·inv), d' = ‖c‖² - 2x·c
+        run_lse = torch.full(
+            (b, k), -math.inf, dtype=torch.float64, device=device
+        )  # log Σ exp(-(d'_j)·inv), d' = ‖c‖² - 2x·c
         buf = None
         for c0 in range(0, m, chunk_centres):
             c1 = min(m, c0 + chunk_centres)

@@ -95,7 +95,15 @@ def plot_mixture_vs_run(
     if scores is not None:
         ax2 = ax.twinx()
         pts = [(s, v) for s, v in zip(sigmas, scores) if v is not None]
-        ax2.plot([p[0] for p in pts], [p[1] for p in pts], "s-", color="tab:red", ms=3, lw=1.5, label=f"mixture {score_name} score")
+        ax2.plot(
+            [p[0] for p in pts],
+            [p[1] for p in pts],
+            "s-",
+            color="tab:red",
+            ms=3,
+            lw=1.5,
+            label=f"mixture {score_name} score",
+        )
         if run_score is not None:
             ax2.axhline(run_score, ls="--", color="maroon", label=f"run best {score_name} score")
         ax2.set_ylabel(f"{score_name} score (higher is better)")
@@ -107,11 +115,18 @@ def plot_mixture_vs_run(
     if scores is not None and run_score is not None and run_nll is not None:
         _shade(ax, sigmas, regions["beats_both"], color="green", alpha=0.2, label="mixture better on both")
     elif run_nll is not None:
-        _shade(ax, sigmas, regions["beats_nll"], color="green", alpha=0.1, label="mixture better NLL (no scores to compare)")
+        _shade(
+            ax,
+            sigmas,
+            regions["beats_nll"],
+            color="green",
+            alpha=0.1,
+            label="mixture better NLL (no scores to compare)",
+        )
     h3, l3 = ax.get_legend_handles_labels()
-    extra = [(h, l) for h, l in zip(h3, l3) if l not in labels]
+    extra = [(h, lab) for h, lab in zip(h3, l3) if lab not in labels]
     handles += [h for h, _ in extra]
-    labels += [l for _, l in extra]
+    labels += [lab for _, lab in extra]
     top = ax2 if scores is not None else ax  # the legend goes on the top-most axes, above every line
     top.legend(handles, labels, fontsize=8, loc="best", framealpha=0.9)
     ax.set_title(title or f"Gaussian mixture baseline on {sweep.get('dataset', '')}".strip())

@@ -33,8 +33,9 @@ from .common import run_labels, write_json
 METHODS = ("exact", "ais", "kde")
 NAMES = {"exact": "Flow-GAN NLL (exact)", "ais": "AIS", "kde": "KDE"}
 NOTE = (
-    "AIS estimates log p_sigma(x) of the Gaussian observation model N(G(z), sigma^2 I), a stochastic lower bound in expectation; "
-    "KDE is a Parzen window on model samples; both are in the flows' units on the same dequantized test images."
+    "AIS estimates log p_sigma(x) of the Gaussian observation model N(G(z), sigma^2 I), a stochastic lower bound in "
+    "expectation; KDE is a Parzen window on model samples; both are in the flows' units on the same dequantized test "
+    "images."
 )
 
 
@@ -67,12 +68,25 @@ class LikelihoodSettings:
         object.__setattr__(self, "methods", methods)
         if not methods or set(methods) - set(METHODS):
             raise FlowganError(f"methods must be a subset of exact, ais, kde (got {','.join(methods) or 'none'})")
-        for name in ("n_test", "ais_steps", "ais_chains", "ais_leapfrog", "ais_val", "ais_batch", "kde_samples", "kde_val"):
+        for name in (
+            "n_test",
+            "ais_steps",
+            "ais_chains",
+            "ais_leapfrog",
+            "ais_val",
+            "ais_batch",
+            "kde_samples",
+            "kde_val",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise FlowganError(f"{name} must be a positive integer, got {value!r}")
         s = self.ais_sigma
-        if not (s is None or s == "auto" or (isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0 and math.isfinite(s))):
+        if not (
+            s is None
+            or s == "auto"
+            or (isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0 and math.isfinite(s))
+        ):
             raise FlowganError(f"the AIS observation sigma must be a positive number or 'auto', got {s!r}")
 
     @property
@@ -85,8 +99,13 @@ class LikelihoodSettings:
     def to_dict(self) -> dict[str, Any]:
         """The ``settings`` entry of ``table3.json``."""
         return {
-            "ais": {"sigma": "auto" if self.ais_sigma == "auto" else self.sigma, "steps": self.ais_steps, "chains": self.ais_chains,
-                    "leapfrog": self.ais_leapfrog, "schedule": "sigmoid"},
+            "ais": {
+                "sigma": "auto" if self.ais_sigma == "auto" else self.sigma,
+                "steps": self.ais_steps,
+                "chains": self.ais_chains,
+                "leapfrog": self.ais_leapfrog,
+                "schedule": "sigmoid",
+            },
             "kde": {"samples": self.kde_samples, "val_images": self.kde_val},
             "seed": self.seed,
         }
@@ -184,29 +203,55 @@ def likelihood_table(
             datasets[key] = load_dataset(*key)
         ds = datasets[key]
         if tuple(ds.shape) != tuple(model.shape):
-            raise FlowganError(f"{run_path}: model shape {tuple(model.shape)} does not match dataset {ds.name} {tuple(ds.shape)}")
+            raise FlowganError(
+                f"{run_path}: model shape {tuple(model.shape)} does not match dataset {ds.name} {tuple(ds.shape)}"
+            )
         test = ds.test.images[: s.n_test]
-        row: dict[str, Any] = {"label": label, "run": str(run_path), "checkpoint": str(run.checkpoint), "checkpoint_name": run.which,
-                               "step": run.step, "objective": cfg.objective, "lam": cfg.lam, "dataset": ds.name}
+        row: dict[str, Any] = {
+            "label": label,
+            "run": str(run_path),
+            "checkpoint": str(run.checkpoint),
+            "checkpoint_name": run.which,
+            "step": run.step,
+            "objective": cfg.objective,
+            "lam": cfg.lam,
+            "dataset": ds.name,
+        }
         if log:
             log(f"{label} ({run.which}, step {run.step}) on {len(test)} {ds.name} test images")
         if "exact" in s.methods:
             t = time.perf_counter()
             ll = log_likelihoods(model, test, progress=progress)
             full = log_likelihoods(model, ds.test.images, progress=progress)
-            row["exact"] = {"nll_nats": float(-ll.mean()), "sem": float(ll.std(correction=1) / math.sqrt(len(ll))) if len(ll) > 1 else None,
-                            "nll_nats_full_test": float(-full.mean()), "n_full_test": len(full), "seconds": round(time.perf_counter() - t, 2)}
+            row["exact"] = {
+                "nll_nats": float(-ll.mean()),
+                "sem": float(ll.std(correction=1) / math.sqrt(len(ll))) if len(ll) > 1 else None,
+                "nll_nats_full_test": float(-full.mean()),
+                "n_full_test": len(full),
+                "seconds": round(time.perf_counter() - t, 2),
+            }
         if "ais" in s.methods:
-            budget = {"n_steps": s.ais_steps, "n_chains": s.ais_chains, "n_leapfrog": s.ais_leapfrog, "batch_size": s.ais_batch, "progress": progress}
+            budget = {
+                "n_steps": s.ais_steps,
+                "n_chains": s.ais_chains,
+                "n_leapfrog": s.ais_leapfrog,
+                "batch_size": s.ais_batch,
+                "progress": progress,
+            }
             run_sigma, selection = s.sigma, None
             if s.ais_sigma == "auto":
                 run_sigma, selection = select_sigma(model, ds.val.images[: s.ais_val], seed=s.seed, **budget)
             d = ais_estimate(model, test, seed=s.seed, sigma=run_sigma, **budget).to_dict()
             row["ais"] = {**d, "sem": d["ll_sem"]}
             if selection is not None:
-                row["ais"]["sigma_selection"] = {"val_images": min(s.ais_val, len(ds.val.images)), "mean_val_ll": {str(k): v for k, v in selection.items()}}
+                row["ais"]["sigma_selection"] = {
+                    "val_images": min(s.ais_val, len(ds.val.images)),
+                    "mean_val_ll": {str(k): v for k, v in selection.items()},
+                }
         if "kde" in s.methods:
-            d = kde_estimate(model, ds.val.images[: s.kde_val], test, n_samples=s.kde_samples, seed=s.seed, progress=progress).to_dict()
+            d = kde_estimate(
+                model, ds.val.images[: s.kde_val], test, n_samples=s.kde_samples, seed=s.seed, progress=progress
+            ).to_dict()
             row["kde"] = {**d, "nll_nats": d["test_nll_nats"], "sem": d["test_ll_sem"]}
         rows.append(row)
         del model, run
@@ -227,7 +272,8 @@ def table3_markdown(table: dict[str, Any]) -> str:
     runs = table["runs"]
     methods = [m for m in METHODS if any(m in r for r in runs)]
     lines = [
-        f"# Table 3: negative log-likelihood estimates (nats) on {table.get('dataset', '')}, {table.get('n_test', '?')} test images",
+        f"# Table 3: negative log-likelihood estimates (nats) on {table.get('dataset', '')}, "
+        f"{table.get('n_test', '?')} test images",
         "",
         "| run | checkpoint | " + " | ".join(NAMES[m] for m in methods) + " |",
         "|---|---|" + "---|" * len(methods),
@@ -240,12 +286,18 @@ def table3_markdown(table: dict[str, Any]) -> str:
             if v.get("sem") is not None and math.isfinite(v.get("sem", float("nan"))):
                 cell += f" ± {_fmt(v['sem'])}"
             cells.append(cell)
-        lines.append(f"| {r['label']} | {r.get('checkpoint_name', '')} (step {r.get('step', '?')}) | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {r['label']} | {r.get('checkpoint_name', '')} (step {r.get('step', '?')}) | " + " | ".join(cells) + " |"
+        )
     lines += ["", "Ranking implied by each method (best first, by estimated log-likelihood):", ""]
     for m in methods:
         rk = table["rankings"].get(m)
         if rk:
-            agree = "" if m == "exact" else (" (agrees with exact)" if table["rankings_agree"].get(m) else " (differs from exact)")
+            agree = (
+                ""
+                if m == "exact"
+                else (" (agrees with exact)" if table["rankings_agree"].get(m) else " (differs from exact)")
+            )
             text = table.get("rankings_text", {}).get(m) or " > ".join(rk)
             lines.append(f"* {NAMES[m]}: {text}{agree}")
     notes = table.get("notes") or []

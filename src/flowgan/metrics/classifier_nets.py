@@ -35,7 +35,9 @@ INPUT_CONVENTION = "images in [0, 1]; trained on dequantized (k + u)/256, u ~ U(
 class SmallCNN(nn.Module):
     """Two conv blocks (``width``, ``2·width`` channels), 4×4 adaptive pooling, ``hidden`` features."""
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 16, hidden: int = 128, dropout: float = 0.3):
+    def __init__(
+        self, in_channels: int = 1, num_classes: int = 10, width: int = 16, hidden: int = 128, dropout: float = 0.3
+    ):
         super().__init__()
 
         def conv(i: int, o: int) -> list[nn.Module]:
@@ -67,7 +69,11 @@ class _Block(nn.Module):
         self.b1 = nn.BatchNorm2d(o)
         self.c2 = nn.Conv2d(o, o, 3, 1, 1, bias=False)
         self.b2 = nn.BatchNorm2d(o)
-        self.short = nn.Identity() if stride == 1 and i == o else nn.Sequential(nn.Conv2d(i, o, 1, stride, bias=False), nn.BatchNorm2d(o))
+        self.short = (
+            nn.Identity()
+            if stride == 1 and i == o
+            else nn.Sequential(nn.Conv2d(i, o, 1, stride, bias=False), nn.BatchNorm2d(o))
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.b1(self.c1(x)))
@@ -77,10 +83,16 @@ class _Block(nn.Module):
 class SmallResNet(nn.Module):
     """3×3 stem, stages of ``blocks`` residual blocks at widths ``w, 2w, 4w``, global average pool."""
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 10, width: int = 16, blocks: int = 1, dropout: float = 0.0):
+    def __init__(
+        self, in_channels: int = 3, num_classes: int = 10, width: int = 16, blocks: int = 1, dropout: float = 0.0
+    ):
         super().__init__()
         w = width
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_channels, w, 3, padding=1, bias=False),
+            nn.BatchNorm2d(w),
+            nn.ReLU(inplace=True),
+        ]
         c = w
         for stage, out in enumerate((w, 2 * w, 4 * w)):
             for b in range(blocks):
@@ -119,7 +131,9 @@ class Classifier(nn.Module):
         return self.net.features((x - self.mean) / self.std)
 
 
-def build_classifier(arch: str, shape: tuple[int, ...], num_classes: int, mean: list[float], std: list[float], **options) -> Classifier:
+def build_classifier(
+    arch: str, shape: tuple[int, ...], num_classes: int, mean: list[float], std: list[float], **options
+) -> Classifier:
     if arch not in ARCHS:
         raise FlowganError(f"unknown classifier architecture {arch!r}; choose from {', '.join(ARCHS)}")
     net = ARCHS[arch](in_channels=int(shape[0]), num_classes=int(num_classes), **options)

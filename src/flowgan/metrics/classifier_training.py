@@ -28,7 +28,9 @@ AUGMENTS = ("standard", "flow")
 
 
 def _augment_text_standard(shift: int, flip: bool) -> str:
-    return f"dequantized (k + u)/256 with fresh noise, shifts of up to {shift} px" + (", horizontal flips" if flip else "")
+    return f"dequantized (k + u)/256 with fresh noise, shifts of up to {shift} px" + (
+        ", horizontal flips" if flip else ""
+    )
 
 
 def _augment_text_flow(shift: int, flip: bool) -> str:
@@ -76,7 +78,13 @@ def _dequantized(images: torch.Tensor, gen: torch.Generator | None = None) -> to
 
 
 @torch.no_grad()
-def accuracy(clf: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device | str = "cpu", batch_size: int = 1000) -> float:
+def accuracy(
+    clf: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    device: torch.device | str = "cpu",
+    batch_size: int = 1000,
+) -> float:
     """Top-1 accuracy on uint8 ``images`` (dequantized with the fixed evaluation noise)."""
     was = clf.training
     clf.eval()
@@ -163,21 +171,32 @@ def train_classifier(
             opt.step()
             sched.step()
             total_loss += float(loss.detach())
-        val_acc = accuracy(clf, dataset.val.images, dataset.val.labels, device) if dataset.val.labels is not None and len(dataset.val) else float("nan")
+        val_acc = (
+            accuracy(clf, dataset.val.images, dataset.val.labels, device)
+            if dataset.val.labels is not None and len(dataset.val)
+            else float("nan")
+        )
         rec = {"epoch": epoch + 1, "loss": total_loss / steps_per_epoch, "val_accuracy": val_acc}
         noisy = ""
         if augment == "flow" and dataset.val.labels is not None and len(dataset.val):
-            rec["val_accuracy_gaussian_0.3"] = accuracy(clf, N.noisy_uint8(dataset.val.images, "gaussian", 0.3, seed=1), dataset.val.labels, device)
+            rec["val_accuracy_gaussian_0.3"] = accuracy(
+                clf, N.noisy_uint8(dataset.val.images, "gaussian", 0.3, seed=1), dataset.val.labels, device
+            )
             noisy = f", with Gaussian noise σ=0.3 {100 * rec['val_accuracy_gaussian_0.3']:.2f}%"
         history.append(rec)
         if log:
-            log(f"epoch {epoch + 1}/{epochs}: loss {total_loss / steps_per_epoch:.4f}, val accuracy {100 * val_acc:.2f}%{noisy} ({time.perf_counter() - start:.0f} s)")
+            log(
+                f"epoch {epoch + 1}/{epochs}: loss {total_loss / steps_per_epoch:.4f}, val accuracy "
+                f"{100 * val_acc:.2f}%{noisy} ({time.perf_counter() - start:.0f} s)"
+            )
         if not (val_acc <= best[0]):  # also true for nan (no validation labels): keep the last
             best = (val_acc, {k: v.detach().clone() for k, v in clf.state_dict().items()}, epoch + 1)
     clf.load_state_dict(best[1])
     clf.eval()
     seconds = time.perf_counter() - start
-    test_acc = accuracy(clf, dataset.test.images, dataset.test.labels, device) if dataset.test.labels is not None else None
+    test_acc = (
+        accuracy(clf, dataset.test.images, dataset.test.labels, device) if dataset.test.labels is not None else None
+    )
     meta = {
         "arch": arch,
         "arch_options": arch_options,

@@ -125,7 +125,10 @@ def load_classifier(path: str | Path, source: str = "path", name: str | None = N
                 warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated"
                 module = torch.jit.load(str(path), map_location="cpu")
         except Exception as e:
-            raise FlowganError(f"cannot load TorchScript classifier {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+            raise FlowganError(
+                f"cannot load TorchScript classifier {path}: {type(e).__name__}: "
+                f"{str(e).splitlines()[0] if str(e) else ''}"
+            ) from None
         has_features = hasattr(module, "features")
         return ScoreClassifier(
             module=module.float(), name=name or f"torchscript:{path.name}", source=source, path=str(path),
@@ -142,15 +145,23 @@ def load_classifier(path: str | Path, source: str = "path", name: str | None = N
     try:
         norm = rec["normalization"]
         with torch.random.fork_rng(devices=[]):  # the initialisation is overwritten: leave the global state alone
-                module = build_classifier(rec["arch"], tuple(rec["shape"]), rec["num_classes"], norm["mean"], norm["std"], **rec.get("arch_options", {}))
+            module = build_classifier(
+                rec["arch"],
+                tuple(rec["shape"]),
+                rec["num_classes"],
+                norm["mean"],
+                norm["std"],
+                **rec.get("arch_options", {}),
+            )
         module.load_state_dict(rec["state_dict"])
     except (KeyError, RuntimeError, TypeError, ValueError) as e:
         raise FlowganError(f"classifier file {path} is malformed: {str(e).splitlines()[0][:200]}") from None
     module.eval()
     info = {k: v for k, v in rec.items() if k != "state_dict"}
     return ScoreClassifier(
-        module=module, name=name or str(rec.get("name") or f"{rec.get('family', '?')}-{rec['arch']}"), source=source, path=str(path),
-        trained_on=str(rec.get("trained_on", "unknown")), num_classes=int(rec["num_classes"]), shape=tuple(rec["shape"]),
+        module=module, name=name or str(rec.get("name") or f"{rec.get('family', '?')}-{rec['arch']}"),
+        source=source, path=str(path), trained_on=str(rec.get("trained_on", "unknown")),
+        num_classes=int(rec["num_classes"]), shape=tuple(rec["shape"]),
         test_accuracy=rec.get("test_accuracy"), key=_file_key(path), info=info, sha256=_file_sha(path),
     )  # fmt: skip
 
@@ -205,7 +216,8 @@ def resolve_classifier(spec: str | Path) -> ScoreClassifier:
         if text.startswith("cache:") or not Path(text).expanduser().is_file():
             raise FlowganError(
                 f"no classifier named {text!r}: shipped {', '.join(SHIPPED_CLASSIFIERS)}; in the cache "
-                f"({default_classifier_dir()}) {', '.join(cached_classifiers()) or 'none'}; or give a path to a classifier file"
+                f"({default_classifier_dir()}) {', '.join(cached_classifiers()) or 'none'}; or give a path to a "
+                "classifier file"
             )
     return load_classifier(text, source="path")
 
@@ -228,8 +240,8 @@ def find_classifier(dataset, classifier: str | Path | ScoreClassifier | None = N
     have = cached_classifiers()
     hint = f" (the cache has {', '.join(have)})" if have else ""
     raise FlowganError(
-        f"no shipped classifier for {name} (family {family}); train one with: flowgan classifier train --dataset {name}, "
-        f"then name it: --classifier {stem}{hint}"
+        f"no shipped classifier for {name} (family {family}); train one with: flowgan classifier train --dataset "
+        f"{name}, then name it: --classifier {stem}{hint}"
     )
 
 
@@ -238,9 +250,15 @@ def list_classifiers() -> list[dict[str, Any]]:
     provenance, and which family each shipped one is the default of."""
     defaults = {v: k for k, v in DEFAULT_CLASSIFIERS.items()}
     rows = []
-    entries = [(n, "shipped", shipped_weights(n)) for n in SHIPPED_CLASSIFIERS] + [(n, "cache", p) for n, p in cached_classifiers().items()]
+    entries = [(n, "shipped", shipped_weights(n)) for n in SHIPPED_CLASSIFIERS] + [
+        (n, "cache", p) for n, p in cached_classifiers().items()
+    ]
     for name, source, path in entries:
-        row: dict[str, Any] = {"name": name if source == "shipped" or name not in SHIPPED_CLASSIFIERS else f"cache:{name}", "source": source, "path": str(path) if path else None}
+        row: dict[str, Any] = {
+            "name": name if source == "shipped" or name not in SHIPPED_CLASSIFIERS else f"cache:{name}",
+            "source": source,
+            "path": str(path) if path else None,
+        }
         if source == "shipped":
             row["default_for"] = defaults.get(name)
         try:
@@ -249,7 +267,12 @@ def list_classifiers() -> list[dict[str, Any]]:
             row["error"] = str(e)
             clf = None
         if clf is not None:
-            row.update(trained_on=clf.trained_on, test_accuracy=clf.test_accuracy, sha256=clf.sha256, augment=clf.info.get("augment"))
+            row.update(
+                trained_on=clf.trained_on,
+                test_accuracy=clf.test_accuracy,
+                sha256=clf.sha256,
+                augment=clf.info.get("augment"),
+            )
         elif path is None:
             row["error"] = "file missing"
         rows.append(row)

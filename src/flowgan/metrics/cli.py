@@ -40,14 +40,25 @@ def register(sub) -> None:
         description=(
             "Train a small CNN (grey-scale data) or ResNet (colour data) on a dataset's training split and save it, "
             "with its test accuracy, to the classifier cache ($FLOWGAN_CACHE/classifiers/<dataset>.pt, else "
-            "~/.cache/flowgan/classifiers/<dataset>.pt) or to --out. Scores use it only when named: --classifier <dataset>."
+            "~/.cache/flowgan/classifiers/<dataset>.pt) or to --out. Scores use it only when named: "
+            "--classifier <dataset>."
         ),
     )
-    t.add_argument("--dataset", required=True, help="mnist, mnist5k, fashion-mnist, cifar10, digits, or a path to a .npz with labels")
+    t.add_argument(
+        "--dataset",
+        required=True,
+        help="mnist, mnist5k, fashion-mnist, cifar10, digits, or a path to a .npz with labels",
+    )
     t.add_argument("--data-dir", help="folder with the dataset files (default $FLOWGAN_DATA or ~/.cache/flowgan/data)")
-    t.add_argument("--epochs", type=int, help="passes over the training split (default by dataset: mnist 8, mnist5k 40, cifar10 60, ...)")
+    t.add_argument(
+        "--epochs",
+        type=int,
+        help="passes over the training split (default by dataset: mnist 8, mnist5k 40, cifar10 60, ...)",
+    )
     t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW, one-cycle schedule; default 2e-3)")
+    t.add_argument(
+        "--lr", type=float, default=2e-3, help="peak learning rate (AdamW, one-cycle schedule; default 2e-3)"
+    )
     t.add_argument("--out", metavar="PATH", help="classifier file to write (default: the cache, <dataset>.pt)")
     t.add_argument("--device", default="auto", help="auto (default), cpu, cuda, ...")
     t.add_argument("--seed", type=int, default=0)
@@ -62,16 +73,20 @@ def register(sub) -> None:
     i = csub.add_parser(
         "info",
         help="show which classifier scores a dataset (or what a classifier file holds)",
-        description="Print, as JSON, the classifier the scores would use for --dataset (the shipped default unless --classifier names one).",
+        description="Print, as JSON, the classifier the scores would use for --dataset (the shipped default unless "
+        "--classifier names one).",
     )
     i.add_argument("--dataset", help="dataset name or .npz path")
-    i.add_argument("--classifier", help="a classifier name (see `flowgan classifier list`) or file (flowgan format or TorchScript)")
+    i.add_argument(
+        "--classifier", help="a classifier name (see `flowgan classifier list`) or file (flowgan format or TorchScript)"
+    )
     i.set_defaults(func=_cmd_classifier_info)
 
     ls = csub.add_parser(
         "list",
         help="the shipped and cached classifiers, with what they were trained on",
-        description="List the shipped classifiers (and which dataset family each is the default of) and those in the cache, as JSON.",
+        description="List the shipped classifiers (and which dataset family each is the default of) and those in the "
+        "cache, as JSON.",
     )
     ls.set_defaults(func=_cmd_classifier_list)
 
@@ -79,15 +94,19 @@ def register(sub) -> None:
         "check",
         help="accuracy, IS and MODE of a classifier on a split's real images under pixel noise",
         description=(
-            "Score the real images of a split clean and with fixed, reproducible pixel noise (Gaussian sigma 0.15 and 0.30, "
-            "15%% salt-and-pepper, logit-space, blur; in [0, 1], clipped, re-quantised to 8 bits): accuracy, Inception score "
-            "and MODE of each. A classifier for flow samples must still see the digit under such noise."
+            "Score the real images of a split clean and with fixed, reproducible pixel noise (Gaussian sigma 0.15 and "
+            "0.30, 15%% salt-and-pepper, logit-space, blur; in [0, 1], clipped, re-quantised to 8 bits): accuracy, "
+            "Inception score and MODE of each. A classifier for flow samples must still see the digit under such "
+            "noise."
         ),
     )
     c.add_argument("--dataset", required=True, help="mnist, mnist5k, cifar10, a .npz with labels, ...")
     c.add_argument("--data-dir")
     c.add_argument("--split", default="test", choices=["train", "val", "test"])
-    c.add_argument("--classifier", help="default: the dataset's shipped classifier; or a name from `flowgan classifier list`, or a file")
+    c.add_argument(
+        "--classifier",
+        help="default: the dataset's shipped classifier; or a name from `flowgan classifier list`, or a file",
+    )
     c.add_argument("--samples", type=int, help="a fixed random subset of N images (default all)")
     c.add_argument("--device", default="auto")
     c.add_argument("--output", "-o", help="also write the JSON to this file")
@@ -97,21 +116,28 @@ def register(sub) -> None:
         "score",
         help="IS/MODE/FID/KID of a dataset's real images (the reference for a model's samples)",
         description=(
-            "Score real images of a split exactly as `flowgan evaluate --metrics ...` scores a model's samples. Images are "
-            "dequantized as the likelihood sees them, (k + u)/256 with the fixed evaluation noise. FID/KID compare them "
-            "with --reference-split (default test, or val when scoring the test split)."
+            "Score real images of a split exactly as `flowgan evaluate --metrics ...` scores a model's samples. "
+            "Images are dequantized as the likelihood sees them, (k + u)/256 with the fixed evaluation noise. FID/KID "
+            "compare them with --reference-split (default test, or val when scoring the test split)."
         ),
     )
-    s.add_argument("--dataset", required=True, help="mnist, mnist5k, fashion-mnist, cifar10, digits, or a path to a .npz")
+    s.add_argument(
+        "--dataset", required=True, help="mnist, mnist5k, fashion-mnist, cifar10, digits, or a path to a .npz"
+    )
     s.add_argument("--split", default="test", choices=["train", "val", "test"], help="images to score (default test)")
-    s.add_argument("--reference-split", choices=["train", "val", "test"], help="FID/KID reference (default test; val when --split test)")
+    s.add_argument(
+        "--reference-split",
+        choices=["train", "val", "test"],
+        help="FID/KID reference (default test; val when --split test)",
+    )
     s.add_argument("--data-dir")
     s.add_argument("--metrics", default=",".join(SCORES), help=f"comma-separated: {','.join(SCORES)} (default all)")
     s.add_argument("--samples", type=int, help="score a fixed random subset of N images of the split (default all)")
     s.add_argument(
         "--classifier",
-        help="default: the shipped classifier of the dataset (mnist-robust, cifar10-small); or a name from `flowgan classifier list` "
-        "(mnist-clean, a cached one such as mnist5k), a classifier file (flowgan format or TorchScript), or 'inception'",
+        help="default: the shipped classifier of the dataset (mnist-robust, cifar10-small); or a name from `flowgan "
+        "classifier list` (mnist-clean, a cached one such as mnist5k), a classifier file (flowgan format or "
+        "TorchScript), or 'inception'",
     )
     s.add_argument("--device", default="auto")
     s.add_argument("--output", "-o", help="also write the JSON to this file")
@@ -136,7 +162,10 @@ def _cmd_classifier_train(args) -> int:
     family = classifier_family(dataset)
     name = cache_name(dataset)
     out = Path(args.out) if args.out else default_classifier_dir() / f"{name}.pt"
-    err(f"flowgan: training the {family} classifier on {dataset.describe()} ({torch.get_num_threads()} threads, {device})")
+    err(
+        f"flowgan: training the {family} classifier on {dataset.describe()} ({torch.get_num_threads()} threads, "
+        f"{device})"
+    )
     if args.width is not None and args.width < 1:
         raise UsageError("--width must be >= 1")
     options = {"width": args.width} if args.width else None
@@ -146,8 +175,31 @@ def _cmd_classifier_train(args) -> int:
     )  # fmt: skip
     save_classifier(out, clf, meta)
     acc = meta["test_accuracy"]
-    print(json.dumps({"path": str(out), **{k: meta[k] for k in ("family", "trained_on", "test_accuracy", "test_images", "val_accuracy", "epochs", "train_seconds")}}, indent=2))
-    err(f"flowgan: wrote {out} (test accuracy {100 * acc:.2f}% on {meta['test_images']} {dataset.name} test images)" if acc is not None else f"flowgan: wrote {out}")
+    print(
+        json.dumps(
+            {
+                "path": str(out),
+                **{
+                    k: meta[k]
+                    for k in (
+                        "family",
+                        "trained_on",
+                        "test_accuracy",
+                        "test_images",
+                        "val_accuracy",
+                        "epochs",
+                        "train_seconds",
+                    )
+                },
+            },
+            indent=2,
+        )
+    )
+    err(
+        f"flowgan: wrote {out} (test accuracy {100 * acc:.2f}% on {meta['test_images']} {dataset.name} test images)"
+        if acc is not None
+        else f"flowgan: wrote {out}"
+    )
     if not args.out:
         use = f"cache:{name}" if name in SHIPPED_CLASSIFIERS else name
         err(f"flowgan: scores use it only when named: --classifier {use} (the default stays the shipped classifier)")
@@ -164,7 +216,9 @@ def _cmd_classifier_check(args) -> int:
         raise UsageError("--samples must be >= 20 (10 splits)")
     dataset = load_dataset(args.dataset, args.data_dir)
     t = time.perf_counter()
-    result = check_classifier(dataset, args.classifier, split=args.split, n_images=args.samples, device=resolve_device(args.device))
+    result = check_classifier(
+        dataset, args.classifier, split=args.split, n_images=args.samples, device=resolve_device(args.device)
+    )
     result["check_seconds"] = round(time.perf_counter() - t, 1)
     text = json.dumps(result, indent=2)
     print(text)
@@ -199,8 +253,16 @@ def _cmd_classifier_info(args) -> int:
         clf = find_classifier(args.dataset or "?", args.classifier)
     else:
         clf = find_classifier(args.dataset)
-    info = {"family": classifier_family(args.dataset) if args.dataset else None, "source": clf.source, "path": clf.path, "name": clf.name, **clf.summary()}
-    info.update({k: v for k, v in clf.info.items() if k not in ("history", "normalization", "format", "version", "name")})
+    info = {
+        "family": classifier_family(args.dataset) if args.dataset else None,
+        "source": clf.source,
+        "path": clf.path,
+        "name": clf.name,
+        **clf.summary(),
+    }
+    info.update(
+        {k: v for k, v in clf.info.items() if k not in ("history", "normalization", "format", "version", "name")}
+    )
     print(json.dumps(info, indent=2, default=str))
     return 0
 
@@ -218,7 +280,15 @@ def _cmd_score(args) -> int:
     dataset = load_dataset(args.dataset, args.data_dir)
     reference = args.reference_split or ("val" if args.split == "test" else "test")
     t = time.perf_counter()
-    result = score_split(dataset, args.split, scores, n_images=args.samples, classifier=args.classifier, device=device, reference_split=reference)
+    result = score_split(
+        dataset,
+        args.split,
+        scores,
+        n_images=args.samples,
+        classifier=args.classifier,
+        device=device,
+        reference_split=reference,
+    )
     result["score_seconds"] = round(time.perf_counter() - t, 2)
     text = json.dumps(result, indent=2)
     print(text)

@@ -112,5 +112,7 @@ def sample_collapse(model, n: int = DEFAULT_SAMPLES, *, seed: int = 0, classifie
     out = collapse_stats(images, logits)
     if classifier is not None:  # which classifier counted the classes: name@hash
         info = classifier.summary()
-        out["collapse_classifier"] = info["classifier_name"] + (f"@{info['classifier_sha256']}" if info.get("classifier_sha256") else "")
+        out["collapse_classifier"] = info["classifier_name"] + (
+            f"@{info['classifier_sha256']}" if info.get("classifier_sha256") else ""
+        )
     return out

@@ -72,7 +72,10 @@ def _check_images(images: torch.Tensor, dataset) -> None:
     if not isinstance(images, torch.Tensor) or not images.is_floating_point():
         raise FlowganError("score_images expects float images in [0, 1] (uint8 real images: use score_split)")
     if images.dim() != 4 or tuple(images.shape[1:]) != tuple(dataset.shape):
-        raise FlowganError(f"images have shape {tuple(images.shape)}, the dataset {dataset.name} (N, {', '.join(map(str, dataset.shape))})")
+        raise FlowganError(
+            f"images have shape {tuple(images.shape)}, the dataset {dataset.name} (N, "
+            f"{', '.join(map(str, dataset.shape))})"
+        )
     if len(images) < 2:
         raise FlowganError("scores need at least 2 images")
 
@@ -110,7 +113,9 @@ def score_images(
         logits, feats = torch.zeros(len(images), 1), None
     else:
         logits, feats = clf.predict(images, features=need_features, batch_size=batch_size, device=device)
-    return scores_from_predictions(logits, feats, dataset, scores, clf, split=split, splits=splits, device=device, nonfinite=bad)
+    return scores_from_predictions(
+        logits, feats, dataset, scores, clf, split=split, splits=splits, device=device, nonfinite=bad
+    )
 
 
 def evaluate_samples(
@@ -140,7 +145,9 @@ def evaluate_samples(
     if n < 2:
         raise FlowganError("--samples must be at least 2")
     if tuple(model.shape) != tuple(dataset.shape):
-        raise FlowganError(f"the model makes images of shape {tuple(model.shape)}, {dataset.name} has {tuple(dataset.shape)}")
+        raise FlowganError(
+            f"the model makes images of shape {tuple(model.shape)}, {dataset.name} has {tuple(dataset.shape)}"
+        )
     clf = find_classifier(dataset, classifier)
     need_features = _needs_features(scores)
     logits, feats, bad = [], [], 0
@@ -157,7 +164,9 @@ def evaluate_samples(
         lg_all, ft_all = torch.zeros(n, 1), None
     else:
         lg_all, ft_all = torch.cat(logits), (torch.cat(feats) if need_features else None)
-    out = scores_from_predictions(lg_all, ft_all, dataset, scores, clf, split=split, splits=splits, device=device, nonfinite=bad)
+    out = scores_from_predictions(
+        lg_all, ft_all, dataset, scores, clf, split=split, splits=splits, device=device, nonfinite=bad
+    )
     out["sample_seed"] = seed
     return out
 
@@ -185,7 +194,9 @@ def score_split(
         pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:n_images].sort().values
         images = images[pick]
     reference_split = reference_split or ("val" if split == "test" else "test")
-    out = score_images(images, dataset, scores, classifier=classifier, device=device, split=reference_split, splits=splits)
+    out = score_images(
+        images, dataset, scores, classifier=classifier, device=device, split=reference_split, splits=splits
+    )
     out = {"dataset": dataset.name, "split": split, "images": PREPROCESSING, **out}
     if _needs_features(check_scores(scores)):
         out["reference_split"] = reference_split

@@ -60,7 +60,9 @@ def reference_path(dataset, split: str, clf) -> Path:
     return cache_root() / "reference" / f"{name}-{split}-{images_key(images)}-{clf.key}-{_CACHE_VERSION}.pt"
 
 
-def reference_features(dataset, split: str, clf, *, device=None, batch_size: int = 500, cache: bool = True) -> torch.Tensor:
+def reference_features(
+    dataset, split: str, clf, *, device=None, batch_size: int = 500, cache: bool = True
+) -> torch.Tensor:
     """Classifier features ``(N, d)`` (float32, CPU) of the real images of ``dataset``'s ``split``,
     from the cache when present (computed and stored otherwise)."""
     images = dataset.split(split).images
@@ -86,7 +88,14 @@ def reference_features(dataset, split: str, clf, *, device=None, batch_size: int
 
         try:
             atomic_save(
-                {"features": features, "dataset": dataset.name, "split": split, "n": len(images), "classifier": clf.describe(), "preprocessing": PREPROCESSING},
+                {
+                    "features": features,
+                    "dataset": dataset.name,
+                    "split": split,
+                    "n": len(images),
+                    "classifier": clf.describe(),
+                    "preprocessing": PREPROCESSING,
+                },
                 path,
             )
         except OSError:  # a read-only cache is not an error

@@ -71,7 +71,9 @@ def fid_from_features(real: torch.Tensor, fake: torch.Tensor) -> dict:
     return {"fid": float(metric.compute())}
 
 
-def kid_from_features(real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> dict:
+def kid_from_features(
+    real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, subset_size: int = 1000, seed: int = 0
+) -> dict:
     """``{"kid", "kid_std", "kid_subset_size"}`` (torchmetrics' ``KernelInceptionDistance``); the
     subset size is capped at the smaller set's size; subsets are drawn with ``seed`` in a forked
     random state."""
@@ -79,7 +81,9 @@ def kid_from_features(real: torch.Tensor, fake: torch.Tensor, subsets: int = 100
     size = int(min(subset_size, len(real), len(fake)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "will save all extracted features in buffer"
-        metric = _torchmetrics("kid")(feature=_Precomputed(real.shape[1]), subsets=subsets, subset_size=size, normalize=False)
+        metric = _torchmetrics("kid")(
+            feature=_Precomputed(real.shape[1]), subsets=subsets, subset_size=size, normalize=False
+        )
     metric.update(real, real=True)
     metric.update(fake, real=False)
     with torch.random.fork_rng(devices=[]):

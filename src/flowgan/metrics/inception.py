@@ -44,17 +44,25 @@ def inception_classifier():
     try:
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
     except ImportError:
-        raise FlowganError("--classifier inception needs torch-fidelity (pip install torch-fidelity); it is not installed") from None
+        raise FlowganError(
+            "--classifier inception needs torch-fidelity (pip install torch-fidelity); it is not installed"
+        ) from None
     path = inception_weights_path()
     if not path.is_file():
         raise FlowganError(
             f"Inception-v3 weights not found: {path} is missing (torch-fidelity's {WEIGHTS_FILE}, from {WEIGHTS_URL}); "
-            "download it there or set FLOWGAN_INCEPTION_WEIGHTS, or leave out --classifier to use flowgan's offline classifier"
+            "download it there or set FLOWGAN_INCEPTION_WEIGHTS, or leave out --classifier "
+            "to use flowgan's offline classifier"
         )
     try:
-        net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=str(path))
+        net = FeatureExtractorInceptionV3(
+            "inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=str(path)
+        )
     except Exception as e:
-        raise FlowganError(f"cannot load the Inception-v3 weights {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        raise FlowganError(
+            f"cannot load the Inception-v3 weights {path}: {type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}"
+        ) from None
     net.eval()
 
     def run(x: torch.Tensor, features: bool):

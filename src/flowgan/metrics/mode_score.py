@@ -131,6 +131,7 @@ def mode_score_as_printed(
     p = shuffled(as_probs(logits, probs), permute, seed)
     p_star = torch.as_tensor(p_star, dtype=torch.float64)
     values = [
-        math.exp(float(entropy_terms(chunk, p_star).mean()) - kl(p_star, chunk.mean(0))) for chunk in torch.chunk(p, splits, dim=0)
+        math.exp(float(entropy_terms(chunk, p_star).mean()) - kl(p_star, chunk.mean(0)))
+        for chunk in torch.chunk(p, splits, dim=0)
     ]
     return {"mode_printed": sum(values) / len(values), "mode_printed_std": _spread(values)}

@@ -129,9 +129,10 @@ def describe_flow_augment() -> str:
     a = FLOW_AUGMENT
     kinds = ", ".join(f"{k} {100 * p:.0f}%" for k, p in a["kinds"].items())
     return (
-        f"per image one of: {kinds} (Gaussian σ ~ U{a['gaussian_sigma']}, salt-and-pepper fraction ~ U{a['salt_pepper_fraction']}, "
-        f"logit-space noise scale ~ U{a['logit_scale']}); then a 3×3 blur (width ~ U{a['blur_width']} px) with probability "
-        f"{a['blur_probability']}, re-quantisation to 8 bits with probability {a['requantize_probability']}; on dequantized, shifted images"
+        f"per image one of: {kinds} (Gaussian σ ~ U{a['gaussian_sigma']}, salt-and-pepper fraction ~ "
+        f"U{a['salt_pepper_fraction']}, logit-space noise scale ~ U{a['logit_scale']}); then a 3×3 blur (width ~ "
+        f"U{a['blur_width']} px) with probability {a['blur_probability']}, re-quantisation to 8 bits with probability "
+        f"{a['requantize_probability']}; on dequantized, shifted images"
     )
 
 
@@ -194,8 +195,17 @@ def at_floor(score_name: str, value, num_classes: int = 10) -> bool:
 # ------------------------------------------------------------------------------ the check
 
 
-def check_classifier(dataset, classifier=None, *, split: str = "test", levels=CHECK_LEVELS, n_images: int | None = None,
-                     splits: int = 10, device=None, seed: int = 0) -> dict:
+def check_classifier(
+    dataset,
+    classifier=None,
+    *,
+    split: str = "test",
+    levels=CHECK_LEVELS,
+    n_images: int | None = None,
+    splits: int = 10,
+    device=None,
+    seed: int = 0,
+) -> dict:
     """Accuracy, Inception score and MODE of ``classifier`` (default: the dataset's shipped one)
     on the real images of ``split`` with each noise of ``levels`` (``(label, kind, level)``),
     what ``flowgan classifier check`` prints. Noisy images are 8-bit (:func:`noisy_uint8`) and
@@ -225,6 +235,14 @@ def check_classifier(dataset, classifier=None, *, split: str = "test", levels=CH
             m = mode_score(logits, dataset_label_marginal(dataset, logits.shape[1]), splits)
             row.update(mode=m["mode"], mode_std=m["mode_std"])
         rows.append(row)
-    return {"dataset": dataset.name, "split": split, "images": len(images), "noise_seed": seed,
-            "noise": "k/255 + noise, clipped to [0, 1], re-quantised to 8 bits, scored as (k + u)/256 (fixed evaluation noise)",
-            **clf.summary(), "rows": rows}
+    return {
+        "dataset": dataset.name,
+        "split": split,
+        "images": len(images),
+        "noise_seed": seed,
+        "noise": (
+            "k/255 + noise, clipped to [0, 1], re-quantised to 8 bits, scored as (k + u)/256 (fixed evaluation noise)"
+        ),
+        **clf.summary(),
+        "rows": rows,
+    }

@@ -153,19 +153,30 @@ def _kid(inputs: ScoreInputs) -> dict:
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
-        Metric("nll", ("nll_nats", "nll_bpd"), False, _nll, "images", ("nll_nats", "nll_bpd"), "val_nll_nats", "exact NLL (§2; Tables 1-3)"),
         Metric(
-            "collapse", ("near_duplicate_share", "saturated_share", "classes_covered", "collapse_samples", "collapse_classifier"), None,
-            _collapse, "samples", ("near_duplicate_share", "saturated_share", "classes_covered", "collapse_samples", "collapse_classifier"),
+            "nll", ("nll_nats", "nll_bpd"), False, _nll, "images",
+            ("nll_nats", "nll_bpd"), "val_nll_nats", "exact NLL (§2; Tables 1-3)",
+        ),
+        Metric(
+            "collapse",
+            ("near_duplicate_share", "saturated_share", "classes_covered", "collapse_samples", "collapse_classifier"),
+            None, _collapse, "samples",
+            ("near_duplicate_share", "saturated_share", "classes_covered", "collapse_samples", "collapse_classifier"),
             paper="what Figure 1's sample grids show",
         ),
-        Metric("is", ("is", "is_std"), True, _inception, "predictions", ("is", "is_std"), "is", "Inception score (§3.2; Table 2)"),
+        Metric(
+            "is", ("is", "is_std"), True, _inception, "predictions",
+            ("is", "is_std"), "is", "Inception score (§3.2; Table 2)",
+        ),
         Metric(
             "mode", ("mode_paper", "mode_paper_std", "mode", "mode_std", "kl_marginal"), True, _mode, "predictions",
             ("mode", "mode_std", "mode_paper"), "mode", "MODE score (§3.2; Table 1)",
         ),
         Metric("fid", ("fid",), False, _fid, "features", ("fid",), "fid", "FID (Heusel et al. 2017)"),
-        Metric("kid", ("kid", "kid_std", "kid_subset_size"), False, _kid, "features", ("kid", "kid_std"), "kid", "KID (Bińkowski et al. 2018)"),
+        Metric(
+            "kid", ("kid", "kid_std", "kid_subset_size"), False, _kid, "features",
+            ("kid", "kid_std"), "kid", "KID (Bińkowski et al. 2018)",
+        ),
     )
 }  # fmt: skip
 
@@ -189,7 +200,9 @@ def parse_metrics(text: str | Iterable[str], allowed: Iterable[str] | None = Non
     names = [s for s in names if s]
     unknown = [s for s in names if s not in allowed]
     if unknown or not names:
-        raise FlowganError(f"unknown {what}(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(allowed)}")
+        raise FlowganError(
+            f"unknown {what}(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(allowed)}"
+        )
     return names
 
 

@@ -66,7 +66,12 @@ class ScoreClassifier:
 
     @torch.no_grad()
     def predict(
-        self, images: torch.Tensor, *, features: bool = False, batch_size: int = 500, device: torch.device | str | None = None
+        self,
+        images: torch.Tensor,
+        *,
+        features: bool = False,
+        batch_size: int = 500,
+        device: torch.device | str | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits (and features) of ``images`` in ``[0, 1]``, as float64 CPU tensors.
 
@@ -76,8 +81,8 @@ class ScoreClassifier:
         device = torch.device(device) if device is not None else _module_device(self.module)
         if self.shape is not None and tuple(images.shape[1:]) != tuple(self.shape):
             raise FlowganError(
-                f"the {self.name} classifier expects images of shape {tuple(self.shape)}, got {tuple(images.shape[1:])}; "
-                "pass a classifier for this data with --classifier"
+                f"the {self.name} classifier expects images of shape {tuple(self.shape)}, got "
+                f"{tuple(images.shape[1:])}; pass a classifier for this data with --classifier"
             )
         module = self.module.to(device)
         was_training = module.training
@@ -96,9 +101,13 @@ class ScoreClassifier:
                         lg, ft = module(x), None
                 except RuntimeError as e:  # e.g. a TorchScript module made for other images
                     first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-                    raise FlowganError(f"classifier {self.name} failed on images of shape {tuple(x.shape[1:])}: {first[:200]}") from None
+                    raise FlowganError(
+                        f"classifier {self.name} failed on images of shape {tuple(x.shape[1:])}: {first[:200]}"
+                    ) from None
                 if lg.dim() != 2:
-                    raise FlowganError(f"classifier {self.name} returned logits of shape {tuple(lg.shape)}, expected (N, classes)")
+                    raise FlowganError(
+                        f"classifier {self.name} returned logits of shape {tuple(lg.shape)}, expected (N, classes)"
+                    )
                 if features and ft is None:
                     ft = lg
                 logits.append(lg.double().cpu())

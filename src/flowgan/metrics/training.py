@@ -74,6 +74,8 @@ def score_hook(trainer) -> dict:
             seed=mix_seed(cfg.seed, trainer.step, 5),
         )
     out = {k: result[k] for s in scores for k in METRICS[s].logged if k in result}
-    out["classifier"] = result.get("classifier_name", "?") + (f"@{result['classifier_sha256']}" if result.get("classifier_sha256") else "")
+    out["classifier"] = result.get("classifier_name", "?") + (
+        f"@{result['classifier_sha256']}" if result.get("classifier_sha256") else ""
+    )
     out["score_seconds"] = round(time.perf_counter() - start, 3)
     return out

@@ -36,6 +36,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+
 @dataclass
 class Claim:
     key: str
@@ -127,11 +128,30 @@ def check_c1(evals: dict[str, list[dict]], trains: dict[str, list[dict]], dim: i
         settles = spread > 0 and late_change <= 0.25 * spread
     ok = far and rises and settles
     ev = (
-        f"final validation NLL: ADV {adv_final:.3f} vs MLE {mle_final:.3f} bits/dim (gap {adv_final - mle_final:+.3f}, needs >= 1); "
-        f"ADV minimum {adv_nll[i_min]:.3f} at evaluation {i_min + 1}/{len(adv_nll)} (rise {adv_final - adv_nll[i_min]:+.3f}, needs >= 0.25 after a minimum in the first half); "
-        + (f"critic loss range {spread:.3g}, change between the last two quarters {late_change:.3g} (needs <= 25% of the range)" if spread is not None else "too few critic-loss records")
+        f"final validation NLL: ADV {adv_final:.3f} vs MLE {mle_final:.3f} bits/dim (gap {adv_final - mle_final:+.3f}, "
+        f"needs >= 1); ADV minimum {adv_nll[i_min]:.3f} at evaluation {i_min + 1}/{len(adv_nll)} (rise "
+        f"{adv_final - adv_nll[i_min]:+.3f}, needs >= 0.25 after a minimum in the first half); "
+        + (
+            f"critic loss range {spread:.3g}, change between the last two quarters {late_change:.3g} "
+            "(needs <= 25% of the range)"
+            if spread is not None
+            else "too few critic-loss records"
+        )
     )
-    return Claim("C1", st, "PASS" if ok else "FAIL", ev, {"adv_final_bpd": adv_final, "mle_final_bpd": mle_final, "adv_min_bpd": adv_nll[i_min], "far": far, "rises": rises, "critic_settles": settles})
+    return Claim(
+        "C1",
+        st,
+        "PASS" if ok else "FAIL",
+        ev,
+        {
+            "adv_final_bpd": adv_final,
+            "mle_final_bpd": mle_final,
+            "adv_min_bpd": adv_nll[i_min],
+            "far": far,
+            "rises": rises,
+            "critic_settles": settles,
+        },
+    )
 
 
 def check_c2(results: dict[str, dict], unit: str, score_name: str | None = "mode") -> Claim:
@@ -155,15 +175,28 @@ def check_c2(results: dict[str, dict], unit: str, score_name: str | None = "mode
     score_part = UNSURE if len(floors) == 2 else compare(h_s, m_s, u_s)
     verdict = _combine(nll_part, score_part)
     ev = (
-        f"test NLL Hybrid {h_nll:.4g} vs MLE {m_nll:.4g} {unit} ({rel:.1%} apart ± {u_rel:.1%}, needs <= 5%); "
-        f"score Hybrid {h_s:.3f}{_pm(h_sd)} vs MLE {m_s:.3f}{_pm(m_sd)} (difference {h_s - m_s:+.3f}, needs > its uncertainty {u_s:.3f})"
+        f"test NLL Hybrid {h_nll:.4g} vs MLE {m_nll:.4g} {unit} ({rel:.1%} apart ± {u_rel:.1%}, needs <= 5%); score "
+        f"Hybrid {h_s:.3f}{_pm(h_sd)} vs MLE {m_s:.3f}{_pm(m_sd)} (difference {h_s - m_s:+.3f}, needs > its "
+        f"uncertainty {u_s:.3f})"
     )
     if floors:
         ev += f"; {' and '.join(floors)} {'are' if len(floors) == 2 else 'is'} {floor_words(score_name)}"
         if len(floors) == 2:
             ev += ": the scores cannot rank them"
-    return Claim("C2", st, verdict, ev, {"relative_nll_gap": rel, "relative_nll_uncertainty": u_rel, "hybrid_score": h_s, "mle_score": m_s,
-                                          "score_uncertainty": u_s, "at_floor": floors})
+    return Claim(
+        "C2",
+        st,
+        verdict,
+        ev,
+        {
+            "relative_nll_gap": rel,
+            "relative_nll_uncertainty": u_rel,
+            "hybrid_score": h_s,
+            "mle_score": m_s,
+            "score_uncertainty": u_s,
+            "at_floor": floors,
+        },
+    )
 
 
 def check_c3(gmm: dict | None) -> Claim:
@@ -188,16 +221,26 @@ def check_c3(gmm: dict | None) -> Claim:
         c = compare(g, run_score, _u(r.get("scores", {}).get(f"{score}_std"), run_sd))
         (clear if c == YES else unsure if c == UNSURE else []).append(r["sigma"])
     verdict = "PASS" if len(clear) >= 2 else "FAIL" if len(clear) + len(unsure) < 2 else "INCONCLUSIVE"
-    fmt = lambda xs: ", ".join(f"{s:.3g}" for s in xs) or "none"
+
+    def fmt(xs):
+        return ", ".join(f"{s:.3g}" for s in xs) or "none"
+
     ev = (
-        f"ADV at its best {score} {run_score:.3f}{_pm(run_sd)}: validation NLL {run_nll:.1f} nats; mixture better on NLL and on {score} "
-        f"beyond the uncertainty at sigma {fmt(clear)} ({len(clear)} of {len(rows)} grid values, needs >= 2); within the uncertainty at {fmt(unsure)}"
+        f"ADV at its best {score} {run_score:.3f}{_pm(run_sd)}: validation NLL {run_nll:.1f} nats; mixture better on "
+        f"NLL and on {score} beyond the uncertainty at sigma {fmt(clear)} ({len(clear)} of {len(rows)} grid values, "
+        f"needs >= 2); within the uncertainty at {fmt(unsure)}"
     )
     if floored:
         ev += f"; at sigma {fmt(floored)} both the mixture's and ADV's {score} are {floor_words(score)}"
     elif at_floor(score, run_score):
         ev += f"; ADV's {score} is {floor_words(score)}"
-    return Claim("C3", st, verdict, ev, {"sigmas": clear, "sigmas_within_uncertainty": unsure, "adv_score": run_score, "adv_val_nll_nats": run_nll})
+    return Claim(
+        "C3",
+        st,
+        verdict,
+        ev,
+        {"sigmas": clear, "sigmas_within_uncertainty": unsure, "adv_score": run_score, "adv_val_nll_nats": run_nll},
+    )
 
 
 def check_c4(table3: dict | None) -> Claim:
@@ -241,8 +284,8 @@ def check_c5(jacobian: dict | None, labels: dict[str, str]) -> Claim:
     order = ld["adv"] < ld["hybrid"] < ld["mle"]
     ok = wider and order
     ev = (
-        f"spread of log10 singular values (5-95%): ADV {sp['adv']:.2f}, Hybrid {sp['hybrid']:.2f}, MLE {sp['mle']:.2f}; "
-        f"mean log|det|: ADV {ld['adv']:.1f}, Hybrid {ld['hybrid']:.1f}, MLE {ld['mle']:.1f}"
+        f"spread of log10 singular values (5-95%): ADV {sp['adv']:.2f}, Hybrid {sp['hybrid']:.2f}, MLE "
+        f"{sp['mle']:.2f}; mean log|det|: ADV {ld['adv']:.1f}, Hybrid {ld['hybrid']:.1f}, MLE {ld['mle']:.1f}"
     )
     return Claim("C5", st, "PASS" if ok else "FAIL", ev, {"spread": sp, "mean_logdet": ld})
 
@@ -272,7 +315,8 @@ def check_c6(results: dict[str, dict], paper: str) -> Claim:
     nll_part = _between(n["hybrid"], n["mle"], n["adv"], _u(nu["hybrid"], nu["mle"]), _u(nu["hybrid"], nu["adv"]))
     score_part = _between(s["hybrid"], s["mle"], s["adv"], _u(su["hybrid"], su["mle"]), _u(su["hybrid"], su["adv"]))
     ev = (
-        f"test NLL MLE {n['mle']:.3f} / Hybrid {n['hybrid']:.3f} / ADV {n['adv']:.3f} bits/dim; "
-        f"score MLE {s['mle']:.3f}{_pm(su['mle'])} / Hybrid {s['hybrid']:.3f}{_pm(su['hybrid'])} / ADV {s['adv']:.3f}{_pm(su['adv'])}"
+        f"test NLL MLE {n['mle']:.3f} / Hybrid {n['hybrid']:.3f} / ADV {n['adv']:.3f} bits/dim; score MLE "
+        f"{s['mle']:.3f}{_pm(su['mle'])} / Hybrid {s['hybrid']:.3f}{_pm(su['hybrid'])} / ADV "
+        f"{s['adv']:.3f}{_pm(su['adv'])}"
     )
     return Claim("C6", st, _combine(nll_part, score_part), ev, {"nll_bpd": n, "score": s})

@@ -8,30 +8,39 @@ from pathlib import Path
 def register(sub) -> None:
     p = sub.add_parser(
         "reproduce",
-        help="train MLE, ADV and Hybrid Flow-GANs, run the analyses and write report.md with the paper's tables, figures and claims",
+        help="train MLE, ADV and Hybrid Flow-GANs, run the analyses and write report.md with the paper's tables, "
+        "figures and claims",
         description=(
-            "Reproduce the paper end to end: train MLE, ADV and Hybrid Flow-GANs (the same fixed number of generator updates each, "
-            "so the same command gives the same tables on a busy and an idle machine), evaluate them "
-            "(exact test NLL, sample scores), fit the Gaussian-mixture baseline, compare exact NLL with AIS and "
-            "KDE (Table 3), compute the generator's Jacobian spectra (Figure 4), and write DIR/report.md with "
-            "figures and PASS/FAIL/INCONCLUSIVE verdicts on the paper's claims. Presets: quick (mnist5k, small nets, offline, "
-            "750 updates, <= 15 minutes on a 2-core CPU), mnist (full MNIST, the paper's NICE, 3,000 updates), "
-            "cifar10 (Real-NVP, 10,000 updates, a GPU is advised). A short calibration prints the expected duration first. "
+            "Reproduce the paper end to end: train MLE, ADV and Hybrid Flow-GANs (the same fixed number of generator "
+            "updates each, so the same command gives the same tables on a busy and an idle machine), evaluate them "
+            "(exact test NLL, sample scores), fit the Gaussian-mixture baseline, compare exact NLL with AIS and KDE "
+            "(Table 3), compute the generator's Jacobian spectra (Figure 4), and write DIR/report.md with figures and "
+            "PASS/FAIL/INCONCLUSIVE verdicts on the paper's claims. Presets: quick (mnist5k, small nets, offline, 750 "
+            "updates, <= 15 minutes on a 2-core CPU), mnist (full MNIST, the paper's NICE, 3,000 updates), cifar10 "
+            "(Real-NVP, 10,000 updates, a GPU is advised). A short calibration prints the expected duration first. "
             "Re-running the same command reuses finished stages and continues an interrupted one."
         ),
     )
     p.add_argument("--preset", required=True, choices=["quick", "mnist", "cifar10-5k", "cifar10"])
-    p.add_argument("--steps", type=int, help="generator updates per objective (default by preset: quick 750, mnist 3000, cifar10-5k 400, cifar10 10000)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        help="generator updates per objective (default by preset: quick 750, mnist 3000, cifar10-5k 400, "
+        "cifar10 10000)",
+    )
     p.add_argument(
         "--budget-minutes", type=float,
-        help="safety net for the whole reproduction (default by preset: quick 60, mnist 720, cifar10-5k 150, cifar10 1440): a training stage "
-        "still running when it is spent stops, and the report says INCOMPLETE; re-run with a larger value to finish it",
+        help="safety net for the whole reproduction (default by preset: quick 60, mnist 720, cifar10-5k 150, cifar10 "
+        "1440): a training stage still running when it is spent stops, and the report says INCOMPLETE; re-run with a "
+        "larger value to finish it",
     )  # fmt: skip
     p.add_argument("--out", help="output directory (default runs/reproduce-<preset>)")
     p.add_argument("--data-dir", help="folder with the dataset files (mnist, cifar10-5k, cifar10 presets)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, ...")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--skip", default="", help="comma-separated analyses to leave out: gmm, table3, jacobian (their claims say N/A)")
+    p.add_argument(
+        "--skip", default="", help="comma-separated analyses to leave out: gmm, table3, jacobian (their claims say N/A)"
+    )
     p.set_defaults(func=_cmd_reproduce)
 
     r = sub.add_parser(
@@ -51,7 +60,13 @@ def _cmd_reproduce(args) -> int:
     out = args.out or str(Path("runs") / f"reproduce-{args.preset}")
     start = time.perf_counter()
     rep = Reproduction(
-        args.preset, out, budget_minutes=args.budget_minutes, data_dir=args.data_dir, device=args.device, progress=not args.no_progress, steps=args.steps
+        args.preset,
+        out,
+        budget_minutes=args.budget_minutes,
+        data_dir=args.data_dir,
+        device=args.device,
+        progress=not args.no_progress,
+        steps=args.steps,
     )
     path = rep.run(skip=tuple(x.strip() for x in args.skip.split(",") if x.strip()))
     print(f"reproduction finished in {(time.perf_counter() - start) / 60:.1f} min: {path}")

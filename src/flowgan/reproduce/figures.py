@@ -32,7 +32,7 @@ def _pyplot():
 
 def figure_samples(d: ReproductionData, path: Path) -> Path | None:
     grids = [(LABELS[o], d.root / "eval" / f"{o}_samples.png") for o in OBJECTIVES]
-    grids = [(l, p) for l, p in grids if p.is_file()]
+    grids = [(label, p) for label, p in grids if p.is_file()]
     if not grids:
         return None
     plt = _pyplot()
@@ -59,12 +59,38 @@ def figure_curves(d: ReproductionData, path: Path) -> Path | None:
     for ax, obj in zip(axes[0], objs):
         ev = d.evals[obj]
         steps = [r["step"] for r in ev]
-        ax.plot(steps, [d.nll_in_unit(r["val_nll_nats"]) for r in ev], "o-", color="tab:blue", ms=3, label="validation NLL (exact)")
-        ax.plot(steps, [d.nll_in_unit(r.get("train_nll_nats")) for r in ev], "s--", color="tab:red", ms=3, label="train NLL (exact)")
+        ax.plot(
+            steps,
+            [d.nll_in_unit(r["val_nll_nats"]) for r in ev],
+            "o-",
+            color="tab:blue",
+            ms=3,
+            label="validation NLL (exact)",
+        )
+        ax.plot(
+            steps,
+            [d.nll_in_unit(r.get("train_nll_nats")) for r in ev],
+            "s--",
+            color="tab:red",
+            ms=3,
+            label="train NLL (exact)",
+        )
         # the training batches' NLL of every log line: more points than the evaluations
-        batch = [(r["step"], d.nll_in_unit(r["train_nll"])) for r in d.trains[obj] if isinstance(r.get("train_nll"), (int, float))]
+        batch = [
+            (r["step"], d.nll_in_unit(r["train_nll"]))
+            for r in d.trains[obj]
+            if isinstance(r.get("train_nll"), (int, float))
+        ]
         if batch:
-            ax.plot([b[0] for b in batch], [b[1] for b in batch], "-", color="tab:orange", lw=0.8, alpha=0.8, label="training-batch NLL (logged)")
+            ax.plot(
+                [b[0] for b in batch],
+                [b[1] for b in batch],
+                "-",
+                color="tab:orange",
+                lw=0.8,
+                alpha=0.8,
+                label="training-batch NLL (logged)",
+            )
         ax.set_xlabel("generator step")
         ax.set_ylabel(f"NLL ({unit})")
         ax.set_title(LABELS[obj])
@@ -81,7 +107,9 @@ def figure_curves(d: ReproductionData, path: Path) -> Path | None:
             lines, labels = lines + l2, labels + lab2
         ax.legend(lines, labels, fontsize=8, loc="best")
         ax.grid(alpha=0.3)
-    fig.suptitle("Figure 2 analog: NLL learning curves (lower is better) and the critic loss; each panel has its own y-scale")
+    fig.suptitle(
+        "Figure 2 analog: NLL learning curves (lower is better) and the critic loss; each panel has its own y-scale"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -89,7 +117,9 @@ def figure_curves(d: ReproductionData, path: Path) -> Path | None:
 
 
 def figure_scores(d: ReproductionData, path: Path) -> Path | None:
-    series = {o: [(r["step"], r[d.score]) for r in d.evals[o] if isinstance(r.get(d.score), (int, float))] for o in OBJECTIVES}
+    series = {
+        o: [(r["step"], r[d.score]) for r in d.evals[o] if isinstance(r.get(d.score), (int, float))] for o in OBJECTIVES
+    }
     series = {o: s for o, s in series.items() if s}
     if not series:
         return None

@@ -66,13 +66,19 @@ class Reproduction:
         self.device, self.progress = device, progress
         state = self._load_state()
         if state and state.get("preset") != preset:
-            raise FlowganError(f"{self.root} holds a reproduction of preset {state.get('preset')!r}, not {preset!r}; choose another --out")
+            raise FlowganError(
+                f"{self.root} holds a reproduction of preset {state.get('preset')!r}, not {preset!r}; "
+                "choose another --out"
+            )
         if budget_minutes is not None and budget_minutes <= 0:
             raise FlowganError("--budget-minutes must be positive")
         if steps is not None and steps < 1:
             raise FlowganError("--steps must be >= 1")
         if state and steps is not None and state.get("steps") not in (None, steps):
-            raise FlowganError(f"{self.root} holds a reproduction with {state['steps']} generator updates per objective, not {steps}; choose another --out")
+            raise FlowganError(
+                f"{self.root} holds a reproduction with {state['steps']} generator updates per objective, not {steps}; "
+                "choose another --out"
+            )
         self.state = state or {"preset": preset, "stages": {}}
         self.state.update(
             preset=preset,
@@ -167,9 +173,9 @@ class Reproduction:
             per_update = ", ".join("{} {:.3f} s/update".format(LABELS[o], cal["step_seconds"][o]) for o in OBJECTIVES)
             per_eval = ", ".join("{} {:.1f} s".format(LABELS[o], cal["eval_seconds"][o]) for o in OBJECTIVES)
             _say(
-                f"calibration: {per_update}, evaluation {per_eval}: "
-                f"training {self.steps} updates per objective is expected to take {left / 60:.1f} min on this machine now "
-                f"(safety net: {self.budget / 60:.0f} min for the whole reproduction)"
+                f"calibration: {per_update}, evaluation {per_eval}: training {self.steps} updates per objective is "
+                f"expected to take {left / 60:.1f} min on this machine now (safety net: {self.budget / 60:.0f} min for "
+                "the whole reproduction)"
             )
         for i, stage in enumerate(STAGES, 1):
             if stage in skip:
@@ -178,7 +184,10 @@ class Reproduction:
             if self.done(stage) and stage != "report":
                 _say(f"[{i}/{len(STAGES)}] {stage}: done before, reused")
                 continue
-            _say(f"[{i}/{len(STAGES)}] {stage} (planned {self._stage_budget(stage) / 60:.1f} min; whole reproduction ETA {self._eta(stage)})")
+            _say(
+                f"[{i}/{len(STAGES)}] {stage} (planned {self._stage_budget(stage) / 60:.1f} min; whole reproduction "
+                f"ETA {self._eta(stage)})"
+            )
             start = time.perf_counter()
             extra = dict(stages[stage]() or {})
             self._mark(stage, extra.pop("status", "done"), time.perf_counter() - start, **extra)
@@ -220,7 +229,13 @@ class Reproduction:
                 stamps: list[float] = []
                 config = self.run_config(obj).replace(max_steps=steps + 1, eval_every=10**9, time_limit=None)
                 start = time.perf_counter()
-                trainer = Trainer(config, Path(tmp) / obj, dataset=self._dataset_obj(), progress=False, callbacks=(lambda t, stamps=stamps: stamps.append(time.perf_counter()),))
+                trainer = Trainer(
+                    config,
+                    Path(tmp) / obj,
+                    dataset=self._dataset_obj(),
+                    progress=False,
+                    callbacks=(lambda t, stamps=stamps: stamps.append(time.perf_counter()),),
+                )
                 trainer.fit()  # evaluates at step 0 and at the end
                 total = time.perf_counter() - start
                 per_step = (stamps[-1] - stamps[0]) / max(len(stamps) - 1, 1)
@@ -245,9 +260,18 @@ class Reproduction:
         cut = summary["stopped_by"] == "time_limit" and summary["step"] < self.steps
         _say(
             f"  {LABELS[objective]}: {summary['step']} of {self.steps} updates in {summary['time'] / 60:.1f} min"
-            + (f" -- CUT by the safety net (--budget-minutes {self.budget / 60:g}): the report will say INCOMPLETE" if cut else "")
+            + (
+                f" -- CUT by the safety net (--budget-minutes {self.budget / 60:g}): the report will say INCOMPLETE"
+                if cut
+                else ""
+            )
         )
-        return {"steps": summary["step"], "planned_steps": self.steps, "stopped_by": summary["stopped_by"], "status": "cut" if cut else "done"}
+        return {
+            "steps": summary["step"],
+            "planned_steps": self.steps,
+            "stopped_by": summary["stopped_by"],
+            "status": "cut" if cut else "done",
+        }
 
     def evaluate(self) -> dict:
         import torch
@@ -276,7 +300,9 @@ class Reproduction:
             which = f"best_{score}" if (run / "checkpoints" / f"best_{score}.pt").is_file() else "best_nll"
             loaded = load_run(run, which, device=device)
             model = loaded.model
-            scores = evaluate_samples(model, ds, [score], n_samples=self.preset.score_samples, device=device, split="test")
+            scores = evaluate_samples(
+                model, ds, [score], n_samples=self.preset.score_samples, device=device, split="test"
+            )
             best_score = {
                 "checkpoint": which,
                 "step": loaded.step,
@@ -288,12 +314,21 @@ class Reproduction:
             with torch.no_grad():
                 grid = model.sample(64, generator=torch.Generator().manual_seed(0))
             save_grid(grid, out / f"{obj}_samples.png")
-            result = {"objective": obj, "label": LABELS[obj], "run": str(run), "dataset": ds.name, "shape": list(model.shape), "best_nll": best_nll, "best_score": best_score}
+            result = {
+                "objective": obj,
+                "label": LABELS[obj],
+                "run": str(run),
+                "dataset": ds.name,
+                "shape": list(model.shape),
+                "best_nll": best_nll,
+                "best_score": best_score,
+            }
             (out / f"{obj}.json").write_text(json.dumps(result, indent=2) + "\n")
             _say(
-                f"  {LABELS[obj]} (best-validated checkpoint, step {best_nll['step']}): validation NLL {best_nll['val_nll_nats']:.1f} nats "
-                f"({best_nll['val_nll_bpd']:.3f} bits/dim), test NLL {best_nll['test_nll_nats']:.1f} nats ({best_nll['test_nll_bpd']:.3f} bits/dim); "
-                f"{score} {best_score['score']:.3f} ({which}, step {best_score['step']})"
+                f"  {LABELS[obj]} (best-validated checkpoint, step {best_nll['step']}): validation NLL "
+                f"{best_nll['val_nll_nats']:.1f} nats ({best_nll['val_nll_bpd']:.3f} bits/dim), test NLL "
+                f"{best_nll['test_nll_nats']:.1f} nats ({best_nll['test_nll_bpd']:.3f} bits/dim); {score} "
+                f"{best_score['score']:.3f} ({which}, step {best_score['step']})"
             )
         self.state["dim"] = math.prod(ds.shape)
         return {}
@@ -307,8 +342,13 @@ class Reproduction:
         from ..analysis.common import settings_from
 
         settings = settings_from(GmmSettings, {"score": self.preset.score, **self.preset.gmm}, "gmm")
-        result = gmm_baseline(None, settings, against=self.root / "runs" / "adv", progress=self.progress,
-                              log=lambda line: _say(f"  {line}"))
+        result = gmm_baseline(
+            None,
+            settings,
+            against=self.root / "runs" / "adv",
+            progress=self.progress,
+            log=lambda line: _say(f"  {line}"),
+        )
         result.write(self.root / "gmm")
         return {}
 
@@ -318,8 +358,14 @@ class Reproduction:
         from ..analysis.table3 import LikelihoodSettings, likelihood_table
 
         settings = settings_from(LikelihoodSettings, self.preset.likelihoods, "likelihoods")
-        table = likelihood_table(self._runs(), settings, labels=[LABELS[o] for o in OBJECTIVES], device=self.device, progress=self.progress,
-                                 log=lambda line: _say(f"  {line}"))
+        table = likelihood_table(
+            self._runs(),
+            settings,
+            labels=[LABELS[o] for o in OBJECTIVES],
+            device=self.device,
+            progress=self.progress,
+            log=lambda line: _say(f"  {line}"),
+        )
         table.write(self.root / "table3")
         return {}
 
@@ -329,8 +375,14 @@ class Reproduction:
         from ..analysis.figure4 import JacobianSettings, jacobian_analysis
 
         settings = settings_from(JacobianSettings, self.preset.jacobian, "jacobian")
-        result = jacobian_analysis(self._runs(), settings, labels=[LABELS[o] for o in OBJECTIVES], device=self.device, progress=self.progress,
-                                   log=lambda line: _say(f"  {line}"))
+        result = jacobian_analysis(
+            self._runs(),
+            settings,
+            labels=[LABELS[o] for o in OBJECTIVES],
+            device=self.device,
+            progress=self.progress,
+            log=lambda line: _say(f"  {line}"),
+        )
         result.write(self.root / "jacobian")
         return {}
 
@@ -355,7 +407,12 @@ def _nll_with_sem(model, images, **kwargs) -> dict[str, float]:
     dim = math.prod(model.shape)
     nats = float(ll.mean())
     sem = float(ll.std(correction=1) / math.sqrt(len(ll))) if len(ll) > 1 else 0.0
-    return {"nll_nats": nats, "nll_bpd": float(nats_to_bpd(nats, dim)), "nll_sem_nats": sem, "nll_sem_bpd": sem / (dim * LN2)}
+    return {
+        "nll_nats": nats,
+        "nll_bpd": float(nats_to_bpd(nats, dim)),
+        "nll_sem_nats": sem,
+        "nll_sem_bpd": sem / (dim * LN2),
+    }
 
 
 def _prefixed(d: dict[str, Any], prefix: str) -> dict[str, Any]:

@@ -48,7 +48,8 @@ _SMALL_RUNS = {k: dict(eval_every=75) for k in ("mle", "adv", "hybrid")}
 PRESETS: dict[str, Preset] = {
     "quick": Preset(
         name="quick",
-        description="mnist5k (4,000 real MNIST digits, offline), small NICE and critic, 750 generator updates per objective: the whole pipeline in <= 15 minutes on a 2-core CPU",
+        description="mnist5k (4,000 real MNIST digits, offline), small NICE and critic, 750 generator updates per "
+        "objective: the whole pipeline in <= 15 minutes on a 2-core CPU",
         paper="mnist",
         dataset="mnist5k",
         budget_minutes=60.0,
@@ -77,13 +78,16 @@ PRESETS: dict[str, Preset] = {
     ),
     "mnist": Preset(
         name="mnist",
-        description="full MNIST (50k/10k/10k) with the paper's NICE and DCGAN critic, 3,000 generator updates per objective",
+        description="full MNIST (50k/10k/10k) with the paper's NICE and DCGAN critic, 3,000 generator updates "
+        "per objective",
         paper="mnist",
         dataset="mnist",
         budget_minutes=720.0,
         steps=3000,
         runs={"mle": "mnist-mle", "adv": "mnist-adv", "hybrid": "mnist-hybrid"},
-        run_options={k: dict(eval_every=250, score_samples=2000, eval_samples=2000, train_eval_samples=2000) for k in OBJECTIVES},
+        run_options={
+            k: dict(eval_every=250, score_samples=2000, eval_samples=2000, train_eval_samples=2000) for k in OBJECTIVES
+        },
         training_share={"mle": 0.25, "adv": 0.33, "hybrid": 0.33},
         score="mode",
         score_samples=10000,
@@ -94,7 +98,8 @@ PRESETS: dict[str, Preset] = {
     ),
     "cifar10-5k": Preset(
         name="cifar10-5k",
-        description="cifar10-5k (5,000 real CIFAR-10 images, 3,600/400/1,000), small Real-NVP and critic, 400 generator updates per objective: the CIFAR-10 analog (claim C6), sized for about 90 minutes on a 2-core CPU",
+        description="cifar10-5k (5,000 real CIFAR-10 images, 3,600/400/1,000), small Real-NVP and critic, 400 "
+        "generator updates per objective: the CIFAR-10 analog (claim C6), sized for about 90 minutes on a 2-core CPU",
         paper="cifar10",
         dataset="cifar10-5k",
         budget_minutes=150.0,
@@ -123,13 +128,16 @@ PRESETS: dict[str, Preset] = {
     ),
     "cifar10": Preset(
         name="cifar10",
-        description="CIFAR-10 (45k/5k/10k) with the paper's Real-NVP and critic, 10,000 generator updates per objective (a GPU is advised)",
+        description="CIFAR-10 (45k/5k/10k) with the paper's Real-NVP and critic, 10,000 generator updates per "
+        "objective (a GPU is advised)",
         paper="cifar10",
         dataset="cifar10",
         budget_minutes=1440.0,
         steps=10000,
         runs={"mle": "cifar10-mle", "adv": "cifar10-adv", "hybrid": "cifar10-hybrid"},
-        run_options={k: dict(eval_every=1000, score_samples=2000, eval_samples=2000, train_eval_samples=2000) for k in OBJECTIVES},
+        run_options={
+            k: dict(eval_every=1000, score_samples=2000, eval_samples=2000, train_eval_samples=2000) for k in OBJECTIVES
+        },
         training_share={"mle": 0.3, "adv": 0.3, "hybrid": 0.3},
         score="is",
         score_samples=10000,

@@ -134,10 +134,12 @@ def _table_main(d: ReproductionData) -> list[str]:
     lines = [
         f"## Table {tnum} analog: best {sname} score and test NLL",
         "",
-        f"Score: the best-{d.score} checkpoint re-scored on more samples, ± the standard deviation over 10 splits (best during training in brackets). "
-        "Test NLL: the best-validated checkpoint (lowest validation NLL) on the whole test split, exact, fixed dequantization noise.",
+        f"Score: the best-{d.score} checkpoint re-scored on more samples, ± the standard deviation over 10 splits "
+        "(best during training in brackets). Test NLL: the best-validated checkpoint (lowest validation NLL) on the "
+        "whole test split, exact, fixed dequantization noise.",
         "",
-        f"| Objective | {sname} score | Test NLL (nats) | Test NLL (bits/dim) | checkpoint step (score / NLL) | paper {sname} | paper NLL ({u}) |",
+        f"| Objective | {sname} score | Test NLL (nats) | Test NLL (bits/dim) | checkpoint step (score / NLL) | paper "
+        f"{sname} | paper NLL ({u}) |",
         "|---|---|---|---|---|---|---|",
     ]
     untrained, floored, classifiers = [], [], set()
@@ -149,7 +151,11 @@ def _table_main(d: ReproductionData) -> list[str]:
         name = LABELS[obj] + (f" (λ = {lam:g})" if obj == "hybrid" and lam is not None else "")
         p = paper[obj]
         sd = (bs.get("scores") or {}).get(f"{d.score}_std")
-        score_cell = f"{_fmt(bs.get('score'), '.2f')}" + (f" ± {_fmt(sd, '.2f')}" if isinstance(sd, (int, float)) else "") + f" [{_fmt(during, '.2f')}]"
+        score_cell = (
+            f"{_fmt(bs.get('score'), '.2f')}"
+            + (f" ± {_fmt(sd, '.2f')}" if isinstance(sd, (int, float)) else "")
+            + f" [{_fmt(during, '.2f')}]"
+        )
         if C.at_floor(d.score, bs.get("score")):
             floored.append(f"{LABELS[obj]} ({_fmt(bs.get('score'), '.3f')})")
         clf = (bs.get("scores") or {}).get("classifier")
@@ -157,7 +163,8 @@ def _table_main(d: ReproductionData) -> list[str]:
             classifiers.add(clf)
         steps_cell = f"{bs.get('step', '—')} / {bn.get('step', '—')}"
         lines.append(
-            f"| {name} | {score_cell} | {_fmt(bn.get('test_nll_nats'), '.1f')} | {_fmt(bn.get('test_nll_bpd'), '.3f')} | {steps_cell} | {p['score']:.2f} | {p['nll']:.2f} |"
+            f"| {name} | {score_cell} | {_fmt(bn.get('test_nll_nats'), '.1f')} | {_fmt(bn.get('test_nll_bpd'), '.3f')} "
+            f"| {steps_cell} | {p['score']:.2f} | {p['nll']:.2f} |"
         )
         if bn.get("step") == 0:
             untrained.append((LABELS[obj], bn.get("val_nll_nats"), bn.get("val_nll_bpd")))
@@ -173,12 +180,15 @@ def _table_main(d: ReproductionData) -> list[str]:
         # NICE's zero-initialised couplings start as the uniform density on [0, 1]^D (0 nats);
         # Real-NVP's logit preprocessing does not, so the value is stated, not assumed.
         uniform = isinstance(nats, (int, float)) and abs(nats) < 1e-6
-        why = " (the zero-initialised couplings start the flow as the uniform density on [0, 1]^D)" if uniform else ""
+        why = ""
+        if uniform:
+            why = " (the zero-initialised couplings start the flow as the uniform density on [0, 1]^D)"
         lines += [
             "",
             f"**Note:** the best-validated checkpoint of {label} is the untrained model of step 0, "
             f"validation NLL {_fmt(nats, '.1f')} nats ({_fmt(bpd, '.3f')} bits/dim){why}: "
-            "this objective's validation NLL never went below its starting value (see Figure 2 for the values reached in training).",
+            "this objective's validation NLL never went below its starting value "
+            "(see Figure 2 for the values reached in training).",
         ]
     return lines
 
@@ -205,10 +215,10 @@ def _collapse_section(d: ReproductionData) -> list[str]:
     return [
         "## Collapse diagnostics",
         "",
-        f"Of {n} samples at the evaluation of the best-score checkpoint and at the last one: the share of samples whose "
-        "nearest other sample is within L2 1.5 (pixels in [0, 1]; a collapsed generator is near 1), the share of pixels "
-        "within 1e-6 of 0 or 1 (saturated: no gradient passes), and the number of classes that the score classifier "
-        "gives at least 1% of the samples.",
+        f"Of {n} samples at the evaluation of the best-score checkpoint and at the last one: the share of samples "
+        "whose nearest other sample is within L2 1.5 (pixels in [0, 1]; a collapsed generator is near 1), the share "
+        "of pixels within 1e-6 of 0 or 1 (saturated: no gradient passes), and the number of classes that the score "
+        "classifier gives at least 1% of the samples.",
         "",
         "| Objective | evaluation | near-duplicate share | saturated pixels | classes ≥ 1% |",
         "|---|---|---|---|---|",
@@ -225,7 +235,13 @@ def _table3(d: ReproductionData) -> list[str]:
     p3 = d.paper.get("table3")
     by_label = {r["label"]: r for r in t["runs"]}
     head = "| Objective | Flow-GAN NLL (exact) | AIS | KDE |" + (" paper exact / AIS / KDE |" if p3 else "")
-    lines += [f"{t.get('n_test', '?')} test images of {t.get('dataset', '?')}; checkpoints with the best sample score (as in §5).", "", head, "|---|---|---|---|" + ("---|" if p3 else "")]
+    lines += [
+        f"{t.get('n_test', '?')} test images of {t.get('dataset', '?')}; checkpoints with the best sample score "
+        "(as in §5).",
+        "",
+        head,
+        "|---|---|---|---|" + ("---|" if p3 else ""),
+    ]
     for obj in OBJECTIVES:
         r = by_label.get(LABELS[obj])
         if not r:
@@ -234,7 +250,11 @@ def _table3(d: ReproductionData) -> list[str]:
         extra = f" {p3[obj]['exact']:.1f} / {p3[obj]['ais']:.1f} / {p3[obj]['kde']:.1f} |" if p3 else ""
         lines.append(f"| {LABELS[obj]} | " + " | ".join(cells) + " |" + extra)
     rt = t.get("rankings_text", {})
-    lines += ["", "Rankings (best first): " + "; ".join(f"{m.upper() if m != 'exact' else 'exact'}: {rt[m]}" for m in ("exact", "ais", "kde") if m in rt)]
+    lines += [
+        "",
+        "Rankings (best first): "
+        + "; ".join(f"{m.upper() if m != 'exact' else 'exact'}: {rt[m]}" for m in ("exact", "ais", "kde") if m in rt),
+    ]
     if p3:
         lines.append("Paper: exact MLE > Hybrid > ADV; AIS ADV > Hybrid > MLE; KDE Hybrid > MLE > ADV.")
     s = t.get("settings", {})
@@ -251,7 +271,11 @@ def _jacobian_section(d: ReproductionData, fig: Path | None) -> list[str]:
     if fig:
         lines += [f"![Figure 4]({fig.relative_to(d.root)})", ""]
     pl = d.paper.get("mean_logdet", {})
-    lines += ["| Objective | mean log\\|det dG/dz\\| (exact, from the flow) | Σ log s (from the singular values) | 5–95% range of log10 s | paper mean log\\|det\\| |", "|---|---|---|---|---|"]
+    lines += [
+        "| Objective | mean log\\|det dG/dz\\| (exact, from the flow) | Σ log s (from the singular values) | 5–95% "
+        "range of log10 s | paper mean log\\|det\\| |",
+        "|---|---|---|---|---|",
+    ]
     by_label = {r["label"]: r for r in j.get("runs", [])}
     for obj in OBJECTIVES:
         r = by_label.get(LABELS[obj])
@@ -259,10 +283,16 @@ def _jacobian_section(d: ReproductionData, fig: Path | None) -> list[str]:
             continue
         q = r.get("log10_singular_value_quantiles", {})
         rng = (q.get("q95", math.nan) - q.get("q05", math.nan)) if q else math.nan
-        lines.append(f"| {LABELS[obj]} | {_fmt(r.get('mean_logdet_flow'), '.1f')} | {_fmt(r.get('mean_logdet'), '.1f', '−∞ (underflow)')} | {_fmt(rng, '.2f')} | {_fmt(pl.get(obj), '.2f')} |")
-    lines.append(f"\n{j.get('n_samples', '?')} prior samples per run. Where the generator saturates pixels, singular values underflow to 0 and their log-sum is −∞, "
-                 "and an SVD resolves the tiny singular values of an ill-conditioned Jacobian only relative to the largest one, so their log-sum can differ; "
-                 "the flow's layer-by-layer log-det stays exact (and is what the figure's legend and claim C5 use).")
+        lines.append(
+            f"| {LABELS[obj]} | {_fmt(r.get('mean_logdet_flow'), '.1f')} | "
+            f"{_fmt(r.get('mean_logdet'), '.1f', '−∞ (underflow)')} | {_fmt(rng, '.2f')} | {_fmt(pl.get(obj), '.2f')} |"
+        )
+    lines.append(
+        f"\n{j.get('n_samples', '?')} prior samples per run. Where the generator saturates pixels, singular values "
+        "underflow to 0 and their log-sum is −∞, and an SVD resolves the tiny singular values of an ill-conditioned "
+        "Jacobian only relative to the largest one, so their log-sum can differ; the flow's layer-by-layer log-det "
+        "stays exact (and is what the figure's legend and claim C5 use)."
+    )
     return lines
 
 
@@ -274,18 +304,20 @@ def _gmm_section(d: ReproductionData, fig: Path | None, grids: list[Path]) -> li
     if fig:
         lines += [f"![Figure 3/6]({fig.relative_to(d.root)})", ""]
     lines.append(
-        f"{g.get('n_components', '?')} centres; best σ = {_fmt(g.get('best_sigma'), '.4g')}: validation NLL {_fmt(g.get('best_val_nll_nats'), '.1f')} nats "
-        f"({_fmt(g.get('best_val_nll_bpd'), '.3f')} bits/dim)" + (f", test NLL {_fmt(g.get('test_nll_nats'), '.1f')} nats." if "test_nll_nats" in g else ".")
+        f"{g.get('n_components', '?')} centres; best σ = {_fmt(g.get('best_sigma'), '.4g')}: validation NLL "
+        f"{_fmt(g.get('best_val_nll_nats'), '.1f')} nats ({_fmt(g.get('best_val_nll_bpd'), '.3f')} bits/dim)"
+        + (f", test NLL {_fmt(g.get('test_nll_nats'), '.1f')} nats." if "test_nll_nats" in g else ".")
     )
     a = g.get("against") or {}
     if a:
         run_nll, best_nll = a.get("nll_nats"), g.get("best_val_nll_nats")
         best_beats = isinstance(run_nll, (int, float)) and isinstance(best_nll, (int, float)) and best_nll < run_nll
         lines.append(
-            f"ADV's best {g.get('score_name')} {_fmt(a.get('best_score'), '.3f')} at step {a.get('best_score_step')}, validation NLL there {_fmt(run_nll, '.1f')} nats. "
-            f"On the σ grid (scores are measured on the grid only) the mixture is better on NLL at σ ∈ {_sigma_set(g.get('beats_nll', []))} "
-            f"and on both NLL and score at σ ∈ {_sigma_set(g.get('beats_both', []))}; "
-            f"the best σ = {_fmt(g.get('best_sigma'), '.3g')} of the refined search is {'better' if best_beats else 'not better'} than ADV on NLL."
+            f"ADV's best {g.get('score_name')} {_fmt(a.get('best_score'), '.3f')} at step {a.get('best_score_step')}, "
+            f"validation NLL there {_fmt(run_nll, '.1f')} nats. On the σ grid (scores are measured on the grid only) "
+            f"the mixture is better on NLL at σ ∈ {_sigma_set(g.get('beats_nll', []))} and on both NLL and score at σ "
+            f"∈ {_sigma_set(g.get('beats_both', []))}; the best σ = {_fmt(g.get('best_sigma'), '.3g')} of the refined "
+            f"search is {'better' if best_beats else 'not better'} than ADV on NLL."
         )
         if C.at_floor(g.get("score_name"), a.get("best_score")):
             lines.append(f"ADV's best {g.get('score_name')} is {C.floor_words(g.get('score_name'))}.")
@@ -294,12 +326,21 @@ def _gmm_section(d: ReproductionData, fig: Path | None, grids: list[Path]) -> li
     for p in grids:
         sigma = _grid_sigma(p)
         why = ""
-        if sigma is not None and isinstance(g.get("best_sigma"), (int, float)) and abs(sigma - g["best_sigma"]) <= 1e-3 * g["best_sigma"]:
+        if (
+            sigma is not None
+            and isinstance(g.get("best_sigma"), (int, float))
+            and abs(sigma - g["best_sigma"]) <= 1e-3 * g["best_sigma"]
+        ):
             why = " (the best σ on validation NLL)"
         elif sigma is not None and g.get("beats_both") and abs(sigma - max(g["beats_both"])) <= 1e-3 * sigma:
             why = " (the largest σ where the mixture beats ADV on both)"
         label = f"σ = {sigma:.3g}{why}" if sigma is not None else p.stem
-        lines += ["", f"Figure 7 analog: mixture samples at {label}.", "", f"![Figure 7: mixture samples at {label}]({p.relative_to(d.root)})"]
+        lines += [
+            "",
+            f"Figure 7 analog: mixture samples at {label}.",
+            "",
+            f"![Figure 7: mixture samples at {label}]({p.relative_to(d.root)})",
+        ]
     return lines
 
 
@@ -323,7 +364,8 @@ def _settings_section(d: ReproductionData) -> list[str]:
     preset = PRESETS.get(m.get("preset", ""))
     if preset is not None and isinstance(m.get("steps"), int) and m["steps"] != preset.steps:
         lines += [
-            f"This run: `--steps {m['steps']}` generator updates per objective (the preset's default is {preset.steps:,}).",
+            f"This run: `--steps {m['steps']}` generator updates per objective "
+            f"(the preset's default is {preset.steps:,}).",
             "",
         ]
     lines += ["| | MLE | ADV | Hybrid |", "|---|---|---|---|"]
@@ -340,9 +382,14 @@ def _settings_section(d: ReproductionData) -> list[str]:
     if stages:
         total = sum(s.get("seconds", 0) for s in stages.values())
         walls = [f"{LABELS[o]} {_fmt(d.evals[o][-1]['time'] / 60, '.1f')}" for o in OBJECTIVES if d.evals[o]]
-        lines += ["", "Timings (they depend on the machine and its load; the numbers above do not): "
-                  + ("training wall time " + ", ".join(walls) + " min; " if walls else "")
-                  + "stages: " + ", ".join(f"{k} {v.get('status')} ({v.get('seconds', 0) / 60:.1f} min)" for k, v in stages.items()) + f"; total {total / 60:.1f} min."]
+        lines += [
+            "",
+            "Timings (they depend on the machine and its load; the numbers above do not): "
+            + ("training wall time " + ", ".join(walls) + " min; " if walls else "")
+            + "stages: "
+            + ", ".join(f"{k} {v.get('status')} ({v.get('seconds', 0) / 60:.1f} min)" for k, v in stages.items())
+            + f"; total {total / 60:.1f} min.",
+        ]
     return lines
 
 
@@ -353,15 +400,17 @@ def _incomplete(d: ReproductionData) -> list[str]:
     cut = []
     for o in OBJECTIVES:
         st = stages.get(f"train-{o}", {})
-        if st.get("status") == "cut" or (st.get("stopped_by") == "time_limit" and planned and st.get("steps", planned) < planned):
+        if st.get("status") == "cut" or (
+            st.get("stopped_by") == "time_limit" and planned and st.get("steps", planned) < planned
+        ):
             cut.append(f"{LABELS[o]} {st.get('steps', '?')} of {st.get('planned_steps', planned)} updates")
     if not cut:
         return []
     budget = d.meta.get("budget_minutes")
     return [
         f"> **INCOMPLETE**: the time limit (a safety net: --budget-minutes {budget}) cut training: {'; '.join(cut)}. "
-        "The objectives were not trained for the same number of updates, and the tables and verdicts below are not those of the preset. "
-        "Re-run the same command with a larger --budget-minutes to finish.",
+        "The objectives were not trained for the same number of updates, and the tables and verdicts below are not "
+        "those of the preset. Re-run the same command with a larger --budget-minutes to finish.",
         "",
     ]
 
@@ -390,9 +439,17 @@ def build_report(root: str | Path) -> Path:
     md += [*_gmm_section(d, f3, [g for g in grids if g]), ""]
     md += [*_table3(d), ""]
     md += [*_jacobian_section(d, f4), ""]
-    md += ["## Claims", "", "Each claim is checked with fixed thresholds (see `flowgan.reproduce.claims`); a FAIL is reported as such. "
-           "A comparison counts only when the difference exceeds its uncertainty (the 10-split standard deviation of a score, the standard error "
-           "of a test NLL); otherwise the claim is INCONCLUSIVE. Each objective is trained once: there is no seed-to-seed spread.", "", "| | Claim | Verdict | Numbers |", "|---|---|---|---|"]
+    md += [
+        "## Claims",
+        "",
+        "Each claim is checked with fixed thresholds (see `flowgan.reproduce.claims`); a FAIL is reported as such. A "
+        "comparison counts only when the difference exceeds its uncertainty (the 10-split standard deviation of a "
+        "score, the standard error of a test NLL); otherwise the claim is INCONCLUSIVE. Each objective is trained "
+        "once: there is no seed-to-seed spread.",
+        "",
+        "| | Claim | Verdict | Numbers |",
+        "|---|---|---|---|",
+    ]
     for c in claims:
         md.append(f"| {c.key} | {c.statement} | **{c.verdict}** | {c.evidence} |")
     notes = d.meta.get("notes") or []
