@@ -8,7 +8,8 @@ The trainer's other jobs live beside it, one per module: :mod:`flowgan.evaluatio
 records, best checkpoints, sample grids, sample scores), :mod:`flowgan.nonfinite` (refusing
 NaN/Inf, stop or rollback), :mod:`flowgan.signals` (SIGINT/SIGTERM), :mod:`flowgan.train_logs`
 (running averages of the log lines, the progress bar), :mod:`flowgan.train_modules` (the flow,
-the critic, their data-parallel and compiled wrappers).
+the critic, their data-parallel and compiled wrappers), :mod:`flowgan.train_state` (the
+checkpoint state of exact resume).
 
 Exactness of resume: every source of randomness of training (data order, dequantization noise,
 flips, prior samples, gradient-penalty interpolation) comes from the run's own CPU generator
@@ -33,11 +34,11 @@ from typing import Any
 
 import torch
 
-from . import __version__, evaluation
-from .checkpoint import FORMAT, VERSION, load_checkpoint
+from . import evaluation
+from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .data import ImageDataset, load_dataset
-from .errors import CheckpointError, FlowganError, NonFiniteError
+from .errors import FlowganError, NonFiniteError
 from .evaluation import EVAL_CARRIED
 from .likelihood import dequantize
 from .nonfinite import MAX_ROLLBACKS, checked_update, stop_or_roll_back  # noqa: F401 - MAX_ROLLBACKS: public here too
@@ -46,6 +47,7 @@ from .runtime import BatchStream, cpu_has_fast_bf16, make_adam, mix_seed, resolv
 from .signals import Interrupted, StopSignals  # noqa: F401 - Interrupted: public here too
 from .train_logs import Progress, RunningAverages
 from .train_modules import build_modules, run_info, wrap
+from .train_state import restore_trainer, trainer_state
 
 _Averages = RunningAverages  # the name of earlier versions
 
@@ -244,50 +246,11 @@ class Trainer:
     # ------------------------------------------------------------------ state
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT,
-            "version": VERSION,
-            "flowgan_version": __version__,
-            "config": self.config.to_dict(),
-            "model_spec": self.model.spec,
-            "model": self.model.state_dict(),
-            "critic_spec": None if self.critic is None else self.critic.spec,
-            "critic": None if self.critic is None else self.critic.state_dict(),
-            "optimizer": self.opt.state_dict(),
-            "critic_optimizer": None if self.critic_opt is None else self.critic_opt.state_dict(),
-            "rng": self.rng.get_state(),
-            "stream": self.stream.state_dict(),
-            "step": self.step,
-            "epoch": self.stream.progress,
-            "lr_scale": self.lr_scale,
-            "elapsed": self.elapsed,
-            "best": self.best,
-            "averages": self.averages.state_dict(),
-            "last_train_logs": dict(self.last_train_logs),
-            "rollbacks": self.rollbacks,
-            "last_eval_step": self.last_eval_step,
-            "dataset": self.dataset.name,
-        }
+        """Everything an exact resume needs (:func:`flowgan.train_state.trainer_state`)."""
+        return trainer_state(self)
 
     def _restore(self, ckpt: dict) -> None:
-        try:
-            self.model.load_state_dict(ckpt["model"])
-            self.opt.load_state_dict(ckpt["optimizer"])
-            if self.critic is not None:
-                self.critic.load_state_dict(ckpt["critic"])
-                self.critic_opt.load_state_dict(ckpt["critic_optimizer"])
-            self.rng.set_state(ckpt["rng"])
-            self.stream.load_state_dict(ckpt["stream"])
-            self.step = int(ckpt["step"])
-            self.lr_scale = float(ckpt["lr_scale"])
-            self.elapsed = float(ckpt["elapsed"])
-            self.best = dict(ckpt["best"])
-            self.averages.load_state_dict(ckpt["averages"])
-            self.last_train_logs = dict(ckpt.get("last_train_logs", {}))
-            self.rollbacks = int(ckpt.get("rollbacks", 0))
-            self.last_eval_step = ckpt.get("last_eval_step")
-        except (KeyError, RuntimeError, ValueError, TypeError) as e:
-            raise CheckpointError(f"checkpoint does not match this run: {str(e).splitlines()[0][:200]}") from None
+        restore_trainer(self, ckpt)
 
     def save_checkpoint(self, name: str = "latest") -> None:
         self.dir.save(self.state_dict() if self.is_main else {}, name)
