@@ -345,7 +345,7 @@ def _gmm_section(d: ReproductionData, fig: Path | None, grids: list[Path]) -> li
 
 
 def _sigma_set(sigmas) -> str:
-    return "{" + ", ".join(f"{s:.3g}" for s in sorted(sigmas)) + "}" if sigmas else "— (none)"
+    return "{" + ", ".join(f"{s:.3g}" for s in sorted(sigmas)) + "}" if sigmas else "∅ (no grid value)"
 
 
 def _grid_sigma(path: Path) -> float | None:
