@@ -23,3 +23,21 @@ def shared_data_dir():
         if cand and os.path.isdir(os.path.join(cand, "mnist")):
             return os.path.abspath(cand)
     pytest.skip("full MNIST not available offline (../shared/data)")
+
+
+@pytest.fixture(scope="session")
+def two_digit_runs(tmp_path_factory):
+    """Two short NICE runs on the 8x8 digits (3 and 6 updates, seeds 0 and 1), trained once for
+    every test that only reads runs (the analyses and their commands)."""
+    from flowgan.config import TrainConfig
+    from flowgan.training import Trainer
+
+    base = tmp_path_factory.mktemp("analysis")
+    out = []
+    for name, steps, seed in (("short", 3, 0), ("longer", 6, 1)):
+        cfg = TrainConfig(
+            dataset="digits", model="nice-small", max_steps=steps, eval_every=3, train_eval_samples=50, seed=seed
+        )
+        Trainer(cfg, base / name, progress=False).fit()
+        out.append(base / name)
+    return out

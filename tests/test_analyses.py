@@ -13,23 +13,13 @@ from flowgan.analysis.baseline import GmmSettings, gmm_baseline
 from flowgan.analysis.common import settings_from
 from flowgan.analysis.figure4 import JacobianSettings, jacobian_analysis
 from flowgan.analysis.table3 import LikelihoodSettings, LikelihoodTable, likelihood_table, ranking, table3_markdown
-from flowgan.config import TrainConfig
 from flowgan.errors import FlowganError
 from flowgan.rundir import read_metrics
-from flowgan.training import Trainer
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    base = tmp_path_factory.mktemp("analyses")
-    out = []
-    for name, steps, seed in (("short", 3, 0), ("longer", 6, 1)):
-        cfg = TrainConfig(
-            dataset="digits", model="nice-small", max_steps=steps, eval_every=3, train_eval_samples=50, seed=seed
-        )
-        Trainer(cfg, base / name, progress=False).fit()
-        out.append(base / name)
-    return out
+def runs(two_digit_runs):
+    return two_digit_runs
 
 
 def _rows(values_by_method):

@@ -11,8 +11,7 @@ import pytest
 from PIL import Image
 
 from flowgan.cli import main
-from flowgan.config import TrainConfig
-from flowgan.training import Trainer, read_metrics
+from flowgan.training import read_metrics
 
 
 def run(capsys, *argv):
@@ -34,16 +33,8 @@ def assert_one_line_error(code, err, *needles):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    base = tmp_path_factory.mktemp("analysis")
-    out = []
-    for name, steps, seed in (("short", 3, 0), ("longer", 6, 1)):
-        cfg = TrainConfig(
-            dataset="digits", model="nice-small", max_steps=steps, eval_every=3, train_eval_samples=50, seed=seed
-        )
-        Trainer(cfg, base / name, progress=False).fit()
-        out.append(base / name)
-    return out
+def runs(two_digit_runs):
+    return two_digit_runs
 
 
 @pytest.mark.parametrize(
