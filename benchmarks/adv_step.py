@@ -37,13 +37,14 @@ def split(model_name: str, lam: float, batch: int, critic: str | None = None, se
         critic=critic or "auto",
     )
     t = Trainer(cfg, tempfile.mkdtemp(), dataset=load_dataset("mnist5k"), progress=False)
-    t.model.train()
-    t.critic.train()
+    m = t.modules
+    m.model.train()
+    m.critic.train()
     whole = timeit(t.train_step, warmup=2, min_time=seconds)
 
     real, z = t._real_batch(), t._latents()
     alpha = torch.rand(batch)
-    D, G, obj = t.critic, t.model, t.objective
+    D, G, obj = m.critic, m.model, m.objective
     with torch.no_grad():
         fake = G.decode(z)
 
@@ -52,20 +53,20 @@ def split(model_name: str, lam: float, batch: int, critic: str | None = None, se
             G.decode(z)
 
     def critic_pass():
-        t.critic_opt.zero_grad(set_to_none=True)
+        m.critic_opt.zero_grad(set_to_none=True)
         loss = obj.loss.real(D(real)).mean() + obj.loss.fake(D(fake)).mean()
         loss.backward()
-        t.critic_opt.step()
+        m.critic_opt.step()
 
     def penalty():
-        t.critic_opt.zero_grad(set_to_none=True)
+        m.critic_opt.zero_grad(set_to_none=True)
         gradient_penalty(D, real, fake, alpha).backward()
 
     def generator():
-        t.opt.zero_grad(set_to_none=True)
+        m.opt.zero_grad(set_to_none=True)
         loss, _ = obj.generator_loss(G, D, real, z, t._rand)
         loss.backward()
-        t.opt.step()
+        m.opt.step()
 
     parts = {
         name: timeit(fn, warmup=2, min_time=seconds / 2)
@@ -83,7 +84,7 @@ def split(model_name: str, lam: float, batch: int, critic: str | None = None, se
         "gradient penalty": n * parts["gradient penalty"],
         "generator update": parts["generator update"],
     }
-    return {"whole": whole, "parts": per_step, "critic": t.critic.spec["name"]}
+    return {"whole": whole, "parts": per_step, "critic": m.critic.spec["name"]}
 
 
 def main() -> None:

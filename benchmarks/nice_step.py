@@ -1,6 +1,6 @@
 """Images/s of the nice-mnist MLE training step, and its FLOP rate against the machine's matmul peak.
 
-The step is the trainer's own (``Trainer.train_step``: batch sampling and dequantization, forward,
+The step is the trainer's own (``flowgan.training.Trainer.train_step``: batch sampling and dequantization, forward,
 backward, gradient-norm check, fused Adam) on real mnist5k digits. FLOPs counted: 6 × the
 multiply-accumulates of the coupling MLPs per image (2 forward, 4 backward: input and weight
 gradients); element-wise work is not counted, so the ratio is conservative. The peak is an fp32
@@ -39,8 +39,8 @@ def trainer_step(batch: int, precision: str = "fp32", compile: bool = False, nor
         max_steps=10**9,
     )
     trainer = Trainer(cfg, tempfile.mkdtemp(), dataset=load_dataset("mnist5k"), progress=False)
-    trainer.model.train()
-    return trainer.train_step, 6 * linear_macs(trainer.model, batch)
+    trainer.modules.model.train()
+    return trainer.train_step, 6 * linear_macs(trainer.modules.model, batch)
 
 
 def measure(batch: int, precision: str = "fp32", rounds: int = 5) -> dict:

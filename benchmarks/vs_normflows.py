@@ -1,6 +1,6 @@
 """The same NICE network (4 additive couplings, 392→1000→…→392 MLPs, diagonal scaling) trained by
 maximum likelihood in normflows 1.7.3 (a peer library; plain eager PyTorch with its default Adam)
-and in flowgan (``Trainer.train_step``), on real mnist5k digits, in one run.
+and in flowgan (``flowgan.training.Trainer.train_step``), on real mnist5k digits, in one run.
 
 normflows is needed only for this benchmark: ``pip install normflows==1.7.3``.
 
@@ -63,7 +63,7 @@ def flowgan_step(batch: int, precision: str):
     )
     tmp = tempfile.mkdtemp()
     trainer = Trainer(cfg, tmp, dataset=load_dataset("mnist5k"), progress=False)
-    trainer.model.train()
+    trainer.modules.model.train()
     return trainer.train_step
 
 

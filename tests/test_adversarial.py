@@ -15,7 +15,8 @@ from flowgan.critics import build_critic
 from flowgan.data import load_dataset
 from flowgan.errors import NonFiniteError
 from flowgan.objectives import LOSSES, Adversarial, MaximumLikelihood, gradient_penalty
-from flowgan.training import Trainer, read_metrics
+from flowgan.rundir import read_metrics
+from flowgan.training import Trainer
 
 
 class LinearCritic(nn.Module):
@@ -211,12 +212,13 @@ def _adv_cfg(**kw):
 
 def test_a_few_adv_steps_change_the_generator_and_keep_log_prob_finite(tmp_path, mnist5k):
     trainer = Trainer(_adv_cfg(), tmp_path / "run", dataset=mnist5k, progress=False)
-    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    model = trainer.modules.model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     trainer.fit()
-    after = trainer.model.state_dict()
+    after = model.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
     x = flowgan.dequantize(mnist5k.val.images[:20], torch.rand(20, 1, 28, 28, dtype=torch.float32))
-    assert torch.isfinite(trainer.model.eval().log_prob(x)).all()
+    assert torch.isfinite(model.eval().log_prob(x)).all()
     train_logs = read_metrics(tmp_path / "run", "train")
     for key in ("critic_loss", "wasserstein", "gradient_penalty", "generator_loss"):
         assert all(math.isfinite(r[key]) for r in train_logs)
@@ -248,11 +250,11 @@ def test_stopped_and_resumed_adversarial_training_equals_uninterrupted(tmp_path,
 def _plant_nan_once(at_step):
     planted = []
 
-    def callback(trainer):
-        if trainer.step == at_step and not planted:
+    def callback(state, modules):
+        if state.step == at_step and not planted:
             planted.append(True)
             with torch.no_grad():
-                next(trainer.model.parameters()).fill_(float("nan"))
+                next(modules.model.parameters()).fill_(float("nan"))
 
     return callback
 
@@ -271,8 +273,8 @@ def test_planted_nan_with_rollback_restores_halves_lr_and_goes_on(tmp_path, mnis
     cfg = _adv_cfg(on_nonfinite="rollback")
     trainer = Trainer(cfg, tmp_path / "run", dataset=mnist5k, progress=False, callbacks=(_plant_nan_once(4),))
     summary = trainer.fit()
-    assert summary["step"] == 6 and trainer.lr_scale == 0.5
-    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    assert summary["step"] == 6 and trainer.state.lr_scale == 0.5
+    assert all(torch.isfinite(p).all() for p in trainer.modules.model.parameters())
     events = read_metrics(tmp_path / "run", "event")
     assert events[0]["event"] == "rollback" and events[0]["step"] == 3 and events[0]["failed_step"] == 4
     assert read_metrics(tmp_path / "run", "train")[-1]["lr"] == pytest.approx(0.5 * cfg.lr)
@@ -281,7 +283,8 @@ def test_planted_nan_with_rollback_restores_halves_lr_and_goes_on(tmp_path, mnis
 def test_nan_in_a_loss_is_caught_before_the_update(tmp_path, mnist5k):
     cfg = _adv_cfg(objective="mle", max_steps=4)
     trainer = Trainer(cfg, tmp_path / "run", dataset=mnist5k, progress=False)
-    original = trainer.objective.generator_loss
+    model, objective = trainer.modules.model, trainer.modules.objective
+    original = objective.generator_loss
     calls = []
 
     def poisoned(*args):
@@ -289,13 +292,13 @@ def test_nan_in_a_loss_is_caught_before_the_update(tmp_path, mnist5k):
         calls.append(1)
         return (loss * float("nan"), logs) if len(calls) == 2 else (loss, logs)
 
-    trainer.objective.generator_loss = poisoned
-    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    objective.generator_loss = poisoned
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(NonFiniteError, match="generator loss at step 2"):
         trainer.fit()
-    assert trainer.step == 1
-    assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())  # step 1 applied
-    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())  # step 2 was not
+    assert trainer.state.step == 1
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())  # step 1 applied
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # step 2 was not
 
 
 def test_nan_gradient_between_logging_steps_stops_at_the_next_update(tmp_path, mnist5k):
@@ -303,8 +306,8 @@ def test_nan_gradient_between_logging_steps_stops_at_the_next_update(tmp_path, m
     # the NaN parameters it produces are caught at update 4 and the update that broke them named.
     cfg = _adv_cfg(objective="mle", max_steps=6, log_every=10, eval_every=10)
     trainer = Trainer(cfg, tmp_path / "run", dataset=mnist5k, progress=False)
-    param = next(trainer.model.parameters())
-    param.register_hook(lambda g: g * float("nan") if trainer.step == 2 else g)
+    param = next(trainer.modules.model.parameters())
+    param.register_hook(lambda g: g * float("nan") if trainer.state.step == 2 else g)
     with pytest.raises(NonFiniteError, match="after update 3"):
         trainer.fit()
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["step"] == 0
@@ -313,8 +316,8 @@ def test_nan_gradient_between_logging_steps_stops_at_the_next_update(tmp_path, m
 def test_nan_gradient_on_a_logging_step_is_caught_before_the_update(tmp_path, mnist5k):
     cfg = _adv_cfg(objective="mle", max_steps=6, log_every=3, eval_every=10)
     trainer = Trainer(cfg, tmp_path / "run", dataset=mnist5k, progress=False)
-    param = next(trainer.model.parameters())
-    param.register_hook(lambda g: g * float("nan") if trainer.step == 2 else g)
+    param = next(trainer.modules.model.parameters())
+    param.register_hook(lambda g: g * float("nan") if trainer.state.step == 2 else g)
     with pytest.raises(NonFiniteError, match="non-finite generator gradient at step 3"):
         trainer.fit()
-    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    assert all(torch.isfinite(p).all() for p in trainer.modules.model.parameters())

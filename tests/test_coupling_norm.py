@@ -96,5 +96,5 @@ def test_an_old_run_resumes_with_its_unnormalised_architecture(tmp_path):
     ckpt["model_spec"] = {"name": "nice-small", "overrides": {"shape": [1, 8, 8]}}
     atomic_save(ckpt, path)
     trainer = Trainer(TrainConfig(dataset="digits", max_steps=4), tmp_path / "run", resume=True, progress=False)
-    assert not any(isinstance(m, ScalarBatchNorm) for m in trainer.model.modules())
+    assert not any(isinstance(m, ScalarBatchNorm) for m in trainer.modules.model.modules())
     assert trainer.fit()["step"] == 4

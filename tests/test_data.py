@@ -121,13 +121,13 @@ def test_flips_are_applied_to_training_batches_only_when_asked(tmp_path):
         )
         trainer = Trainer(cfg, tmp_path / f"r{flip}", dataset=ds, progress=False)
         seen = []  # the real batches the objective is given in training
-        loss = trainer.objective.generator_loss
+        loss = trainer.modules.objective.generator_loss
 
         def recording(G, D, real, z, rand, loss=loss):
             seen.append(real.detach().clone())
             return loss(G, D, real, z, rand)
 
-        trainer.objective.generator_loss = recording
+        trainer.modules.objective.generator_loss = recording
         trainer.fit()
         assert len(seen) == 1 and seen[0].shape == (40, 1, 4, 4)
         batch = seen[0]

@@ -8,7 +8,8 @@ from flowgan.config import TrainConfig
 from flowgan.data import load_dataset
 from flowgan.errors import FlowganError
 from flowgan.metrics.training import score_hook
-from flowgan.training import Trainer, read_metrics
+from flowgan.rundir import read_metrics
+from flowgan.training import Trainer
 
 
 @pytest.fixture(autouse=True)
@@ -92,44 +93,39 @@ def test_scores_do_not_perturb_training(runs):
     assert [e["val_nll_nats"] for e in plain_evals] == [e["val_nll_nats"] for e in read_metrics(scored, "eval")]
 
 
-class _FakeTrainer:
-    def __init__(self, model, data, **cfg):
-        self.model, self.dataset = model, data
-        self.config = _config(**cfg)
-        self.step, self.device = 7, torch.device("cpu")
-        self.rng = torch.Generator().manual_seed(0)
+def _hook(model, data, step=7, **cfg):
+    return score_hook(model, data, _config(**cfg), step, torch.device("cpu"))
 
 
 def test_hook_restores_the_model_mode_and_leaves_random_states_alone(mnist5k):
     from flowgan.models import build_model
 
     model = build_model("nice-small").to(torch.float32)
+    cfg = dict(score_metrics=("is", "mode", "fid"), score_samples=100)
     for training in (True, False):
-        trainer = _FakeTrainer(model.train(training), mnist5k, score_metrics=("is", "mode", "fid"), score_samples=100)
-        rng, global_state = trainer.rng.get_state(), torch.get_rng_state()
-        out = score_hook(trainer)
+        global_state = torch.get_rng_state()
+        out = _hook(model.train(training), mnist5k, **cfg)
         assert model.training is training
         assert set(out) == {"is", "is_std", "mode", "mode_std", "mode_paper", "fid", "score_seconds", "classifier"}
-        assert torch.equal(rng, trainer.rng.get_state()) and torch.equal(global_state, torch.get_rng_state())
-    again = score_hook(trainer)
+        assert torch.equal(global_state, torch.get_rng_state())
+    again = _hook(model, mnist5k, **cfg)
     assert {k: v for k, v in again.items() if k != "score_seconds"} == {
         k: v for k, v in out.items() if k != "score_seconds"
     }
-    trainer.step = 8
-    assert score_hook(trainer)["is"] != out["is"]  # fresh samples at every evaluation step
+    assert _hook(model, mnist5k, step=8, **cfg)["is"] != out["is"]  # fresh samples at every evaluation step
 
 
 def test_hook_without_a_classifier_says_how_to_get_one():
     from flowgan.models import build_model
 
     digits = load_dataset("digits")
-    trainer = _FakeTrainer(build_model("nice-small", shape=(1, 8, 8)).float(), digits, dataset="digits")
     with pytest.raises(FlowganError, match="flowgan classifier train --dataset digits"):
-        score_hook(trainer)
+        _hook(build_model("nice-small", shape=(1, 8, 8)).float(), digits, dataset="digits")
 
 
 def test_hook_uses_a_cached_classifier_only_when_named(mnist5k, tmp_path, monkeypatch):
-    from flowgan.metrics.classifiers import build_classifier, find_classifier, save_classifier
+    from flowgan.metrics.classifier_nets import build_classifier
+    from flowgan.metrics.classifiers import find_classifier, save_classifier
     from flowgan.models import build_model
 
     monkeypatch.setenv("FLOWGAN_CACHE", str(tmp_path))
@@ -148,19 +144,19 @@ def test_hook_uses_a_cached_classifier_only_when_named(mnist5k, tmp_path, monkey
     )
     model = build_model("nice-small").float()
     default = find_classifier(mnist5k)
-    out = score_hook(_FakeTrainer(model, mnist5k, score_samples=100))
+    out = _hook(model, mnist5k, score_samples=100)
     assert out["classifier"] == f"{default.name}@{default.sha256}"
-    named = score_hook(_FakeTrainer(model, mnist5k, score_samples=100, score_classifier="mnist5k"))
+    named = _hook(model, mnist5k, score_samples=100, score_classifier="mnist5k")
     assert named["classifier"].startswith("mnist5k@") and named["mode"] != out["mode"]
 
 
 def test_hook_rejects_unknown_scores(mnist5k):
     from flowgan.models import build_model
 
-    trainer = _FakeTrainer(build_model("nice-small").float(), mnist5k)
-    object.__setattr__(trainer.config, "score_metrics", ("bleu",))  # TrainConfig itself refuses it
+    cfg = _config()
+    object.__setattr__(cfg, "score_metrics", ("bleu",))  # TrainConfig itself refuses it
     with pytest.raises(FlowganError, match="unknown score"):
-        score_hook(trainer)
+        score_hook(build_model("nice-small").float(), mnist5k, cfg, 7, torch.device("cpu"))
 
 
 def test_a_resumed_run_keeps_scoring(tmp_path, mnist5k):

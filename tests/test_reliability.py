@@ -18,8 +18,10 @@ from flowgan.checkpoint import load_checkpoint
 from flowgan.cli import main
 from flowgan.config import TrainConfig
 from flowgan.data import load_dataset
-from flowgan.errors import FlowganError, NonFiniteError
-from flowgan.training import MAX_ROLLBACKS, Interrupted, RunLock, Trainer, read_metrics
+from flowgan.errors import FlowganError, Interrupted, NonFiniteError
+from flowgan.rundir import RunLock, read_metrics
+from flowgan.training import Trainer
+from flowgan.training.nonfinite import MAX_ROLLBACKS
 
 
 @pytest.fixture(scope="module")
@@ -64,12 +66,12 @@ def assert_one_line(code, err, expected=2):
 def _poison_every_step(limit=200):
     calls = []
 
-    def callback(trainer):
-        calls.append(trainer.step)
+    def callback(state, modules):
+        calls.append(state.step)
         if len(calls) > limit:  # the old trainer rolled back forever: fail instead of hanging
             raise AssertionError("rollback never ended")
         with torch.no_grad():
-            next(trainer.model.parameters()).fill_(float("nan"))
+            next(modules.model.parameters()).fill_(float("nan"))
 
     return callback
 
@@ -101,33 +103,35 @@ def test_rollback_count_survives_a_resume(tmp_path, mnist5k):
     resumed = Trainer(
         None, tmp_path / "run", resume=True, dataset=mnist5k, progress=False, callbacks=(_poison_every_step(),)
     )
-    assert resumed.lr_scale == 0.5**3
+    assert resumed.state.lr_scale == 0.5**3 and resumed.state.rollbacks == 3
     with pytest.raises(NonFiniteError, match=f"after {MAX_ROLLBACKS} rollbacks"):
         resumed.fit()
     assert len([e for e in read_metrics(tmp_path / "run", "event") if e["event"] == "rollback"]) == MAX_ROLLBACKS
 
 
 def test_a_signal_stops_a_run_that_keeps_rolling_back(tmp_path, mnist5k):
-    """Every update fails (no step ever succeeds); SIGTERM arrives during the first rollback."""
+    """Every update fails (no step ever succeeds); SIGTERM arrives with the first failure, so the
+    run learns of it only after the rollback that failure causes: it must stop there, saved."""
     trainer = Trainer(_cfg(on_nonfinite="rollback"), tmp_path / "run", dataset=mnist5k, progress=False)
-    original_loss, original_restore, calls = trainer.objective.generator_loss, trainer._restore, []
+    objective, calls = trainer.modules.objective, []
+    original_loss = objective.generator_loss
 
     def nan_loss(*args):
         calls.append(1)
         if len(calls) > 50:
             raise AssertionError("the signal was ignored")
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
         loss, logs = original_loss(*args)
         return loss * float("nan"), logs
 
-    def restore_and_signal(ckpt):
-        original_restore(ckpt)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    trainer.objective.generator_loss = nan_loss
-    trainer._restore = restore_and_signal
-    with pytest.raises(Interrupted):
+    objective.generator_loss = nan_loss
+    with pytest.raises(Interrupted, match="SIGTERM at step 0"):
         trainer.fit()
+    assert len(calls) == 1  # no update was tried after the signal
     assert [e["event"] for e in read_metrics(tmp_path / "run", "event")] == ["rollback", "interrupted"]
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")
+    assert ckpt["step"] == 0 and ckpt["rollbacks"] == 1 and ckpt["lr_scale"] == 0.5
 
 
 # ----------------------------------------------------------------------------- 2: CIFAR-10 pickles
@@ -281,11 +285,11 @@ _SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 _DIE_AT_FIRST_EVAL = """
 import os, signal, sys
 from flowgan.config import TrainConfig
-from flowgan.training import Trainer
-def die(trainer):
+from flowgan import train
+def die(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 cfg = TrainConfig(dataset="digits", model="nice-small", max_steps=2, eval_every=2, score_metrics=("mode",))
-Trainer(cfg, sys.argv[1], progress=False, score_fn=die).fit()
+train(cfg, sys.argv[1], progress=False, score_fn=die)
 """
 
 

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import time
 
 import pytest
 import torch
@@ -10,8 +11,11 @@ import torch
 from flowgan.checkpoint import load_checkpoint
 from flowgan.config import TrainConfig
 from flowgan.data import load_dataset
-from flowgan.errors import CheckpointError, FlowganError
-from flowgan.training import BatchStream, Interrupted, Trainer, read_metrics
+from flowgan.errors import CheckpointError, FlowganError, Interrupted
+from flowgan.rundir import read_metrics
+from flowgan.runtime import BatchStream
+from flowgan.training import Trainer
+from flowgan.training.schedule import learning_rate
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +107,8 @@ def test_stopped_and_resumed_run_equals_uninterrupted(tmp_path, cfg, mnist5k, di
 def test_signal_interrupt_saves_state_and_resumes_exactly(tmp_path, mnist5k):
     Trainer(_cfg(epochs=0.5), tmp_path / "full", dataset=mnist5k, progress=False).fit()
 
-    def kill_at_step_6(trainer):  # a real SIGTERM to this process, as a scheduler would send it
-        if trainer.step == 6:
+    def kill_at_step_6(state, modules):  # a real SIGTERM to this process, as a scheduler would send it
+        if state.step == 6:
             os.kill(os.getpid(), signal.SIGTERM)
 
     before = signal.getsignal(signal.SIGTERM)
@@ -156,20 +160,22 @@ def test_batch_stream_covers_each_epoch_once_and_is_reproducible():
 
 
 def test_learning_rate_schedule_decays_per_step(mnist5k, tmp_path):
-    trainer = Trainer(_cfg(lr=1e-3, lr_decay=0.5, min_lr=1e-4), tmp_path / "r", dataset=mnist5k, progress=False)
-    trainer.step = 2
-    assert trainer.current_lr() == pytest.approx(2.5e-4)
-    trainer.step = 10
-    assert trainer.current_lr() == pytest.approx(1e-4)
+    cfg = _cfg(lr=1e-3, lr_decay=0.5, min_lr=1e-4)
+    assert learning_rate(cfg, 2, 1.0) == pytest.approx(2.5e-4)
+    assert learning_rate(cfg, 10, 1.0) == pytest.approx(1e-4)
+    assert learning_rate(cfg, 10, 0.5) == pytest.approx(0.5e-4)  # a rollback halves even the floor
+    # the rate the run used, as logged: lr * 0.5**step at each log line (log_every 5)
+    Trainer(cfg.replace(max_steps=5, min_lr=0.0), tmp_path / "r", dataset=mnist5k, progress=False).fit()
+    assert read_metrics(tmp_path / "r", "train")[0]["lr"] == pytest.approx(1e-3 * 0.5**5)
 
 
 def test_time_limit_ends_the_run_with_a_final_evaluation(tmp_path, mnist5k):
-    def slow(trainer):
-        if trainer.step == 4:
-            trainer.elapsed += 1000.0  # pretend step 4 took long
+    def slow(state, modules):
+        if state.step == 4:
+            time.sleep(3.0)  # step 4 takes long
 
     summary = Trainer(
-        _cfg(time_limit=500.0, eval_every=100), tmp_path / "run", dataset=mnist5k, progress=False, callbacks=(slow,)
+        _cfg(time_limit=2.5, eval_every=100), tmp_path / "run", dataset=mnist5k, progress=False, callbacks=(slow,)
     ).fit()
     assert summary["stopped_by"] == "time_limit" and summary["step"] == 4
     assert read_metrics(tmp_path / "run", "eval")[-1]["step"] == 4
@@ -182,7 +188,7 @@ def test_compiled_training_matches_eager(tmp_path, mnist5k):
     for compile in (False, True):
         trainer = Trainer(_cfg(max_steps=5, compile=compile), tmp_path / f"c{compile}", dataset=mnist5k, progress=False)
         trainer.fit()
-        states.append(trainer.model.state_dict())
+        states.append(trainer.modules.model.state_dict())
     for k in states[0]:
         assert torch.allclose(states[0][k], states[1][k], rtol=1e-4, atol=1e-5), k
 
@@ -194,7 +200,7 @@ def test_bf16_autocast_follows_fp32_and_evaluates_in_float32(tmp_path, mnist5k):
             _cfg(max_steps=30, precision=precision), tmp_path / precision, dataset=mnist5k, progress=False
         )
         trainer.fit()
-        assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+        assert all(p.dtype == torch.float32 for p in trainer.modules.model.parameters())
         finals[precision] = read_metrics(tmp_path / precision, "eval")[-1]["val_nll_nats"]
     assert finals["fp32"] < -200  # it learned
     assert abs(finals["bf16"] - finals["fp32"]) <= 0.05 * abs(finals["fp32"])
@@ -205,7 +211,6 @@ def test_sigint_to_a_training_process_stops_it_with_a_checkpoint_to_resume(tmp_p
     state of the step it stopped at in latest.pt, an ``interrupted`` event, and a resume goes on."""
     import subprocess
     import sys
-    import time
     from pathlib import Path
 
     import flowgan

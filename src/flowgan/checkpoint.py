@@ -29,6 +29,12 @@ FORMAT = "flowgan-checkpoint"
 VERSION = 1
 
 
+def checkpoint_path(run_dir: str | Path, name: str = "latest") -> Path:
+    """Where checkpoint ``name`` (``latest``, ``best_nll``, ``best_<score>``) of a run lives: the
+    one place that builds such a path."""
+    return Path(run_dir) / "checkpoints" / f"{name}.pt"
+
+
 class _Writes:
     """A file for ``torch.save`` that keeps the ``OSError`` of a failed write: torch reports a full
     disk as "unexpected pos ..." (RuntimeError); :func:`atomic_save` raises the real cause."""
@@ -172,7 +178,7 @@ def choose_checkpoint(run_or_ckpt: str | Path, which: str = "best_nll") -> tuple
         falls_back = which.startswith("best_") if written is None else which in written
         names = [which, "latest"] if falls_back else [which]
     for name in names:
-        cand = ckdir / f"{name}.pt"
+        cand = checkpoint_path(p, name)
         if cand.is_file():
             return cand, name
     have = sorted(c.stem for c in ckdir.glob("*.pt")) if ckdir.is_dir() else []

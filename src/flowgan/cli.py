@@ -73,17 +73,17 @@ def _cmd_train(args) -> int:
             trainer = Trainer.resume(run_dir, **{f.field: options[f.field] for f in resumable}, **common)
         else:
             trainer = Trainer(config, run_dir, **common)
-        if trainer.is_main:
+        if rank == 0:
             _err(
                 f"flowgan: {'resuming' if resume else 'training'} {trainer.config.describe()} -> {run_dir} "
-                f"({trainer.dataset.describe()})"
+                f"({trainer.ctx.dataset.describe()})"
             )
         wall, time_limit = time.perf_counter(), trainer.config.time_limit
         try:
             summary = trainer.fit()
             wall = time.perf_counter() - wall
         finally:
-            trainer.close()  # before the process group goes (see Trainer.close)
+            trainer.close()  # before the process group goes (see flowgan.training.Trainer.close)
             del trainer
     if rank == 0 and summary["stopped_by"] == "finished":
         print(
@@ -358,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .errors import FlowganError, NonFiniteError
+    from .errors import FlowganError, Interrupted, NonFiniteError
 
     debug = bool(os.environ.get("FLOWGAN_DEBUG"))
     try:
@@ -369,8 +369,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - turned into one line below
         if debug:
             raise
-        from .training import Interrupted
-
         if isinstance(e, Interrupted):
             _err(f"flowgan: {e}")
             return EXIT_INTERRUPTED

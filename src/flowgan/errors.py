@@ -19,3 +19,8 @@ class NonFiniteError(FlowganError):
     def __init__(self, message: str, step: int | None = None):
         super().__init__(message)
         self.step = step
+
+
+class Interrupted(FlowganError):
+    """Training was stopped by a signal (SIGINT, SIGTERM); its latest checkpoint holds the state
+    of the step it stopped at, and ``flowgan train --resume`` continues it."""

@@ -26,7 +26,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import atomic_save
+from .checkpoint import atomic_save, checkpoint_path
 from .errors import CheckpointError, FlowganError
 
 #: the lock file of a run directory (its content names the holder)
@@ -115,7 +115,7 @@ RUN_ENTRIES = {
 def failed_start(run_dir: Path) -> bool:
     """Whether ``run_dir`` is what a start that died before its first checkpoint left (flowgan
     before atomic creation): config.json, no checkpoint, only flowgan's files, no live holder."""
-    if not (run_dir / "config.json").is_file() or (run_dir / "checkpoints" / "latest.pt").exists():
+    if not (run_dir / "config.json").is_file() or checkpoint_path(run_dir).exists():
         return False
     if any(p.name not in RUN_ENTRIES for p in run_dir.iterdir()):
         return False
@@ -191,7 +191,7 @@ class RunDirectory:
 
     @property
     def latest(self) -> Path:
-        return self.path / "checkpoints" / "latest.pt"
+        return checkpoint_path(self.path)
 
     # ------------------------------------------------------------------ before training
 
@@ -218,7 +218,7 @@ class RunDirectory:
         d = self.path
         if d.exists() and not d.is_dir():
             raise FlowganError(f"run directory {d} exists and is not a directory; choose another --out")
-        if (d / "checkpoints" / "latest.pt").exists():
+        if checkpoint_path(d).exists():
             raise FlowganError(
                 f"run directory {d} already holds a run; continue it with --resume {d} or choose another --out"
             )
@@ -312,12 +312,12 @@ class RunDirectory:
         if not self.active:
             return
         try:
-            atomic_save(state, self.path / "checkpoints" / f"{name}.pt")
+            atomic_save(state, checkpoint_path(self.path, name))
         except OSError as e:
             if self.metrics.exists() and self.metrics.stat().st_size > self._metrics_size:
                 os.truncate(self.metrics, self._metrics_size)
             if self.final is not None:  # name the run directory asked for, not the staging one
-                raise OSError(e.errno, e.strerror, str(self.final / "checkpoints" / f"{name}.pt")) from None
+                raise OSError(e.errno, e.strerror, str(checkpoint_path(self.final, name))) from None
             raise
         if name == "latest":
             self._metrics_size = self.metrics.stat().st_size if self.metrics.exists() else 0

@@ -1,7 +1,7 @@
 r"""Every metric of flowgan, declared once: its name, result keys, direction, function, needs.
 
 One :class:`Metric` per metric in :data:`METRICS`; evaluation (:mod:`.evaluate`), the trainer's
-score hook (:mod:`.training`), its best checkpoints (:mod:`flowgan.evaluation`) and the command
+score hook (:mod:`.training`), its best checkpoints (:mod:`flowgan.training.evaluation`) and the command
 line (``flowgan evaluate --metrics``, ``flowgan score --metrics``, ``flowgan train --scores``) all
 read it. A new metric: a function in its own module, one entry here.
 

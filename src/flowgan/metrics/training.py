@@ -1,13 +1,14 @@
-"""Sample scores during training: :func:`score_hook`, the trainer's ``score_fn``.
+"""Sample scores during training: :func:`score_hook`, the training loop's ``score_fn``.
 
-At each evaluation (``Trainer.evaluate``) with ``config.score_metrics`` non-empty, e.g. ``("mode",)``
-for MNIST or ``("is",)`` for CIFAR-10 as in the paper's Tables 1-2 and Appendix B, the hook draws
-``config.score_samples`` samples and returns the scores; the trainer logs them in
+At each evaluation (:func:`flowgan.training.evaluation.evaluate`) with ``config.score_metrics``
+non-empty, e.g. ``("mode",)`` for MNIST or ``("is",)`` for CIFAR-10 as in the paper's Tables 1-2
+and Appendix B, the hook draws ``config.score_samples`` samples and returns the scores; the loop
+logs them in
 ``metrics.jsonl`` and keeps ``best_<metric>.pt`` checkpoints (in each metric's direction, declared
 in :mod:`.registry`: higher is better for IS and MODE, lower for FID and KID).
 
-* Samples come from their own CPU generators seeded from ``(config.seed, step)``: the trainer's
-  training generator (``trainer.rng``) and the global random state (forked around the hook) are
+* Samples come from their own CPU generators seeded from ``(config.seed, step)``: the run's
+  training generator (its state's ``rng``) and the global random state (forked around the hook) are
   not touched, so a run with scores ends with exactly the parameters of the same run without
   them, and resumes bit-exactly.
 * FID/KID compare with the **validation** split (model selection must not look at test data).
@@ -41,12 +42,9 @@ def cached_classifier(dataset, name: str | None = None):
     return _CLASSIFIERS[key]
 
 
-_classifier = cached_classifier  # the name of earlier versions
-
-
-def score_hook(trainer) -> dict:
-    """The scores in ``trainer.config.score_metrics`` of ``trainer.config.score_samples`` samples of
-    ``trainer.model`` at ``trainer.step``: each metric's ``logged`` keys (:mod:`.registry`: ``mode``,
+def score_hook(model, dataset, cfg, step: int, device) -> dict:
+    """The scores in ``cfg.score_metrics`` of ``cfg.score_samples`` samples of ``model`` (trained
+    on ``dataset``) at ``step``, on ``device``: each metric's ``logged`` keys (:mod:`.registry`: ``mode``,
     ``mode_std`` and ``mode_paper``, ``is`` and ``is_std``, ``fid``, ``kid`` and ``kid_std``), the
     classifier (``name@hash``) and ``score_seconds``."""
     import torch
@@ -55,23 +53,22 @@ def score_hook(trainer) -> dict:
     from .evaluate import check_scores, evaluate_samples
     from .registry import METRICS
 
-    cfg = trainer.config
     scores = check_scores(cfg.score_metrics)
     if cfg.score_samples < 2:
         raise FlowganError("score_samples must be at least 2")
     start = time.perf_counter()
-    device = torch.device(trainer.device)
+    device = torch.device(device)
     # samples use their own generators; the fork guards the global state against anything else
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         result = evaluate_samples(
-            trainer.model,
-            trainer.dataset,
+            model,
+            dataset,
             scores,
             n_samples=cfg.score_samples,
-            classifier=cached_classifier(trainer.dataset, getattr(cfg, "score_classifier", None)),
+            classifier=cached_classifier(dataset, cfg.score_classifier),
             device=device,
             split="val",
-            seed=mix_seed(cfg.seed, trainer.step, 5),
+            seed=mix_seed(cfg.seed, step, 5),
         )
     out = {k: result[k] for s in scores for k in METRICS[s].logged if k in result}
     out["classifier"] = result.get("classifier_name", "?") + (

@@ -221,7 +221,7 @@ class Reproduction:
 
         import torch
 
-        from ..training import Trainer
+        from ..training import train
 
         step_s, eval_s, expected = {}, {}, {}
         with tempfile.TemporaryDirectory(prefix="flowgan-calibrate-") as tmp, torch.random.fork_rng(devices=[]):
@@ -229,14 +229,13 @@ class Reproduction:
                 stamps: list[float] = []
                 config = self.run_config(obj).replace(max_steps=steps + 1, eval_every=10**9, time_limit=None)
                 start = time.perf_counter()
-                trainer = Trainer(
+                train(  # evaluates at step 0 and at the end
                     config,
                     Path(tmp) / obj,
                     dataset=self._dataset_obj(),
                     progress=False,
-                    callbacks=(lambda t, stamps=stamps: stamps.append(time.perf_counter()),),
+                    callbacks=(lambda state, modules, stamps=stamps: stamps.append(time.perf_counter()),),
                 )
-                trainer.fit()  # evaluates at step 0 and at the end
                 total = time.perf_counter() - start
                 per_step = (stamps[-1] - stamps[0]) / max(len(stamps) - 1, 1)
                 per_eval = max(0.0, (total - per_step * len(stamps)) / 2)
@@ -247,16 +246,15 @@ class Reproduction:
         return {"step_seconds": step_s, "eval_seconds": eval_s, "expected_seconds": expected, "timed_updates": steps}
 
     def train(self, objective: str) -> dict:
-        from ..training import Trainer
+        from ..checkpoint import checkpoint_path
+        from ..training import train
 
         run_dir = self.root / "runs" / objective
         config = self.run_config(objective)
-        latest = run_dir / "checkpoints" / "latest.pt"
-        resume = latest.is_file()
+        resume = checkpoint_path(run_dir).is_file()
         if run_dir.exists() and not resume:
             shutil.rmtree(run_dir)  # started but never checkpointed: start again
-        trainer = Trainer(config, run_dir, resume=resume, dataset=self._dataset_obj(), progress=self.progress)
-        summary = trainer.fit()
+        summary = train(config, run_dir, resume=resume, dataset=self._dataset_obj(), progress=self.progress)
         cut = summary["stopped_by"] == "time_limit" and summary["step"] < self.steps
         _say(
             f"  {LABELS[objective]}: {summary['step']} of {self.steps} updates in {summary['time'] / 60:.1f} min"

@@ -1,4 +1,5 @@
-"""The modules a run trains: the flow (generator), the critic, their data-parallel and compiled wrappers.
+"""The modules a run trains: the flow (generator), the critic, the objective, their optimisers and
+their data-parallel and compiled wrappers, held together in :class:`Modules`.
 
 :func:`build_modules` builds the flow of ``config.model`` (or, on resume, from the model spec
 stored in the checkpoint: runs of older flowgan versions keep their architecture), the objective
@@ -9,25 +10,72 @@ seeded with ``config.seed``, in that order, so a run's initial parameters depend
 :func:`wrap` adds ``DistributedDataParallel`` under ``torchrun`` and ``torch.compile`` when
 asked (not for a critic whose gradient penalty needs a double backward). :func:`run_info` is
 what a run's ``config.json`` records about them, its data and its environment.
+
+Modules are not run state (:class:`flowgan.training.state.RunState`): their parameters change in
+place by the optimisers, and a checkpoint restores them in place.
 """
 
 from __future__ import annotations
 
 import platform
 import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 
-from . import __version__
-from .config import TrainConfig
-from .critics import build_critic, default_critic
-from .errors import FlowganError
-from .models import build_model, model_config, model_from_spec
-from .objectives import Objective, build_objective
-from .rundir import jsonable
+from .. import __version__
+from ..config import TrainConfig
+from ..critics import build_critic, default_critic
+from ..errors import FlowganError
+from ..models import build_model, model_config, model_from_spec
+from ..objectives import Objective, build_objective
+from ..rundir import jsonable
+from ..runtime import make_adam
+
+
+@dataclass(frozen=True)
+class Modules:
+    """The networks of a run and what updates them. ``G`` and ``D`` are what the objective calls:
+    ``model`` and ``critic`` themselves, or their data-parallel / compiled wrappers."""
+
+    model: torch.nn.Module
+    critic: torch.nn.Module | None
+    objective: Objective
+    G: torch.nn.Module
+    D: torch.nn.Module | None
+    opt: torch.optim.Optimizer
+    critic_opt: torch.optim.Optimizer | None
+
+    def named_parameters(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """``generator.<name>`` and ``critic.<name>`` parameters."""
+        for prefix, module in (("generator", self.model), ("critic", self.critic)):
+            if module is not None:
+                for name, p in module.named_parameters():
+                    yield f"{prefix}.{name}", p
+
+    def unwrapped(self) -> Modules:
+        """The same modules without data-parallel or compiled wrappers: a ``DistributedDataParallel``
+        module holds the process group, and must go before it does (see :func:`flowgan.training.train`)."""
+        return Modules(self.model, self.critic, self.objective, self.model, self.critic, self.opt, self.critic_opt)
 
 
 def build_modules(
+    cfg: TrainConfig, shape, device: torch.device, *, model_spec: dict | None = None, world_size: int = 1
+) -> Modules:
+    """The :class:`Modules` of ``cfg`` for images of ``shape`` (float32 on ``device``, wrapped as
+    ``cfg`` asks, with their Adam optimisers)."""
+    model, objective, critic = build_networks(cfg, shape, device, model_spec=model_spec, world_size=world_size)
+    G, D = wrap(model, critic, objective, cfg, device, world_size)
+    opt = make_adam(model.parameters(), cfg.lr, (cfg.beta1, cfg.beta2))
+    critic_opt = None
+    if critic is not None:
+        beta1 = cfg.beta1 if cfg.critic_beta1 is None else cfg.critic_beta1
+        critic_opt = make_adam(critic.parameters(), cfg.critic_lr or cfg.lr, (beta1, cfg.critic_beta2))
+    return Modules(model, critic, objective, G, D, opt, critic_opt)
+
+
+def build_networks(
     cfg: TrainConfig, shape, device: torch.device, *, model_spec: dict | None = None, world_size: int = 1
 ):
     """``(model, objective, critic or None)`` of ``cfg`` for images of ``shape``, float32 on
@@ -62,7 +110,7 @@ def build_modules(
 
 def sync_batchnorm(model, device: torch.device):
     """Global-batch statistics in every batch-norm layer of the model (``--sync-batchnorm``)."""
-    from .nets import set_sync_batchnorm
+    from ..nets import set_sync_batchnorm
 
     set_sync_batchnorm(model)
     if any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()):

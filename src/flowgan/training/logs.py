@@ -1,10 +1,11 @@
 """The training log lines: running averages of the step logs, and the progress bar.
 
-Every ``log_every`` generator updates the trainer writes a ``kind: "train"`` record to
-``metrics.jsonl``: the means over the window of each logged scalar (losses, gradient norms,
-critic outputs), the learning rate and the throughput. :class:`RunningAverages` keeps the sums
-(detached tensors, so no device sync per step) and is saved in checkpoints, so a resumed run logs
-the same averages as an uninterrupted one. :class:`Progress` is the tqdm bar of the main process.
+Every ``log_every`` generator updates the loop writes a ``kind: "train"`` record to
+``metrics.jsonl`` (:func:`train_record`): the means over the window of each logged scalar
+(losses, gradient norms, critic outputs), the learning rate and the throughput.
+:class:`RunningAverages` keeps the sums (detached tensors, so no device sync per step) and is
+saved in checkpoints, so a resumed run logs the same averages as an uninterrupted one.
+:class:`Progress` is the tqdm bar of the main process.
 """
 
 from __future__ import annotations
@@ -51,14 +52,12 @@ class RunningAverages:
 class Progress:
     """A tqdm bar of generator updates (nothing when ``show`` is false); a context manager."""
 
-    def __init__(self, show: bool, total: int, initial: int, desc: str):
+    def __init__(self, show: bool, total: int | None, initial: int, desc: str):
         self.bar = None
-        if show:
+        if show:  # total None: only a time limit ends the run
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(
-                total=None if total >= 2**62 else total, initial=initial, desc=desc, unit="step", dynamic_ncols=True
-            )
+            self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
 
     def __enter__(self) -> Progress:
         return self
@@ -80,3 +79,24 @@ class Progress:
     def show_eval(self, record: dict[str, Any]) -> None:
         if self.bar is not None:
             self.bar.set_postfix({"val_nll": f"{record['val_nll_nats']:.1f}"}, refresh=False)
+
+
+#: training logs repeated in every evaluation record (from the latest training log line)
+EVAL_CARRIED = ("loss", "train_nll", "critic_loss", "wasserstein", "gradient_penalty", "generator_loss")
+
+
+def train_record(
+    logs: dict[str, float], *, step: int, epoch: float, elapsed: float, lr: float, rate: float, images_per_step: int
+) -> dict[str, Any]:
+    """The ``kind: "train"`` line: the window's mean ``logs``, where the run is, the learning rate
+    and the throughput (``rate``: generator updates per second, timed without evaluations)."""
+    return {
+        "kind": "train",
+        "step": step,
+        "epoch": round(epoch, 4),
+        "time": round(elapsed, 2),
+        "lr": lr,
+        "steps_per_s": rate,
+        "images_per_s": rate * images_per_step,
+        **logs,
+    }
