@@ -85,6 +85,12 @@ class Objective:
     generator_uses_data: bool = True
     double_backward: bool = False  # the critic loss differentiates a gradient (torch.compile cannot)
 
+    @property
+    def batches_per_update(self) -> int:
+        """Training batches one generator update reads: one per critic step, one for a generator
+        loss that uses data (at least 1, for a run's epoch count)."""
+        return max(self.critic_steps + int(self.generator_uses_data), 1)
+
     def critic_loss(self, G, D, real, z, rand):  # pragma: no cover - MLE has no critic
         raise NotImplementedError
 

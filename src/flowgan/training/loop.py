@@ -295,7 +295,7 @@ class Trainer:
         # stopped there and resumed logs the same averages as an uninterrupted one
         logs = state.averages.pop(reset=state.step % cfg.log_every == 0)
         state.last_train_logs = {k: v for k, v in logs.items() if k in EVAL_CARRIED}
-        images = cfg.batch_size * max(objective.critic_steps + int(objective.generator_uses_data), 1)
+        images = cfg.batch_size * objective.batches_per_update
         lr = learning_rate(cfg, state.step, state.lr_scale)
         self.dir.log(
             train_record(

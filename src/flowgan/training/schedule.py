@@ -17,14 +17,13 @@ def total_steps(cfg: TrainConfig, objective, batches_per_epoch: int) -> int | No
     """The generator updates of a run: ``max_steps``, or ``epochs`` of data (each update reads
     ``critic_steps`` + 1 batches when the generator loss uses data), whichever is fewer; None when
     only the time limit ends the run."""
-    per_step = objective.critic_steps + int(objective.generator_uses_data)
     if cfg.epochs is None and cfg.max_steps is None:
         if cfg.time_limit is not None:
             return None
         epochs = 1.0
     else:
         epochs = cfg.epochs
-    by_epochs = math.floor(epochs * batches_per_epoch / max(per_step, 1)) if epochs else None
+    by_epochs = math.floor(epochs * batches_per_epoch / objective.batches_per_update) if epochs else None
     if cfg.max_steps is None:
         return by_epochs
     return cfg.max_steps if by_epochs is None else min(by_epochs, cfg.max_steps)
