@@ -382,10 +382,22 @@ def test_a_stage_cut_by_the_safety_net_makes_the_report_incomplete(synthetic):
     assert banner < 5 and "ADV 65 of 750 updates" in lines[banner] and "--budget-minutes 15" in lines[banner]
 
 
-def test_training_is_counted_in_updates_and_the_safety_net_cuts(tmp_path):
+def test_training_is_counted_in_updates_and_the_safety_net_cuts(tmp_path, monkeypatch):
     """The calibration measures every objective; a budget far too small cuts a training stage
-    before its fixed number of updates, and the stage reports itself as cut."""
+    before its fixed number of updates, and the stage reports itself as cut.
+
+    The training loop's clock runs 0.4 s ahead at each reading, so the cut does not depend on how
+    fast this machine is (a stage's safety net is at least 1 s: a fast CPU finished all 6 updates)."""
+    import time
+    import types
+
+    import flowgan.training.loop as loop
     from flowgan.reproduce.pipeline import Reproduction
+
+    ahead = iter(range(10**6))
+    monkeypatch.setattr(
+        loop, "time", types.SimpleNamespace(perf_counter=lambda: time.perf_counter() + 0.4 * next(ahead))
+    )
 
     rep = Reproduction(_tiny_preset(), tmp_path / "rep", progress=False, budget_minutes=0.002)
     cal = rep.calibrate(steps=2)
