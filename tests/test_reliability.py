@@ -269,7 +269,7 @@ def test_bad_training_values_are_refused_before_anything_is_written(capsys, tmp_
 
 def test_the_config_knows_every_score():
     from flowgan.config import SCORE_METRICS
-    from flowgan.metrics.evaluate import SCORES
+    from flowgan.metrics.registry import SCORES
 
     assert tuple(SCORE_METRICS) == tuple(SCORES)
 

@@ -149,7 +149,7 @@ def _cmd_classifier_train(args) -> int:
 
     from ..cli import UsageError, err
     from ..data import load_dataset
-    from ..training import resolve_device
+    from ..runtime import resolve_device
     from .classifier_training import train_classifier
     from .classifiers import SHIPPED_CLASSIFIERS, cache_name, classifier_family, default_classifier_dir, save_classifier
 
@@ -209,7 +209,7 @@ def _cmd_classifier_train(args) -> int:
 def _cmd_classifier_check(args) -> int:
     from ..cli import UsageError, err
     from ..data import load_dataset
-    from ..training import resolve_device
+    from ..runtime import resolve_device
     from .noise import check_classifier
 
     if args.samples is not None and args.samples < 20:
@@ -270,7 +270,7 @@ def _cmd_classifier_info(args) -> int:
 def _cmd_score(args) -> int:
     from ..cli import UsageError, err
     from ..data import load_dataset
-    from ..training import resolve_device
+    from ..runtime import resolve_device
     from . import score_split
 
     scores = _parse_scores(args.metrics)
