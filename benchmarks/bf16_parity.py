@@ -18,7 +18,8 @@ from common import machine
 def run(model: str, dataset: str, steps: int, batch: int, precision: str, eval_every: int):
     from flowgan.config import TrainConfig
     from flowgan.data import load_dataset
-    from flowgan.training import Trainer, read_metrics
+    from flowgan.rundir import read_metrics
+    from flowgan.training import Trainer
 
     cfg = TrainConfig(
         dataset=dataset,

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from flowgan.cli import main
-from flowgan.training import read_metrics
+from flowgan.rundir import read_metrics
 
 
 def run(capsys, *argv):

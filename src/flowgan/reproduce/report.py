@@ -34,8 +34,8 @@ def _read_json(path: Path) -> dict | None:
 
 def _run_config(run_dir: Path) -> TrainConfig | None:
     """The run's configuration; ``None`` if it has none (or an unreadable one): the report says "—"."""
+    from ..checkpoint import read_run_config
     from ..errors import FlowganError
-    from ..runs import read_run_config
 
     try:
         return read_run_config(run_dir)
