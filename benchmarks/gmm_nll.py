@@ -23,7 +23,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from flowgan.analysis.gmm import GaussianMixtureBaseline, dequantized  # noqa: E402
+from flowgan.analysis.gmm import GaussianMixtureBaseline  # noqa: E402
+from flowgan.likelihood import dequantized  # noqa: E402
 
 
 def load(n_train: int, n_test: int, data_dir: str | None):

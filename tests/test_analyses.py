@@ -178,11 +178,3 @@ def test_gmm_baseline_with_a_score_function(runs, tmp_path):
     pixels = np.asarray(Image.open(fig).convert("RGB")).astype(int)
     green = (pixels[..., 1] > pixels[..., 0] + 15) & (pixels[..., 1] > pixels[..., 2] + 15)
     assert green.sum() > 500
-
-
-def test_moved_names_still_import_from_their_old_modules():
-    from flowgan.analysis import gmm, plots, table3
-    from flowgan.likelihood import dequantized
-
-    assert plots.table3_markdown is table3.table3_markdown and plots.beats_regions is gmm.beats_regions
-    assert gmm.dequantized is dequantized

@@ -1,6 +1,7 @@
 """The command line: help, the train/evaluate/sample round trip, and one-line errors."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -28,12 +29,6 @@ def assert_one_line_error(code, err, expected_code=2):
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["sample"]])
-def test_help(capsys, command):
-    code, out, _ = run(capsys, *command, "--help")
-    assert code == 0 and "usage: flowgan" in out
-
-
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("cli") / "run"
@@ -55,6 +50,38 @@ def trained_run(tmp_path_factory):
     )
     assert code == 0
     return run_dir
+
+
+def _listed(name: str, text: str) -> bool:
+    return re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text) is not None
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["sample"]])
+def test_help_names_every_option_and_runs_nothing(capsys, trained_run, tmp_path, command):
+    """``--help`` after a command line that would train or write a file: that command's usage, naming
+    each of its options (and, for ``flowgan`` itself, each command), exit 0, and nothing done."""
+    import argparse
+
+    from flowgan.cli import build_parser
+
+    work = {
+        (): [],
+        ("train",): ["--dataset", "digits", "--max-steps", "1", "--out", str(tmp_path / "run"), "--no-progress"],
+        ("evaluate",): [str(trained_run), "--split", "val", "-o", str(tmp_path / "e.json")],
+        ("sample",): [str(trained_run), "-n", "4", "-o", str(tmp_path / "g.png")],
+    }[tuple(command)]
+    run_files = sorted(p.relative_to(trained_run) for p in trained_run.rglob("*"))
+    code, out, err = run(capsys, *command, *work, "--help")
+    assert code == 0 and err == "" and out.startswith(" ".join(["usage: flowgan", *command]) + " ")
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    parser = commands[command[0]] if command else parser
+    options = [o for a in parser._actions if a.help != argparse.SUPPRESS for o in a.option_strings]
+    assert "--help" in options and [o for o in options if not _listed(o, out)] == []
+    if not command:
+        assert [c for c in commands if not _listed(c, out)] == []
+    assert list(tmp_path.iterdir()) == []  # no run, no JSON, no grid
+    assert sorted(p.relative_to(trained_run) for p in trained_run.rglob("*")) == run_files
 
 
 def test_train_writes_a_run(trained_run):

@@ -10,14 +10,9 @@ import scipy.stats
 import torch
 
 import flowgan
-from flowgan.analysis.gmm import (
-    GaussianMixtureBaseline,
-    default_score_fn,
-    dequantized,
-    mixture_log_prob,
-    mixture_sweep,
-    search_sigma,
-)
+from flowgan.analysis.gmm import GaussianMixtureBaseline, default_score_fn, mixture_sweep, search_sigma
+from flowgan.analysis.mixture import mixture_log_prob
+from flowgan.likelihood import dequantized
 
 
 def _direct(x: np.ndarray, centres: np.ndarray, sigma: float) -> np.ndarray:

@@ -9,8 +9,9 @@ import scipy.stats
 import torch
 
 import flowgan
-from flowgan.analysis.gmm import GaussianMixtureBaseline, dequantized
+from flowgan.analysis.gmm import GaussianMixtureBaseline
 from flowgan.analysis.kde import draw_samples, kde_estimate, parzen_log_likelihood
+from flowgan.likelihood import dequantized
 
 
 def _direct_kde(x: np.ndarray, samples: np.ndarray, h: float) -> np.ndarray:

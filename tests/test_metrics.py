@@ -9,8 +9,8 @@ import torch
 from flowgan.data import load_dataset
 from flowgan.errors import FlowganError
 from flowgan.metrics import evaluate_samples, label_marginal, score_images, score_split
+from flowgan.metrics.classifier_nets import build_classifier
 from flowgan.metrics.classifiers import (
-    build_classifier,
     classifier_family,
     default_classifier_dir,
     find_classifier,

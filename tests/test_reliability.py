@@ -273,7 +273,7 @@ def test_bad_training_values_are_refused_before_anything_is_written(capsys, tmp_
 
 def test_the_config_knows_every_score():
     from flowgan.config import SCORE_METRICS
-    from flowgan.metrics.evaluate import SCORES
+    from flowgan.metrics.registry import SCORES
 
     assert tuple(SCORE_METRICS) == tuple(SCORES)
 
@@ -284,9 +284,9 @@ _SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 
 _DIE_AT_FIRST_EVAL = """
 import os, signal, sys
-from flowgan.config import TrainConfig
 from flowgan import train
-def die(*args, **kwargs):
+from flowgan.config import TrainConfig
+def die(*args, **kwargs):  # the score hook of the first evaluation (step 0): killed, no clean-up runs
     os.kill(os.getpid(), signal.SIGKILL)
 cfg = TrainConfig(dataset="digits", model="nice-small", max_steps=2, eval_every=2, score_metrics=("mode",))
 train(cfg, sys.argv[1], progress=False, score_fn=die)
@@ -312,15 +312,32 @@ def _train_args(run_dir, *extra):
 def test_a_start_killed_before_its_first_checkpoint_leaves_a_restartable_directory(tmp_path, capsys):
     run_dir = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": _SRC, "OMP_NUM_THREADS": "1"}
-    died = subprocess.run([sys.executable, "-c", _DIE_AT_FIRST_EVAL, str(run_dir)], env=env, capture_output=True)
-    assert died.returncode == -signal.SIGKILL
-    assert not run_dir.exists() and len(list(tmp_path.glob(".run.creating-*"))) == 1  # nothing under the name
+    died = subprocess.Popen(
+        [sys.executable, "-c", _DIE_AT_FIRST_EVAL, str(run_dir)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    _, stderr = died.communicate(timeout=300)
+    assert died.returncode == -signal.SIGKILL, stderr.decode()  # killed in the hook, not an error of its own
+    # nothing under the run's name: only the dead start's own staging directory, with its config.json and no checkpoint
+    staging = tmp_path / f".run.creating-{died.pid}"
+    assert list(tmp_path.iterdir()) == [staging]
+    assert json.loads((staging / "config.json").read_text())["config"]["score_metrics"] == ["mode"]
+    assert not (staging / "checkpoints" / "latest.pt").exists()
+    # a resume names the interrupted start and the command that restarts it, and changes nothing
     code, _, err = run_cli(capsys, "train", "--resume", run_dir)
-    assert "start it with flowgan train" in assert_one_line(code, err)
+    line = assert_one_line(code, err)
+    assert "its start was interrupted before the first checkpoint" in line
+    assert f"start it with flowgan train ... --out {run_dir}" in line
+    assert list(tmp_path.iterdir()) == [staging]
+    # the same command as a fresh start replaces the dead start and trains the whole run from step 0
     code, _, err = run_cli(capsys, *_train_args(run_dir))
     assert code == 0, err
     assert list(tmp_path.iterdir()) == [run_dir]  # the dead start's staging directory is gone
-    assert (run_dir / "checkpoints" / "latest.pt").is_file() and (run_dir / "config.json").is_file()
+    assert (run_dir / "config.json").is_file() and not (run_dir / ".lock").exists()
+    assert load_checkpoint(run_dir / "checkpoints" / "latest.pt")["step"] == 2
+    assert [r["step"] for r in read_metrics(run_dir, "eval")] == [0, 2]
 
 
 def test_an_error_before_the_first_checkpoint_leaves_nothing(tmp_path, capsys, monkeypatch):

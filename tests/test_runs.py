@@ -6,10 +6,10 @@ import shutil
 import pytest
 import torch
 
-from flowgan.checkpoint import AUTO_CHECKPOINTS, choose_checkpoint, resolve_checkpoint
+from flowgan.checkpoint import AUTO_CHECKPOINTS, choose_checkpoint, read_run_config, resolve_checkpoint
 from flowgan.config import TrainConfig
 from flowgan.errors import CheckpointError
-from flowgan.runs import Run, load_run, read_run_config
+from flowgan.runs import Run, load_run
 from flowgan.training import Trainer
 
 CONFIG = TrainConfig(dataset="digits", model="nice-small", max_steps=3, eval_every=3, train_eval_samples=50, seed=2)

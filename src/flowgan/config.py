@@ -18,7 +18,7 @@ from typing import Any
 from .errors import FlowganError
 
 OBJECTIVES = ("mle", "wgan-gp", "ce", "kl", "rkl", "hellinger", "tv", "lsgan")
-#: sample scores a run can compute at each evaluation (flowgan.metrics.evaluate.SCORES)
+#: sample scores a run can compute at each evaluation (flowgan.metrics.registry.SCORES)
 SCORE_METRICS = ("is", "mode", "fid", "kid")
 
 

@@ -18,7 +18,7 @@ from .checkpoint import choose_checkpoint, config_from_dict, load_model, read_ru
 from .config import TrainConfig
 from .errors import CheckpointError
 
-__all__ = ["Run", "config_from_dict", "load_run", "read_run_config", "run_base"]
+__all__ = ["Run", "load_run", "run_base"]
 
 
 @dataclass

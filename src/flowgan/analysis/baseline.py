@@ -164,8 +164,9 @@ def gmm_baseline(
     :class:`~flowgan.errors.FlowganError`."""
     import torch
 
+    from ..checkpoint import read_run_config
     from ..data import load_dataset
-    from ..runs import load_run, read_run_config
+    from ..runs import load_run
     from . import gmm as G
 
     s = settings

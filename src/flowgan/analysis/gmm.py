@@ -39,8 +39,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..likelihood import dequantized  # public here too (the held-out points of every estimate)
-from .mixture import (  # the kernel, public here too
+from ..likelihood import dequantized
+from .mixture import (
     PreparedCentres,
     as_sigmas,
     compute_dtype,

@@ -7,7 +7,7 @@
   log axis, one curve per run, mean ``log|det|`` in the legend.
 
 Table 3's Markdown is :func:`flowgan.analysis.table3.table3_markdown`; the σ where the mixture beats
-a run, :func:`flowgan.analysis.gmm.beats_regions` (both importable from here as before).
+a run, :func:`flowgan.analysis.gmm.beats_regions`.
 """
 
 from __future__ import annotations
@@ -15,18 +15,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from typing import Any, Sequence
-
-
-def __getattr__(name: str):  # moved out of this module (issue 14); old imports keep working
-    if name == "beats_regions":
-        from .gmm import beats_regions
-
-        return beats_regions
-    if name == "table3_markdown":
-        from .table3 import table3_markdown
-
-        return table3_markdown
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _pyplot():

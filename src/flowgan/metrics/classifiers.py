@@ -42,7 +42,7 @@ from typing import Any
 import torch
 
 from ..errors import FlowganError
-from .classifier_nets import ARCHS, INPUT_CONVENTION, Classifier, SmallCNN, SmallResNet, build_classifier, default_arch  # noqa: F401 - public here too
+from .classifier_nets import Classifier, build_classifier
 from .score_classifier import ScoreClassifier
 
 FORMAT = "flowgan-classifier"
@@ -57,8 +57,6 @@ SHIPPED_CLASSIFIERS: dict[str, tuple[str, str]] = {
 }
 #: family -> the name of its default classifier: always a shipped one, never the cache
 DEFAULT_CLASSIFIERS: dict[str, str] = {"mnist": "mnist-robust", "cifar10": "cifar10-small"}
-#: family -> file of its default classifier (kept for callers of the first versions)
-SHIPPED = {family: SHIPPED_CLASSIFIERS[name][0] for family, name in DEFAULT_CLASSIFIERS.items()}
 
 
 def default_classifier_dir() -> Path:

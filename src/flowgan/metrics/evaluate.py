@@ -24,7 +24,7 @@ import torch
 
 from ..errors import FlowganError
 from .registry import METRICS, SCORES, ScoreInputs, parse_metrics
-from .sampling import DEFAULT_SAMPLES, SAMPLE_BLOCK, default_n_samples, sample_blocks  # noqa: F401 - public here too
+from .sampling import SAMPLE_BLOCK, default_n_samples, sample_blocks
 
 
 def check_scores(scores: Iterable[str]) -> list[str]:

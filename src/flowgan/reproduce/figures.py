@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from .inputs import ReproductionData
 from .presets import LABELS, OBJECTIVES
-
-if TYPE_CHECKING:
-    from .report import ReproductionData
 
 
 def _pyplot():
