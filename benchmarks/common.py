@@ -8,16 +8,28 @@ import time
 import torch
 
 
-def machine() -> str:
+def _cpuinfo_field(field: str) -> str | None:
+    """The first ``field : value`` of /proc/cpuinfo (None where there is no such file or field)."""
     try:
         with open("/proc/cpuinfo") as f:
-            name = next(
-                (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), platform.processor()
-            )
+            return next((line.split(":", 1)[1].strip() for line in f if line.split(":", 1)[0].strip() == field), None)
     except OSError:
-        name = platform.processor()
+        return None
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo; ``platform.processor()`` elsewhere)."""
+    return _cpuinfo_field("model name") or platform.processor() or "unknown CPU"
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as /proc/cpuinfo lists them (empty where it is unavailable)."""
+    return set((_cpuinfo_field("flags") or "").split())
+
+
+def machine() -> str:
     gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return f"{name}, {torch.get_num_threads()} threads, torch {torch.__version__}{gpu}"
+    return f"{cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}{gpu}"
 
 
 def timeit(fn, *, warmup: int = 3, min_time: float = 2.0, min_reps: int = 5, sync=None) -> float:
