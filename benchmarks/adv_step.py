@@ -36,7 +36,7 @@ def split(model_name: str, lam: float, batch: int, critic: str | None = None, se
         max_steps=10**9,
         critic=critic or "auto",
     )
-    t = Trainer(cfg, tempfile.mkdtemp(), dataset=load_dataset("mnist5k"), progress=False)
+    t = Trainer(cfg, tempfile.mkdtemp(), data=load_dataset("mnist5k"), progress=False)
     m = t.modules
     m.model.train()
     m.critic.train()

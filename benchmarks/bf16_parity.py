@@ -33,7 +33,7 @@ def run(model: str, dataset: str, steps: int, batch: int, precision: str, eval_e
         train_eval_samples=500,
     )
     with tempfile.TemporaryDirectory() as tmp:
-        summary = Trainer(cfg, tmp, dataset=load_dataset(dataset), progress=False).fit()
+        summary = Trainer(cfg, tmp, data=load_dataset(dataset), progress=False).fit()
         evals = read_metrics(tmp, "eval")
         trains = read_metrics(tmp, "train")
     speed = sum(r["images_per_s"] for r in trains) / len(trains)

@@ -25,9 +25,9 @@ except Exception as e:
     print("cifar10-5k not found, Real-NVP runs on mnist5k:", e)
 def bench(model, objective, batch, precision="fp32", steps=200, ds="mnist5k", compile=False):
     d = data.get(ds, data["mnist5k"])
-    cfg = TrainConfig(dataset=d.name, model=model, objective=objective, batch_size=batch, max_steps=10**9, precision=precision, compile=compile, device="cuda")
+    cfg = TrainConfig(data=d.name, model=model, objective=objective, batch_size=batch, max_steps=10**9, precision=precision, compile=compile, device="cuda")
     with tempfile.TemporaryDirectory() as tmp:
-        t = Trainer(cfg, tmp, dataset=d, progress=False)
+        t = Trainer(cfg, tmp, data=d, progress=False)
         for _ in range(10): t.train_step()
         torch.cuda.synchronize(); start = time.perf_counter()
         for _ in range(steps): t.train_step()

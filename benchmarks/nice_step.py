@@ -38,7 +38,7 @@ def trainer_step(batch: int, precision: str = "fp32", compile: bool = False, nor
         compile=compile,
         max_steps=10**9,
     )
-    trainer = Trainer(cfg, tempfile.mkdtemp(), dataset=load_dataset("mnist5k"), progress=False)
+    trainer = Trainer(cfg, tempfile.mkdtemp(), data=load_dataset("mnist5k"), progress=False)
     trainer.modules.model.train()
     return trainer.train_step, 6 * linear_macs(trainer.modules.model, batch)
 

@@ -62,7 +62,7 @@ def flowgan_step(batch: int, precision: str):
         max_steps=10**9,
     )
     tmp = tempfile.mkdtemp()
-    trainer = Trainer(cfg, tmp, dataset=load_dataset("mnist5k"), progress=False)
+    trainer = Trainer(cfg, tmp, data=load_dataset("mnist5k"), progress=False)
     trainer.modules.model.train()
     return trainer.train_step
 

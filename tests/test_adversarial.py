@@ -211,7 +211,7 @@ def _adv_cfg(**kw):
 
 
 def test_a_few_adv_steps_change_the_generator_and_keep_log_prob_finite(tmp_path, mnist5k):
-    trainer = Trainer(_adv_cfg(), tmp_path / "run", dataset=mnist5k, progress=False)
+    trainer = Trainer(_adv_cfg(), tmp_path / "run", data=mnist5k, progress=False)
     model = trainer.modules.model
     before = {k: v.clone() for k, v in model.state_dict().items()}
     trainer.fit()
@@ -234,9 +234,9 @@ def test_a_few_adv_steps_change_the_generator_and_keep_log_prob_finite(tmp_path,
 
 @pytest.mark.parametrize("lam", [0.0, 0.1], ids=["adv", "hybrid"])
 def test_stopped_and_resumed_adversarial_training_equals_uninterrupted(tmp_path, mnist5k, lam):
-    Trainer(_adv_cfg(lam=lam), tmp_path / "full", dataset=mnist5k, progress=False).fit()
-    Trainer(_adv_cfg(lam=lam, max_steps=4), tmp_path / "part", dataset=mnist5k, progress=False).fit()
-    Trainer(_adv_cfg(lam=lam), tmp_path / "part", resume=True, dataset=mnist5k, progress=False).fit()
+    Trainer(_adv_cfg(lam=lam), tmp_path / "full", data=mnist5k, progress=False).fit()
+    Trainer(_adv_cfg(lam=lam, max_steps=4), tmp_path / "part", data=mnist5k, progress=False).fit()
+    Trainer(_adv_cfg(lam=lam), tmp_path / "part", resume=True, data=mnist5k, progress=False).fit()
     a, b = (load_checkpoint(tmp_path / d / "checkpoints" / "latest.pt") for d in ("full", "part"))
     for part in ("model", "critic", "optimizer", "critic_optimizer"):
         assert a[part] is not None
@@ -260,7 +260,7 @@ def _plant_nan_once(at_step):
 
 
 def test_planted_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, mnist5k):
-    trainer = Trainer(_adv_cfg(), tmp_path / "run", dataset=mnist5k, progress=False, callbacks=(_plant_nan_once(4),))
+    trainer = Trainer(_adv_cfg(), tmp_path / "run", data=mnist5k, progress=False, callbacks=(_plant_nan_once(4),))
     with pytest.raises(NonFiniteError, match="non-finite parameter generator.* after update 4"):
         trainer.fit()
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")
@@ -271,7 +271,7 @@ def test_planted_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, 
 
 def test_planted_nan_with_rollback_restores_halves_lr_and_goes_on(tmp_path, mnist5k):
     cfg = _adv_cfg(on_nonfinite="rollback")
-    trainer = Trainer(cfg, tmp_path / "run", dataset=mnist5k, progress=False, callbacks=(_plant_nan_once(4),))
+    trainer = Trainer(cfg, tmp_path / "run", data=mnist5k, progress=False, callbacks=(_plant_nan_once(4),))
     summary = trainer.fit()
     assert summary["step"] == 6 and trainer.state.lr_scale == 0.5
     assert all(torch.isfinite(p).all() for p in trainer.modules.model.parameters())
@@ -282,7 +282,7 @@ def test_planted_nan_with_rollback_restores_halves_lr_and_goes_on(tmp_path, mnis
 
 def test_nan_in_a_loss_is_caught_before_the_update(tmp_path, mnist5k):
     cfg = _adv_cfg(objective="mle", max_steps=4)
-    trainer = Trainer(cfg, tmp_path / "run", dataset=mnist5k, progress=False)
+    trainer = Trainer(cfg, tmp_path / "run", data=mnist5k, progress=False)
     model, objective = trainer.modules.model, trainer.modules.objective
     original = objective.generator_loss
     calls = []
@@ -305,7 +305,7 @@ def test_nan_gradient_between_logging_steps_stops_at_the_next_update(tmp_path, m
     # log_every=10: the gradient norm is not measured at update 3, whose gradient is poisoned;
     # the NaN parameters it produces are caught at update 4 and the update that broke them named.
     cfg = _adv_cfg(objective="mle", max_steps=6, log_every=10, eval_every=10)
-    trainer = Trainer(cfg, tmp_path / "run", dataset=mnist5k, progress=False)
+    trainer = Trainer(cfg, tmp_path / "run", data=mnist5k, progress=False)
     param = next(trainer.modules.model.parameters())
     param.register_hook(lambda g: g * float("nan") if trainer.state.step == 2 else g)
     with pytest.raises(NonFiniteError, match="after update 3"):
@@ -315,7 +315,7 @@ def test_nan_gradient_between_logging_steps_stops_at_the_next_update(tmp_path, m
 
 def test_nan_gradient_on_a_logging_step_is_caught_before_the_update(tmp_path, mnist5k):
     cfg = _adv_cfg(objective="mle", max_steps=6, log_every=3, eval_every=10)
-    trainer = Trainer(cfg, tmp_path / "run", dataset=mnist5k, progress=False)
+    trainer = Trainer(cfg, tmp_path / "run", data=mnist5k, progress=False)
     param = next(trainer.modules.model.parameters())
     param.register_hook(lambda g: g * float("nan") if trainer.state.step == 2 else g)
     with pytest.raises(NonFiniteError, match="non-finite generator gradient at step 3"):

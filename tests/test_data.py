@@ -119,7 +119,7 @@ def test_flips_are_applied_to_training_batches_only_when_asked(tmp_path):
         cfg = TrainConfig(
             dataset="toy", model="nice-small", batch_size=40, max_steps=1, train_eval_samples=8, collapse_samples=0
         )
-        trainer = Trainer(cfg, tmp_path / f"r{flip}", dataset=ds, progress=False)
+        trainer = Trainer(cfg, tmp_path / f"r{flip}", data=ds, progress=False)
         seen = []  # the real batches the objective is given in training
         loss = trainer.modules.objective.generator_loss
 

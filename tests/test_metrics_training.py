@@ -42,8 +42,8 @@ def runs(tmp_path_factory, mnist5k):
     mp = pytest.MonkeyPatch()
     mp.setenv("FLOWGAN_CACHE", str(base / "cache"))
     try:
-        Trainer(_config(), base / "scored", dataset=mnist5k, progress=False, score_fn=score_hook).fit()
-        Trainer(_config(score_metrics=()), base / "plain", dataset=mnist5k, progress=False).fit()
+        Trainer(_config(), base / "scored", data=mnist5k, progress=False, score_fn=score_hook).fit()
+        Trainer(_config(score_metrics=()), base / "plain", data=mnist5k, progress=False).fit()
     finally:
         mp.undo()
     return base / "scored", base / "plain"

@@ -80,7 +80,7 @@ def test_rollbacks_are_bounded_and_halve_the_rate_each_time(tmp_path, mnist5k):
     trainer = Trainer(
         _cfg(on_nonfinite="rollback"),
         tmp_path / "run",
-        dataset=mnist5k,
+        data=mnist5k,
         progress=False,
         callbacks=(_poison_every_step(),),
     )
@@ -96,12 +96,12 @@ def test_rollbacks_are_bounded_and_halve_the_rate_each_time(tmp_path, mnist5k):
 
 def test_rollback_count_survives_a_resume(tmp_path, mnist5k):
     cfg = _cfg(on_nonfinite="rollback")
-    first = Trainer(cfg, tmp_path / "run", dataset=mnist5k, progress=False, callbacks=(_poison_every_step(limit=3),))
+    first = Trainer(cfg, tmp_path / "run", data=mnist5k, progress=False, callbacks=(_poison_every_step(limit=3),))
     with pytest.raises(AssertionError):
         first.fit()  # three rollbacks, then the process "dies"
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["rollbacks"] == 3
     resumed = Trainer(
-        None, tmp_path / "run", resume=True, dataset=mnist5k, progress=False, callbacks=(_poison_every_step(),)
+        None, tmp_path / "run", resume=True, data=mnist5k, progress=False, callbacks=(_poison_every_step(),)
     )
     assert resumed.state.lr_scale == 0.5**3 and resumed.state.rollbacks == 3
     with pytest.raises(NonFiniteError, match=f"after {MAX_ROLLBACKS} rollbacks"):
@@ -112,7 +112,7 @@ def test_rollback_count_survives_a_resume(tmp_path, mnist5k):
 def test_a_signal_stops_a_run_that_keeps_rolling_back(tmp_path, mnist5k):
     """Every update fails (no step ever succeeds); SIGTERM arrives with the first failure, so the
     run learns of it only after the rollback that failure causes: it must stop there, saved."""
-    trainer = Trainer(_cfg(on_nonfinite="rollback"), tmp_path / "run", dataset=mnist5k, progress=False)
+    trainer = Trainer(_cfg(on_nonfinite="rollback"), tmp_path / "run", data=mnist5k, progress=False)
     objective, calls = trainer.modules.objective, []
     original_loss = objective.generator_loss
 
@@ -222,7 +222,7 @@ def test_a_cifar10_batch_of_python_objects_is_refused(tmp_path):
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory, mnist5k):
     run_dir = tmp_path_factory.mktemp("rel") / "run"
-    Trainer(_cfg(max_steps=2, eval_every=2), run_dir, dataset=mnist5k, progress=False).fit()
+    Trainer(_cfg(max_steps=2, eval_every=2), run_dir, data=mnist5k, progress=False).fit()
     return run_dir
 
 
@@ -579,9 +579,9 @@ def test_sample_refuses_an_unreasonable_count(capsys, small_run, tmp_path, n):
 
 
 def test_a_resume_reloads_a_checkpoint_written_after_it_was_set_up(tmp_path, mnist5k):
-    Trainer(_cfg(max_steps=2), tmp_path / "run", dataset=mnist5k, progress=False).fit()
-    waiting = Trainer(_cfg(max_steps=4), tmp_path / "run", resume=True, dataset=mnist5k, progress=False)
-    Trainer(_cfg(max_steps=4), tmp_path / "run", resume=True, dataset=mnist5k, progress=False).fit()
+    Trainer(_cfg(max_steps=2), tmp_path / "run", data=mnist5k, progress=False).fit()
+    waiting = Trainer(_cfg(max_steps=4), tmp_path / "run", resume=True, data=mnist5k, progress=False)
+    Trainer(_cfg(max_steps=4), tmp_path / "run", resume=True, data=mnist5k, progress=False).fit()
     summary = waiting.fit()  # it took the lock after the other one finished: nothing left to do
     assert summary["step"] == 4 and summary["stopped_by"] == "finished"
     assert [r["step"] for r in read_metrics(tmp_path / "run", "eval")] == [0, 2, 3, 4]  # eval_every 3, and the end

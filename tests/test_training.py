@@ -60,7 +60,7 @@ def _assert_same_state(a, b):
 def test_two_epochs_of_mle_on_mnist5k_lower_validation_nll(tmp_path, mnist5k):
     # two epochs: the normalised coupling nets start slower than unnormalised ones (5.8 bits/dim
     # after one epoch, 4.2 after two; they are ahead after ~30 epochs, see docs/design.md)
-    summary = Trainer(_cfg(epochs=2.0), tmp_path / "run", dataset=mnist5k, progress=False).fit()
+    summary = Trainer(_cfg(epochs=2.0), tmp_path / "run", data=mnist5k, progress=False).fit()
     evals = read_metrics(tmp_path / "run", "eval")
     assert evals[0]["step"] == 0 and evals[-1]["step"] == summary["step"] == 80
     assert evals[-1]["val_nll_nats"] < evals[0]["val_nll_nats"] - 1000  # from the uniform density (0 nats)
@@ -85,12 +85,12 @@ def test_two_epochs_of_mle_on_mnist5k_lower_validation_nll(tmp_path, mnist5k):
 )
 def test_stopped_and_resumed_run_equals_uninterrupted(tmp_path, cfg, mnist5k, digits):
     data = mnist5k if cfg["dataset"] == "mnist5k" else digits
-    full = Trainer(_cfg(eval_every=7, **cfg), tmp_path / "full", dataset=data, progress=False)
+    full = Trainer(_cfg(eval_every=7, **cfg), tmp_path / "full", data=data, progress=False)
     full.fit()
-    Trainer(_cfg(eval_every=7, max_steps=9, **cfg), tmp_path / "part", dataset=data, progress=False).fit()
+    Trainer(_cfg(eval_every=7, max_steps=9, **cfg), tmp_path / "part", data=data, progress=False).fit()
     assert _final_state(tmp_path / "part")["step"] == 9
     resumed = Trainer(
-        _cfg(eval_every=7, max_steps=None, **cfg), tmp_path / "part", resume=True, dataset=data, progress=False
+        _cfg(eval_every=7, max_steps=None, **cfg), tmp_path / "part", resume=True, data=data, progress=False
     )
     resumed.fit()
     _assert_same_state(_final_state(tmp_path / "full"), _final_state(tmp_path / "part"))
@@ -105,7 +105,7 @@ def test_stopped_and_resumed_run_equals_uninterrupted(tmp_path, cfg, mnist5k, di
 
 
 def test_signal_interrupt_saves_state_and_resumes_exactly(tmp_path, mnist5k):
-    Trainer(_cfg(epochs=0.5), tmp_path / "full", dataset=mnist5k, progress=False).fit()
+    Trainer(_cfg(epochs=0.5), tmp_path / "full", data=mnist5k, progress=False).fit()
 
     def kill_at_step_6(state, modules):  # a real SIGTERM to this process, as a scheduler would send it
         if state.step == 6:
@@ -113,12 +113,10 @@ def test_signal_interrupt_saves_state_and_resumes_exactly(tmp_path, mnist5k):
 
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(Interrupted, match="step 6"):
-        Trainer(
-            _cfg(epochs=0.5), tmp_path / "killed", dataset=mnist5k, progress=False, callbacks=(kill_at_step_6,)
-        ).fit()
+        Trainer(_cfg(epochs=0.5), tmp_path / "killed", data=mnist5k, progress=False, callbacks=(kill_at_step_6,)).fit()
     assert signal.getsignal(signal.SIGTERM) is before  # fit() puts the previous handler back
     assert _final_state(tmp_path / "killed")["step"] == 6
-    Trainer(None, tmp_path / "killed", resume=True, dataset=mnist5k, progress=False).fit()
+    Trainer(None, tmp_path / "killed", resume=True, data=mnist5k, progress=False).fit()
     _assert_same_state(_final_state(tmp_path / "full"), _final_state(tmp_path / "killed"))
     events = read_metrics(tmp_path / "killed", "event")
     assert (
@@ -127,26 +125,26 @@ def test_signal_interrupt_saves_state_and_resumes_exactly(tmp_path, mnist5k):
 
 
 def test_resume_truncates_log_lines_written_after_the_checkpoint(tmp_path, mnist5k):
-    Trainer(_cfg(max_steps=10), tmp_path / "run", dataset=mnist5k, progress=False).fit()
+    Trainer(_cfg(max_steps=10), tmp_path / "run", data=mnist5k, progress=False).fit()
     with open(tmp_path / "run" / "metrics.jsonl", "a") as f:
         f.write(json.dumps({"kind": "train", "step": 13, "loss": 1.0}) + "\n")
         f.write('{"kind": "train", "st')  # a line cut by a kill
-    Trainer(_cfg(max_steps=20), tmp_path / "run", resume=True, dataset=mnist5k, progress=False).fit()
+    Trainer(_cfg(max_steps=20), tmp_path / "run", resume=True, data=mnist5k, progress=False).fit()
     steps = [r["step"] for r in read_metrics(tmp_path / "run", "train")]
     assert steps == sorted(steps) and steps.count(15) == 1
 
 
 def test_a_run_directory_is_never_overwritten(tmp_path, mnist5k):
-    Trainer(_cfg(max_steps=2), tmp_path / "run", dataset=mnist5k, progress=False).fit()
+    Trainer(_cfg(max_steps=2), tmp_path / "run", data=mnist5k, progress=False).fit()
     with pytest.raises(FlowganError, match="already holds a run"):
-        Trainer(_cfg(max_steps=2), tmp_path / "run", dataset=mnist5k, progress=False).fit()
+        Trainer(_cfg(max_steps=2), tmp_path / "run", data=mnist5k, progress=False).fit()
 
 
 def test_corrupt_checkpoint_is_reported(tmp_path, mnist5k):
-    Trainer(_cfg(max_steps=2), tmp_path / "run", dataset=mnist5k, progress=False).fit()
+    Trainer(_cfg(max_steps=2), tmp_path / "run", data=mnist5k, progress=False).fit()
     (tmp_path / "run" / "checkpoints" / "latest.pt").write_bytes(b"\x80\x02garbage")
     with pytest.raises(CheckpointError, match="corrupt"):
-        Trainer(None, tmp_path / "run", resume=True, dataset=mnist5k, progress=False)
+        Trainer(None, tmp_path / "run", resume=True, data=mnist5k, progress=False)
 
 
 def test_batch_stream_covers_each_epoch_once_and_is_reproducible():
@@ -165,7 +163,7 @@ def test_learning_rate_schedule_decays_per_step(mnist5k, tmp_path):
     assert learning_rate(cfg, 10, 1.0) == pytest.approx(1e-4)
     assert learning_rate(cfg, 10, 0.5) == pytest.approx(0.5e-4)  # a rollback halves even the floor
     # the rate the run used, as logged: lr * 0.5**step at each log line (log_every 5)
-    Trainer(cfg.replace(max_steps=5, min_lr=0.0), tmp_path / "r", dataset=mnist5k, progress=False).fit()
+    Trainer(cfg.replace(max_steps=5, min_lr=0.0), tmp_path / "r", data=mnist5k, progress=False).fit()
     assert read_metrics(tmp_path / "r", "train")[0]["lr"] == pytest.approx(1e-3 * 0.5**5)
 
 
@@ -175,7 +173,7 @@ def test_time_limit_ends_the_run_with_a_final_evaluation(tmp_path, mnist5k):
             time.sleep(3.0)  # step 4 takes long
 
     summary = Trainer(
-        _cfg(time_limit=2.5, eval_every=100), tmp_path / "run", dataset=mnist5k, progress=False, callbacks=(slow,)
+        _cfg(time_limit=2.5, eval_every=100), tmp_path / "run", data=mnist5k, progress=False, callbacks=(slow,)
     ).fit()
     assert summary["stopped_by"] == "time_limit" and summary["step"] == 4
     assert read_metrics(tmp_path / "run", "eval")[-1]["step"] == 4
@@ -186,7 +184,7 @@ def test_compiled_training_matches_eager(tmp_path, mnist5k):
     """torch.compile (inductor, CPU) gives the same parameters as eager after a few updates."""
     states = []
     for compile in (False, True):
-        trainer = Trainer(_cfg(max_steps=5, compile=compile), tmp_path / f"c{compile}", dataset=mnist5k, progress=False)
+        trainer = Trainer(_cfg(max_steps=5, compile=compile), tmp_path / f"c{compile}", data=mnist5k, progress=False)
         trainer.fit()
         states.append(trainer.modules.model.state_dict())
     for k in states[0]:
@@ -196,9 +194,7 @@ def test_compiled_training_matches_eager(tmp_path, mnist5k):
 def test_bf16_autocast_follows_fp32_and_evaluates_in_float32(tmp_path, mnist5k):
     finals = {}
     for precision in ("fp32", "bf16"):
-        trainer = Trainer(
-            _cfg(max_steps=30, precision=precision), tmp_path / precision, dataset=mnist5k, progress=False
-        )
+        trainer = Trainer(_cfg(max_steps=30, precision=precision), tmp_path / precision, data=mnist5k, progress=False)
         trainer.fit()
         assert all(p.dtype == torch.float32 for p in trainer.modules.model.parameters())
         finals[precision] = read_metrics(tmp_path / precision, "eval")[-1]["val_nll_nats"]

@@ -215,13 +215,21 @@ def resolve_checkpoint(run_or_ckpt: str | Path, which: str = "best_nll") -> Path
     return choose_checkpoint(run_or_ckpt, which)[0]
 
 
-def load_model(run_or_ckpt: str | Path, which: str = "best_nll", device: str | torch.device = "cpu"):
-    """``(model, checkpoint)``: the flow of a run or checkpoint, in eval mode, in float32."""
-    from .models import model_from_spec
+def load_model(
+    run_or_ckpt: str | Path,
+    which: str = "best_nll",
+    device: str | torch.device = "cpu",
+    *,
+    model: torch.nn.Module | None = None,
+):
+    """``(model, checkpoint)``: the generator of a run or checkpoint, in eval mode, in float32,
+    rebuilt from the checkpoint's recipe (:mod:`flowgan.components`: a built-in name or an import
+    path) or, for a run whose generator was passed from Python, ``model`` with the weights loaded."""
+    from .components import generator_from_recipe
 
     ckpt = load_checkpoint(resolve_checkpoint(run_or_ckpt, which))
     try:
-        model = model_from_spec(ckpt["model_spec"])
+        model = generator_from_recipe(ckpt["model_spec"]) if model is None else model
         model.load_state_dict(ckpt["model"])
     except (KeyError, RuntimeError, ValueError, TypeError) as e:
         raise CheckpointError(f"checkpoint does not match its model spec: {str(e).splitlines()[0][:200]}") from None

@@ -63,9 +63,8 @@ def _cmd_train(args) -> int:
     else:
         config = resolve_config(preset, **options)
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        run_dir = Path(
-            args.out or Path("runs") / f"{Path(config.dataset).stem}-{config.model}-{config.objective}-{stamp}"
-        )
+        model = config.model.rpartition(":")[2]  # an import path's factory name
+        run_dir = Path(args.out or Path("runs") / f"{Path(config.dataset).stem}-{model}-{config.objective}-{stamp}")
         resume = False
     with _distributed(rank, world):
         common = dict(rank=rank, world_size=world, progress=not args.no_progress)

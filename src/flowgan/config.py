@@ -47,11 +47,16 @@ class TrainConfig:
     data_dir: str | None = option(
         None, help="folder with the dataset files (default $FLOWGAN_DATA or ~/.cache/flowgan/data)"
     )
-    model: str = option("nice-small", help="nice-mnist, nice-small, realnvp-cifar10, realnvp-small")
+    model: str = option(
+        "nice-small",
+        help="nice-mnist, nice-small, realnvp-cifar10, realnvp-small, or an import path pkg.module:factory "
+        "(or file.py:factory) called as factory(shape, **model options) (docs/generators.md)",
+    )
     model_options: dict = option(
         factory=dict,
         flag="--model-option",
-        help="override a model option, e.g. hidden=500 (repeatable)",
+        help="override a model option, e.g. hidden=500, or a keyword argument of a --model factory (value: JSON; "
+        "repeatable)",
         shortcuts={
             "--coupling-norm": (
                 "norm",
@@ -65,7 +70,9 @@ class TrainConfig:
     objective: str = option("mle", help="mle, or an adversarial loss: wgan-gp, ce, kl, rkl, hellinger, tv, lsgan")
     lam: float = option(0.0, aliases=("--lambda",), help="hybrid weight λ of the NLL term (Eq. 7); 0 = pure ADV")
     critic: str = option(
-        "auto", help="dcgan-mnist, dcgan-cifar10, dcgan-small, dcgan-cifar10-small (default: by data shape)"
+        "auto",
+        help="dcgan-mnist, dcgan-cifar10, dcgan-small, dcgan-cifar10-small (default: by data shape), or an import "
+        "path pkg.module:factory called as factory(shape, **critic options)",
     )
     critic_options: dict = option(
         factory=dict, flag="--critic-option", help="override a critic option, e.g. hidden=256 (repeatable)"
@@ -259,9 +266,14 @@ def resolve_config(preset: str | None = None, **options: Any) -> TrainConfig:
         values.update(PRESETS[preset])
         values["preset"] = preset
     model = given.get("model", values.get("model", TrainConfig.model))
-    if model not in MODELS:
-        raise FlowganError(f"unknown model {model!r}; choose from {', '.join(sorted(MODELS))}")
-    family = FAMILY_DEFAULTS[MODELS[model][0]]
+    if ":" in model:  # an import path pkg.module:factory (flowgan.components): no family defaults
+        family = {}
+    elif model in MODELS:
+        family = FAMILY_DEFAULTS[MODELS[model][0]]
+    else:
+        raise FlowganError(
+            f"unknown model {model!r}; choose from {', '.join(sorted(MODELS))} or an import path pkg.module:factory"
+        )
     values = {**family, **values, **given}
     try:
         return TrainConfig(**values)

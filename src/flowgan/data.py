@@ -43,6 +43,7 @@ import pickle
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -137,6 +138,24 @@ def _stratified_split(labels: np.ndarray, per_class: tuple[int, int, int], seed:
     # a fixed random order within each split: the source is sorted by class, and any prefix of a
     # split (an evaluation subset, a score chunk) should mix the classes
     return [rng.permutation(np.asarray(p)) for p in parts]
+
+
+def check_labels(labels: Any, n: int, what: str) -> torch.Tensor:
+    """Integer class ids ``(n,)``, non-negative; one line naming ``what`` otherwise."""
+    y = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels).detach().cpu()
+    if y.ndim != 1:
+        raise DataError(f"{what}: labels must be a vector of class ids, got shape {tuple(y.shape)}")
+    if len(y) != n:
+        raise DataError(f"{what}: {len(y)} labels for {n} images")
+    if y.is_floating_point():
+        if not bool(torch.isfinite(y).all()) or bool((y != torch.round(y)).any()):
+            raise DataError(f"{what}: labels must be integer class ids")
+    elif y.dtype == torch.bool or y.is_complex():
+        raise DataError(f"{what}: labels must be integer class ids, got {y.dtype}")
+    y = y.to(torch.int64)
+    if n and int(y.min()) < 0:
+        raise DataError(f"{what}: labels must be class ids >= 0, found {int(y.min())}")
+    return y
 
 
 def _split(x: np.ndarray, y: np.ndarray | None, idx: np.ndarray) -> Split:
@@ -326,6 +345,8 @@ def _npz(path: Path) -> ImageDataset:
         raise DataError(f"{path}: image shapes differ between splits: {sorted(shapes)}")
     y = {k: arrays.get("y" + k[1:]) for k in x}
     labels_ok = all(v is not None for v in y.values())
+    if labels_ok:
+        y = {k: check_labels(v, len(x[k]), f"{path}:y{k[1:]}").numpy() for k, v in y.items()}
 
     def make(k, idx=None):
         xs, ys = x[k], (y[k] if labels_ok else None)
@@ -360,6 +381,11 @@ def _cifar10_5k(data_dir: Path) -> ImageDataset:
 def load_dataset(name: str, data_dir: str | Path | None = None, download: bool = True) -> ImageDataset:
     """Load a dataset by name (see the module docstring) or from a ``.npz`` path."""
     data_dir = Path(data_dir).expanduser() if data_dir else default_data_dir()
+    if name.startswith("python:"):
+        raise DataError(
+            f"this run's data ({name}) was passed from Python and cannot be loaded by name; "
+            "pass it again (flowgan.train(None, RUN, resume=True, data=...))"
+        )
     if name.endswith(".npz"):
         return _npz(Path(name).expanduser())
     if name == "mnist":

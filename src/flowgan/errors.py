@@ -24,3 +24,8 @@ class NonFiniteError(FlowganError):
 class Interrupted(FlowganError):
     """Training was stopped by a signal (SIGINT, SIGTERM); its latest checkpoint holds the state
     of the step it stopped at, and ``flowgan train --resume`` continues it."""
+
+
+class CapabilityError(FlowganError):
+    """An analysis needs a capability (``encode``, ``decode``, ``decode_and_logdet``, ``prior``)
+    that the generator does not have (see :mod:`flowgan.generator`)."""

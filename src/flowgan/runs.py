@@ -17,6 +17,7 @@ from typing import Any
 from .checkpoint import choose_checkpoint, config_from_dict, load_model, read_run_config
 from .config import TrainConfig
 from .errors import CheckpointError
+from .generator import image_dim
 
 __all__ = ["Run", "load_run", "run_base"]
 
@@ -31,7 +32,7 @@ class Run:
     holds; ``state``: the whole checkpoint dict (optimiser states, bookkeeping).
     """
 
-    model: Any  # flowgan.models.FlowModel, in eval mode, float32
+    model: Any  # a generator (flowgan.generator.Generator), in eval mode, float32
     config: TrainConfig
     step: int | None
     checkpoint: Path
@@ -41,7 +42,7 @@ class Run:
 
     @property
     def dim(self) -> int:
-        return self.model.dim
+        return image_dim(self.model)
 
 
 def run_base(run_or_ckpt: str | Path, checkpoint: Path) -> Path:
@@ -51,16 +52,17 @@ def run_base(run_or_ckpt: str | Path, checkpoint: Path) -> Path:
     return base.parent if base.name == "checkpoints" else base
 
 
-def load_run(run_or_ckpt: str | Path, which: str = "best_nll", *, device: Any = "cpu") -> Run:
+def load_run(run_or_ckpt: str | Path, which: str = "best_nll", *, device: Any = "cpu", model: Any = None) -> Run:
     """Load the checkpoint of a run that ``which`` selects (:func:`~flowgan.checkpoint.choose_checkpoint`:
     a name, or ``"auto"``), its model on ``device`` and its configuration.
 
     The configuration is the checkpoint's own (the one the weights were trained with, resumes
-    included), else the run's ``config.json``. Missing, corrupt or incompatible files raise
+    included), else the run's ``config.json``. ``model``: the module of a run whose generator was
+    passed from Python (:func:`~flowgan.checkpoint.load_model`). Missing, corrupt or incompatible files raise
     :class:`~flowgan.errors.CheckpointError` with a one-line message.
     """
     path, name = choose_checkpoint(run_or_ckpt, which)
-    model, state = load_model(path, device=device)
+    model, state = load_model(path, device=device, model=model)
     base = run_base(run_or_ckpt, path)
     values = state.get("config")
     if isinstance(values, dict) and values:

@@ -302,8 +302,11 @@ def ais_estimate(model, images: torch.Tensor, *, seed: int = 0, **kwargs) -> AIS
     """AIS on uint8 ``images`` for a flow model: decoder ``model.decode`` (``G``, including the
     final sigmoid), prior ``model.prior``, points dequantized with the flows' fixed noise;
     keyword arguments go to :func:`ais_log_likelihood`."""
+    from ..generator import require
     from ..likelihood import dequantized
     from ..models import device_dtype
+
+    require(model, "decode", "prior", analysis="AIS (an estimate through the generator's latents)")
 
     device, dtype = device_dtype(model)
     was_training = model.training

@@ -49,6 +49,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..generator import require
+
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 
 
@@ -84,7 +86,8 @@ def _flat_layers(flow) -> list | None:
 
 def supports_coupling_method(model) -> bool:
     """Whether the fast layer-wise method applies to ``model`` (see the module docstring)."""
-    return _flat_layers(model.flow) is not None
+    flow = getattr(model, "flow", None)
+    return flow is not None and _flat_layers(flow) is not None
 
 
 def _is_mlp(net) -> bool:
@@ -237,6 +240,7 @@ def generator_jacobians(
     progress: bool = False,
 ) -> tuple[torch.Tensor, str]:
     """Exact Jacobians ``∂G/∂z`` at the latents ``z`` ``(K, *model.shape)``: ``((K, D, D) float64, method)``."""
+    require(model, "decode", analysis="the generator's Jacobian")
     if method == "auto":
         method = "coupling" if supports_coupling_method(model) else "autograd"
     if method == "coupling" and not supports_coupling_method(model):
@@ -405,6 +409,7 @@ def jacobian_spectra(
     comparison with ``Σ log s_i``. ``svd``: see :func:`singular_values`. Times are in ``seconds``
     (jacobian, svd, check).
     """
+    require(model, "decode", "prior", *(("decode_and_logdet",) if check else ()), analysis="the Jacobian analysis")
     if z is None:
         if n < 1:
             raise ValueError("n must be >= 1")

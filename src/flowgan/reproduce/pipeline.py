@@ -232,7 +232,7 @@ class Reproduction:
                 train(  # evaluates at step 0 and at the end
                     config,
                     Path(tmp) / obj,
-                    dataset=self._dataset_obj(),
+                    data=self._dataset_obj(),
                     progress=False,
                     callbacks=(lambda state, modules, stamps=stamps: stamps.append(time.perf_counter()),),
                 )
@@ -254,7 +254,7 @@ class Reproduction:
         resume = checkpoint_path(run_dir).is_file()
         if run_dir.exists() and not resume:
             shutil.rmtree(run_dir)  # started but never checkpointed: start again
-        summary = train(config, run_dir, resume=resume, dataset=self._dataset_obj(), progress=self.progress)
+        summary = train(config, run_dir, resume=resume, data=self._dataset_obj(), progress=self.progress)
         cut = summary["stopped_by"] == "time_limit" and summary["step"] < self.steps
         _say(
             f"  {LABELS[objective]}: {summary['step']} of {self.steps} updates in {summary['time'] / 60:.1f} min"

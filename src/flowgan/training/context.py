@@ -11,13 +11,17 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..components import python_label
 from ..config import TrainConfig
 from ..data import ImageDataset
+from ..data_input import PYTHON_DATA
 from ..errors import FlowganError
+from ..generator import draw_latents
 from ..runtime import cpu_has_fast_bf16, mix_seed, resolve_device
 
 #: ``score_fn(model, dataset, config, step, device) -> dict``: sample scores at an evaluation
@@ -73,7 +77,7 @@ def run_device(name: str, batch_size: int, world_size: int) -> torch.device:
 def make_context(
     config: TrainConfig,
     dataset: ImageDataset,
-    prior,
+    model,
     device: torch.device,
     *,
     rank: int = 0,
@@ -82,8 +86,8 @@ def make_context(
     callbacks=(),
     progress: bool = True,
 ) -> RunContext:
-    """The :class:`RunContext` of a run on ``device`` (:func:`run_device`). ``prior`` draws the
-    grid latents (seeded from the run's seed); ``score_fn="auto"`` is
+    """The :class:`RunContext` of a run on ``device`` (:func:`run_device`). The grid's noise is
+    drawn for ``model`` (:func:`flowgan.generator.draw_latents`, seeded from the run's seed); ``score_fn="auto"`` is
     :func:`flowgan.metrics.training.score_hook` when the config names score metrics."""
     if score_fn == "auto":
         score_fn = None
@@ -91,11 +95,7 @@ def make_context(
             from ..metrics.training import score_hook
 
             score_fn = score_hook
-    grid_z = prior.sample(
-        (config.grid_samples, *dataset.shape),
-        generator=torch.Generator().manual_seed(mix_seed(config.seed, 2)),
-        dtype=torch.float32,
-    )
+    grid_z = draw_latents(model, config.grid_samples, torch.Generator().manual_seed(mix_seed(config.seed, 2)))
     val = dataset.val.images
     train = dataset.train.images
     pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[: config.train_eval_samples]
@@ -124,6 +124,26 @@ def resumed_config(checkpoint: dict, config: TrainConfig | None, changes: dict[s
             if getattr(config, k) != getattr(stored, k):
                 overrides[k] = getattr(config, k)
     return stored.replace(**overrides)
+
+
+def passed_modules_config(config: TrainConfig, model, critic, data) -> TrainConfig:
+    """The config a run records when modules or data are passed from Python: ``model``,
+    ``critic``, ``dataset`` say ``python:<what it is>`` (:mod:`flowgan.components`), so that
+    config.json never names a model or data set the run did not use (a data set passed by name,
+    or an :class:`~flowgan.data.ImageDataset` of the name ``config.dataset`` gives, is kept)."""
+    changes: dict[str, Any] = {}
+    if model is not None:
+        changes.update(model=python_label(model), model_options={})
+    if critic is not None:
+        changes.update(critic=python_label(critic), critic_options={})
+    if isinstance(data, (str, Path)):
+        changes.update(dataset=str(data))
+    elif isinstance(data, ImageDataset):  # one that config.dataset names (as the reproduction passes) stays
+        if data.name not in (config.dataset, Path(config.dataset).stem):
+            changes.update(dataset=f"python:{data.name}")
+    elif data is not None:
+        changes.update(dataset=PYTHON_DATA)
+    return config.replace(**changes) if changes else config
 
 
 def warn_if_slow_bf16(cfg: TrainConfig, device: torch.device) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from ..checkpoint import checkpoint_path, link_or_copy
+from ..generator import decode_latents, image_dim
 from ..images import save_grid
 from ..likelihood import log_likelihoods, nats_to_bpd, nll_report
 from ..metrics.registry import best_checkpoint_metrics, update_best
@@ -75,10 +76,11 @@ def evaluate(
 
 
 def save_sample_grid(model, z: torch.Tensor, path: Path) -> None:
-    """A grid of the decoded latents ``z`` (eval mode; the model's mode is put back)."""
+    """A grid of the fakes of the noise ``z`` (:func:`flowgan.generator.draw_latents`; eval mode,
+    the model's mode is put back)."""
     was_training = model.training
     model.eval()
-    grid = model.decode(z).clamp(0, 1)
+    grid = decode_latents(model, z).clamp(0, 1)
     model.train(was_training)
     save_grid(grid, path)
 
@@ -110,7 +112,7 @@ def nll(ctx: RunContext, model, images: torch.Tensor) -> dict[str, float]:
     lp = log_likelihoods(model, images[lo:hi], batch_size=batch_size, index_offset=lo)
     total, count = all_reduce_sum([float(lp.sum()), float(len(lp))], ctx.device)
     nats = -total / count
-    return {"nll_nats": nats, "nll_bpd": float(nats_to_bpd(nats, model.dim))}
+    return {"nll_nats": nats, "nll_bpd": float(nats_to_bpd(nats, image_dim(model)))}
 
 
 def fold_best(best: dict[str, dict], record: dict[str, Any], score_metrics, step: int) -> tuple[dict, list[str]]:

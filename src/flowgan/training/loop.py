@@ -35,11 +35,12 @@ import torch
 
 from ..checkpoint import load_checkpoint
 from ..config import TrainConfig
-from ..data import ImageDataset, load_dataset
+from ..data_input import as_dataset
 from ..errors import FlowganError, NonFiniteError
+from ..generator import draw_latents
 from ..likelihood import dequantize
 from ..rundir import RunDirectory
-from .context import make_context, resumed_config, run_device, warn_if_slow_bf16
+from .context import make_context, passed_modules_config, resumed_config, run_device, warn_if_slow_bf16
 from .evaluation import evaluate, fold_best, link_best
 from .logs import EVAL_CARRIED, Progress, train_record
 from .modules import build_modules, run_info
@@ -57,6 +58,12 @@ class Trainer:
     keeps them; ``resume_changes`` sets fields outright, see :meth:`resume`).
     ``callbacks`` are called as ``cb(state, modules)`` after every generator step; they may read
     the state and touch the modules (tests plant faults that way), never change the state.
+    ``model``, ``critic``: modules of one's own (a generator meeting :class:`flowgan.generator.Generator`,
+    a critic mapping images to scores); ``None`` builds those of ``config.model``/``config.critic``
+    (:mod:`flowgan.components`). ``data``: a dataset name or ``.npz`` path, an
+    :class:`~flowgan.data.ImageDataset`, tensors or a ``torch.utils.data.Dataset``
+    (:mod:`flowgan.data_input`); ``None`` loads ``config.dataset``. Modules and data passed in are
+    recorded in the run's config as ``python:<what they are>``, and a resume needs them passed again.
     ``score_fn(model, dataset, config, step, device) -> dict`` computes sample scores at each
     evaluation when ``config.score_metrics`` is set; ``"auto"`` is
     :func:`flowgan.metrics.training.score_hook`. ``rank``/``world_size`` are set for data-parallel
@@ -69,7 +76,9 @@ class Trainer:
         run_dir: str | Path,
         *,
         resume: bool = False,
-        dataset: ImageDataset | None = None,
+        model: torch.nn.Module | None = None,
+        critic: torch.nn.Module | None = None,
+        data=None,
         callbacks=(),
         rank: int = 0,
         world_size: int = 1,
@@ -86,15 +95,18 @@ class Trainer:
             raise FlowganError("a config is needed to start a run")
         else:
             self.dir.check_fresh()
+            config = passed_modules_config(config, model, critic, data)
         device = run_device(config.device, config.batch_size, world_size)
-        dataset = dataset or load_dataset(config.dataset, config.data_dir)
-        spec = None if checkpoint is None else checkpoint["model_spec"]
-        self.modules = build_modules(config, dataset.shape, device, model_spec=spec, world_size=world_size)
+        dataset = as_dataset(config.dataset if data is None else data, config.data_dir)
+        recipe = None if checkpoint is None else checkpoint["model_spec"]
+        self.modules = build_modules(
+            config, dataset.shape, device, model=model, critic=critic, recipe=recipe, world_size=world_size
+        )
         warn_if_slow_bf16(config, device)
         self.ctx = make_context(
             config,
             dataset,
-            self.modules.model.prior,
+            self.modules.model,
             device,
             rank=rank,
             world_size=world_size,
@@ -202,7 +214,7 @@ class Trainer:
         if not self.resumed:
             if ctx.is_main:
                 m = self.modules
-                self.dir.create(run_info(ctx.config, m.model, m.critic, ctx.dataset, ctx.device, ctx.world_size))
+                self.dir.create(run_info(ctx.config, m, ctx.dataset, ctx.device, ctx.world_size))
             self._evaluate_and_save()
             self.dir.publish()
             return True
@@ -276,8 +288,8 @@ class Trainer:
         return x.to(ctx.device, non_blocking=True)
 
     def _latents(self) -> torch.Tensor:
-        ctx, model = self.ctx, self.modules.model
-        z = model.prior.sample((ctx.config.batch_size, *model.shape), generator=self.state.rng, dtype=torch.float32)
+        ctx = self.ctx
+        z = draw_latents(self.modules.model, ctx.config.batch_size, self.state.rng)
         return ctx.shard(z).to(ctx.device, non_blocking=True)
 
     def _rand(self, n_local: int) -> torch.Tensor:
@@ -399,10 +411,25 @@ class Trainer:
         }
 
 
-def train(config: TrainConfig, run_dir: str | Path, **kwargs) -> dict[str, Any]:
-    """Train a new run into ``run_dir`` and return its summary (``run_dir``, ``step``, ``epoch``,
-    ``time``, ``best``, ``stopped_by``); keyword arguments as for :class:`Trainer`."""
-    trainer = Trainer(config, run_dir, **kwargs)
+def train(
+    config: TrainConfig | None,
+    run_dir: str | Path,
+    *,
+    model: torch.nn.Module | None = None,
+    critic: torch.nn.Module | None = None,
+    data=None,
+    **kwargs,
+) -> dict[str, Any]:
+    """Train a new run into ``run_dir`` (or continue it: ``resume=True``, ``config`` ``None``) and
+    return its summary (``run_dir``, ``step``, ``epoch``, ``time``, ``best``, ``stopped_by``).
+
+    ``model``: any generator meeting the protocol of :mod:`flowgan.generator` (flowgan's own,
+    :func:`flowgan.from_zuko`, :func:`flowgan.from_normflows`, one's own ``nn.Module``);
+    ``critic``: any ``nn.Module`` mapping images ``(N, C, H, W)`` to scores ``(N,)``; ``data``: a
+    name, ``.npz`` path, tensors or a ``torch.utils.data.Dataset`` (:mod:`flowgan.data_input`).
+    Left out, they are built from ``config`` (``config.model``, ``config.critic``,
+    ``config.dataset``). Other keyword arguments as for :class:`Trainer`."""
+    trainer = Trainer(config, run_dir, model=model, critic=critic, data=data, **kwargs)
     try:
         return trainer.fit()
     finally:

@@ -1,15 +1,18 @@
-"""The modules a run trains: the flow (generator), the critic, the objective, their optimisers and
+"""The modules a run trains: the generator, the critic, the objective, their optimisers and
 their data-parallel and compiled wrappers, held together in :class:`Modules`.
 
-:func:`build_modules` builds the flow of ``config.model`` (or, on resume, from the model spec
-stored in the checkpoint: runs of older flowgan versions keep their architecture), the objective
-(:func:`flowgan.objectives.build_objective`) and, when the objective has critic steps, the critic
-of ``config.critic`` (``auto``: the paper's DCGAN critic for the data shape,
-:func:`flowgan.critics.default_critic`). Parameters are initialised from the global generator
-seeded with ``config.seed``, in that order, so a run's initial parameters depend on its seed only.
-:func:`wrap` adds ``DistributedDataParallel`` under ``torchrun`` and ``torch.compile`` when
-asked (not for a critic whose gradient penalty needs a double backward). :func:`run_info` is
-what a run's ``config.json`` records about them, its data and its environment.
+:func:`build_modules` takes the generator and critic passed in (``flowgan.train(..., model=,
+critic=)``: checked against the generator protocol, :mod:`flowgan.generator`, and the critic's
+contract) or has :mod:`flowgan.components` build them from the names or import paths of the
+config (on resume the generator from the recipe stored in the checkpoint: runs of older flowgan
+versions keep their architecture); then the objective
+(:func:`flowgan.objectives.build_objective`) and, when the objective has critic steps, the
+critic (``auto``: the paper's DCGAN critic for the data shape,
+:func:`flowgan.critics.default_critic`). The global generator is seeded with ``config.seed``
+first, so built-in parameters depend on the seed only. :func:`wrap` adds
+``DistributedDataParallel`` under ``torchrun`` and ``torch.compile`` when asked (not for a critic
+whose gradient penalty needs a double backward). :func:`run_info` is what a run's ``config.json``
+records about them, its data and its environment.
 
 Modules are not run state (:class:`flowgan.training.state.RunState`): their parameters change in
 place by the optimisers, and a checkpoint restores them in place.
@@ -25,10 +28,17 @@ from dataclasses import dataclass
 import torch
 
 from .. import __version__
+from ..components import (
+    build_critic_module,
+    build_generator,
+    check_critic,
+    generator_from_recipe,
+    python_recipe,
+)
 from ..config import TrainConfig
-from ..critics import build_critic, default_critic
 from ..errors import FlowganError
-from ..models import build_model, model_config, model_from_spec
+from ..generator import check_generator, training_view
+from ..models import MODELS, model_config
 from ..objectives import Objective, build_objective
 from ..rundir import jsonable
 from ..runtime import make_adam
@@ -46,6 +56,9 @@ class Modules:
     D: torch.nn.Module | None
     opt: torch.optim.Optimizer
     critic_opt: torch.optim.Optimizer | None
+    #: how the generator and critic were made (:mod:`flowgan.components`): stored in checkpoints
+    model_recipe: dict
+    critic_recipe: dict | None = None
 
     def named_parameters(self) -> Iterator[tuple[str, torch.Tensor]]:
         """``generator.<name>`` and ``critic.<name>`` parameters."""
@@ -57,55 +70,64 @@ class Modules:
     def unwrapped(self) -> Modules:
         """The same modules without data-parallel or compiled wrappers: a ``DistributedDataParallel``
         module holds the process group, and must go before it does (see :func:`flowgan.training.train`)."""
-        return Modules(self.model, self.critic, self.objective, self.model, self.critic, self.opt, self.critic_opt)
+        m = self
+        return Modules(
+            m.model, m.critic, m.objective, m.model, m.critic, m.opt, m.critic_opt, m.model_recipe, m.critic_recipe
+        )
 
 
 def build_modules(
-    cfg: TrainConfig, shape, device: torch.device, *, model_spec: dict | None = None, world_size: int = 1
+    cfg: TrainConfig,
+    shape,
+    device: torch.device,
+    *,
+    model: torch.nn.Module | None = None,
+    critic: torch.nn.Module | None = None,
+    recipe: dict | None = None,
+    world_size: int = 1,
 ) -> Modules:
     """The :class:`Modules` of ``cfg`` for images of ``shape`` (float32 on ``device``, wrapped as
-    ``cfg`` asks, with their Adam optimisers)."""
-    model, objective, critic = build_networks(cfg, shape, device, model_spec=model_spec, world_size=world_size)
+    ``cfg`` asks, with their Adam optimisers). ``model``/``critic``: modules passed in (checked
+    against the generator protocol and the critic's contract); otherwise built from the names or
+    import paths of ``cfg`` (:mod:`flowgan.components`), the generator from ``recipe`` (a
+    checkpoint's ``model_spec``) on resume."""
+    model, critic, objective, recipes = build_networks(cfg, shape, device, model, critic, recipe, world_size)
     G, D = wrap(model, critic, objective, cfg, device, world_size)
     opt = make_adam(model.parameters(), cfg.lr, (cfg.beta1, cfg.beta2))
     critic_opt = None
     if critic is not None:
         beta1 = cfg.beta1 if cfg.critic_beta1 is None else cfg.critic_beta1
         critic_opt = make_adam(critic.parameters(), cfg.critic_lr or cfg.lr, (beta1, cfg.critic_beta2))
-    return Modules(model, critic, objective, G, D, opt, critic_opt)
+    return Modules(model, critic, objective, G, D, opt, critic_opt, *recipes)
 
 
-def build_networks(
-    cfg: TrainConfig, shape, device: torch.device, *, model_spec: dict | None = None, world_size: int = 1
-):
-    """``(model, objective, critic or None)`` of ``cfg`` for images of ``shape``, float32 on
-    ``device``; one line naming the option for a model or critic that cannot be built."""
+def build_networks(cfg: TrainConfig, shape, device: torch.device, model, critic, recipe, world_size: int):
+    """``(model, critic or None, objective, (model recipe, critic recipe))``, float32 on ``device``.
+    The global generator is seeded with ``cfg.seed`` first: built-in parameters depend on the seed only."""
     torch.manual_seed(cfg.seed)  # parameter initialisation
-    try:
-        model = (
-            model_from_spec(model_spec)
-            if model_spec is not None
-            else build_model(cfg.model, shape=shape, **cfg.model_options)
-        )
-    except (RuntimeError, ValueError, TypeError) as e:  # e.g. a negative width: torch's own message
-        opts = ", ".join(f"{k}={v}" for k, v in cfg.model_options.items()) or "its defaults"
-        raise FlowganError(
-            f"model {cfg.model} cannot be built for shape {tuple(shape)} with {opts}: {str(e).splitlines()[0][:200]}"
-        ) from None
+    if model is not None:
+        check_generator(model, shape)
+        model_recipe = python_recipe(model)
+    elif recipe is not None:
+        model, model_recipe = generator_from_recipe(recipe), recipe
+    else:
+        model, model_recipe = build_generator(cfg.model, cfg.model_options, shape)
     if cfg.sync_batchnorm and world_size > 1:
         model = sync_batchnorm(model, device)
     model = model.to(device, torch.float32)
     objective = build_objective(cfg.objective, cfg.lam, cfg.n_critic, cfg.gp_weight)
-    critic = None
-    if objective.critic_steps:
-        critic_name = default_critic(shape, cfg.model) if cfg.critic == "auto" else cfg.critic
-        try:
-            critic = build_critic(critic_name, shape, **cfg.critic_options).to(device, torch.float32)
-        except (RuntimeError, ValueError, TypeError) as e:
-            raise FlowganError(
-                f"critic {critic_name} cannot be built for shape {tuple(shape)}: {str(e).splitlines()[0][:200]}"
-            ) from None
-    return model, objective, critic
+    critic_recipe = None
+    if not objective.critic_steps:
+        critic = None
+    elif critic is not None:
+        critic_recipe = python_recipe(critic)
+    else:
+        critic, critic_recipe = build_critic_module(cfg.critic, cfg.critic_options, shape, cfg.model)
+    if critic is not None:
+        critic = critic.to(device, torch.float32)
+        if "name" not in critic_recipe:
+            check_critic(critic, shape, device)
+    return model, critic, objective, (model_recipe, critic_recipe)
 
 
 def sync_batchnorm(model, device: torch.device):
@@ -139,7 +161,7 @@ def wrap(model, critic, objective: Objective, cfg: TrainConfig, device: torch.de
     """``(G, D)``: what the objective calls, the model and critic data-parallel and compiled as
     ``cfg`` asks; a gradient penalty needs a double backward, which compiled modules do not
     support, so such a critic is not compiled."""
-    G, D = parallel(model, device, world_size), parallel(critic, device, world_size)
+    G, D = parallel(training_view(model), device, world_size), parallel(critic, device, world_size)
     if cfg.compile:
         G = torch.compile(G)
         if D is not None and not objective.double_backward:
@@ -147,15 +169,16 @@ def wrap(model, critic, objective: Objective, cfg: TrainConfig, device: torch.de
     return G, D
 
 
-def run_info(cfg: TrainConfig, model, critic, dataset, device: torch.device, world_size: int) -> dict:
-    """What config.json holds: the config, the resolved model, data, sizes, environment."""
+def run_info(cfg: TrainConfig, modules: Modules, dataset, device: torch.device, world_size: int) -> dict:
+    """What config.json holds: the config, how the model and critic were made, data, sizes, environment."""
+    model, critic = modules.model, modules.critic
+    resolved = None
+    if cfg.model in MODELS:
+        resolved = jsonable(model_config(cfg.model, shape=dataset.shape, **cfg.model_options))
     return {
         "config": cfg.to_dict(),
-        "model": {
-            "spec": model.spec,
-            "resolved": jsonable(model_config(cfg.model, shape=dataset.shape, **cfg.model_options)),
-        },
-        "critic": None if critic is None else critic.spec,
+        "model": {"spec": modules.model_recipe, "resolved": resolved},
+        "critic": modules.critic_recipe,
         "dataset": {
             "name": dataset.name,
             "shape": list(dataset.shape),
