@@ -179,7 +179,7 @@ def check_critic(critic: nn.Module, shape, device: torch.device) -> None:
     ``(N, 1)``); anything else is refused in one line before training starts."""
     if not isinstance(critic, nn.Module):
         raise FlowganError(f"critic {type(critic).__name__} is not a torch.nn.Module")
-    x = torch.full((2, *shape), 0.5, device=device)
+    x = torch.full((2, *shape), 0.5, device=device, dtype=torch.float32)
     was_training = critic.training
     critic.eval()  # no batch statistics updated by this probe
     try:

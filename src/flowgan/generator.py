@@ -124,9 +124,9 @@ def require(model, *capabilities: str, analysis: str) -> None:
     """A one-line :class:`~flowgan.errors.CapabilityError` if ``model`` lacks one of ``capabilities``."""
     missing = [c for c in capabilities if not has(model, c)]
     if missing:
-        what = ", ".join(CAPABILITIES[c] for c in missing)
         raise CapabilityError(
-            f"{analysis} needs a generator with {' and '.join(capabilities)}; {describe(model)} has no {what}"
+            f"{analysis} needs a generator with {', '.join(capabilities)}; {describe(model)} has no "
+            f"{', '.join(missing)} (see docs/generators.md)"
         )
 
 

@@ -137,9 +137,10 @@ def jacobian_analysis(
     ``log`` receives a line per run. Problems raise :class:`~flowgan.errors.FlowganError`."""
     import torch
 
+    from ..generator import require
     from ..runs import load_run
     from ..runtime import resolve_device
-    from .jacobian import jacobian_spectra
+    from .jacobian import JACOBIAN_NEEDS, jacobian_spectra
 
     names = run_labels(runs, labels)
     dev = resolve_device(device)
@@ -147,6 +148,7 @@ def jacobian_analysis(
     rows, spectra = [], []
     for run_path, label in zip(runs, names):
         run = load_run(run_path, s.checkpoint, device=dev)
+        require(run.model, *JACOBIAN_NEEDS, analysis=f"the Jacobian analysis of {label}")
         if log:
             log(f"{label} ({run.which}, step {run.step}): {s.n} Jacobians of {tuple(run.model.shape)}")
         result = jacobian_spectra(

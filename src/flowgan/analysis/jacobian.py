@@ -51,6 +51,9 @@ from torch import nn
 
 from ..generator import require
 
+#: what the analysis needs of a generator (:mod:`flowgan.generator`): G, prior samples, G's log-det
+JACOBIAN_NEEDS = ("decode", "prior", "decode_and_logdet")
+
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 
 
@@ -409,7 +412,7 @@ def jacobian_spectra(
     comparison with ``Σ log s_i``. ``svd``: see :func:`singular_values`. Times are in ``seconds``
     (jacobian, svd, check).
     """
-    require(model, "decode", "prior", *(("decode_and_logdet",) if check else ()), analysis="the Jacobian analysis")
+    require(model, *(JACOBIAN_NEEDS if check else JACOBIAN_NEEDS[:2]), analysis="the Jacobian analysis")
     if z is None:
         if n < 1:
             raise ValueError("n must be >= 1")
