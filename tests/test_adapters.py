@@ -255,3 +255,8 @@ def test_a_missing_package_names_the_extra(monkeypatch, adapt, package):
     with pytest.raises(FlowganError) as err:
         adapt(object(), SHAPE)
     assert str(err.value) == f"{adapt.__name__} needs {package}: {EXTRA}"
+
+
+def test_the_adapters_are_public_api():
+    assert flowgan.from_zuko is from_zuko and flowgan.from_normflows is from_normflows
+    assert {"from_zuko", "from_normflows"} <= set(flowgan.__all__)
