@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e ".[dev,vision,metrics,tensorboard]"
+	$(BIN)/pip install --quiet -e ".[dev,vision,metrics,tensorboard,flows]"
 	touch $@
 
 test: setup

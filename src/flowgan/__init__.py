@@ -9,6 +9,12 @@ Public API (imported lazily, so ``import flowgan`` and ``flowgan --help`` stay f
     log_p = model.log_prob(x)                         # x in [0, 1], shape (N, C, H, W)
     data = flowgan.load_dataset("mnist5k")
     flowgan.nll(model, data.test.images, "bpd")       # exact, deterministic NLL of uint8 images
+
+Flows of other libraries over ``D = C·H·W`` features become generators of images (the same logit
+step and NLL units as flowgan's models; needs ``pip install 'flowgan[flows]'``)::
+
+    model = flowgan.from_zuko(zuko.flows.NSF(features=784), (1, 28, 28))
+    model = flowgan.from_normflows(nf.NormalizingFlow(q0, flows), (1, 28, 28))
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ _EXPORTS = {
     "model_config": "flowgan.models",
     "model_from_spec": "flowgan.models",
     "FlowModel": "flowgan.models",
+    "from_zuko": "flowgan.adapters",
+    "from_normflows": "flowgan.adapters",
     "MODELS": "flowgan.models",
     "nll": "flowgan.likelihood",
     "nll_report": "flowgan.likelihood",
