@@ -348,7 +348,12 @@ COMMANDS: list[Callable] = [_add_train, _add_evaluate, _add_sample]
 
 #: Modules that add subcommands with ``register(subparsers)``. They must import heavy libraries
 #: (torch, matplotlib) inside their command functions, so that ``flowgan --help`` stays fast.
-PLUGINS: list[str] = ["flowgan.metrics.cli", "flowgan.analysis.cli", "flowgan.reproduce.cli"]
+PLUGINS: list[str] = [
+    "flowgan.metrics.cli",
+    "flowgan.analysis.cli",
+    "flowgan.reproduce.cli",
+    "flowgan.interpolation_cli",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

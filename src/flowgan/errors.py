@@ -24,3 +24,8 @@ class NonFiniteError(FlowganError):
 class Interrupted(FlowganError):
     """Training was stopped by a signal (SIGINT, SIGTERM); its latest checkpoint holds the state
     of the step it stopped at, and ``flowgan train --resume`` continues it."""
+
+
+class CapabilityError(FlowganError):
+    """An object lacks what an operation needs (e.g. a generator without ``encode()``/``decode()``
+    for latent interpolation); the message names the missing method."""
