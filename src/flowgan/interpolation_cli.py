@@ -29,7 +29,9 @@ def register(sub) -> None:
     )
     p.add_argument("--pairs", type=int, default=8, help="pairs of images, one row each (default 8)")
     p.add_argument("--steps", type=int, default=10, help=f"decoded images per row, 2 to {MAX_STEPS} (default 10)")
-    p.add_argument("--split", default="test", choices=["train", "val", "test"], help="where the images come from")
+    p.add_argument(
+        "--split", default="test", choices=["train", "val", "test"], help="where the images come from (default test)"
+    )
     p.add_argument("--seed", type=int, default=0, help="which pairs (default 0)")
     p.add_argument(
         "--path",
