@@ -40,6 +40,8 @@ _EXPORTS = {
     "load_dataset": "flowgan.data",
     "ImageDataset": "flowgan.data",
     "FlowganError": "flowgan.errors",
+    "CapabilityError": "flowgan.errors",
+    "interpolate": "flowgan.interpolation",
     "load_checkpoint": "flowgan.checkpoint",
     "load_model": "flowgan.checkpoint",
     "load_run": "flowgan.runs",

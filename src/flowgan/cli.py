@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -274,13 +275,20 @@ def _add_sample(sub) -> None:
     )
     p.add_argument("run", metavar="RUN_OR_CKPT")
     p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
-    p.add_argument("-o", "--output", help="PNG file (default RUN/samples/sample_<checkpoint>_n<N>_seed<S>.png)")
+    p.add_argument("-o", "--output", help="PNG file (default RUN/samples/sample_<checkpoint>_n<N>_seed<S>[_T<T>].png)")
     p.add_argument(
         "--checkpoint",
         default="best_nll",
         help="which checkpoint of a run (default best_nll; auto: the best sample score)",
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="scale of the prior, >= 0 (default 1: the model itself; the std of a normal prior, the scale of a "
+        "logistic one; 0: the generator's image of z = 0)",
+    )
     p.add_argument("--nrow", type=int, help="images per row")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_sample)
@@ -301,13 +309,17 @@ def _cmd_sample(args) -> int:
         raise _usage(f"-n must be between 1 and {MAX_SAMPLES:,} (the samples go into one PNG grid), got {args.n}")
     if args.nrow is not None and args.nrow < 1:
         raise _usage(f"--nrow must be positive, got {args.nrow}")
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        raise _usage(f"--temperature must be a finite number >= 0, got {args.temperature}")
     device = resolve_device(args.device)
     run = load_run(args.run, args.checkpoint, device=device)
     output = args.output
     if output is None:  # beside the run, never the current directory
-        output = run.path / "samples" / f"sample_{run.checkpoint.stem}_n{args.n}_seed{args.seed}.png"
+        t = "" if args.temperature == 1.0 else f"_T{args.temperature:g}"
+        output = run.path / "samples" / f"sample_{run.checkpoint.stem}_n{args.n}_seed{args.seed}{t}.png"
     with torch.no_grad():
-        x = run.model.sample(args.n, generator=torch.Generator().manual_seed(args.seed))
+        gen = torch.Generator().manual_seed(args.seed)
+        x = run.model.sample(args.n, generator=gen, temperature=args.temperature)
     path = save_grid(x, output, nrow=args.nrow)
     print(f"wrote {args.n} samples to {path}")
     return 0
@@ -335,7 +347,12 @@ COMMANDS: list[Callable] = [_add_train, _add_evaluate, _add_sample]
 
 #: Modules that add subcommands with ``register(subparsers)``. They must import heavy libraries
 #: (torch, matplotlib) inside their command functions, so that ``flowgan --help`` stays fast.
-PLUGINS: list[str] = ["flowgan.metrics.cli", "flowgan.analysis.cli", "flowgan.reproduce.cli"]
+PLUGINS: list[str] = [
+    "flowgan.metrics.cli",
+    "flowgan.analysis.cli",
+    "flowgan.reproduce.cli",
+    "flowgan.interpolation_cli",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -164,15 +164,20 @@ class FlowModel(nn.Module):
         self._check(z, "latents")
         return self.flow.inverse_and_logdet(z)
 
-    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` prior samples on the model's device and dtype (drawn on ``generator``'s device)."""
+    def sample_latent(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+        """``n`` prior samples on the model's device and dtype (drawn on ``generator``'s device),
+        the prior's scale multiplied by ``temperature`` (see :mod:`flowgan.flows.priors`: the
+        standard deviation of a normal prior, the scale of a logistic one; 0 gives ``z = 0``)."""
         device, dtype = device_dtype(self)
         where = generator.device if generator is not None else device
-        return self.prior.sample((n, *self._shape), device=where, dtype=dtype, generator=generator).to(device)
+        shape = (n, *self._shape)
+        z = self.prior.sample(shape, device=where, dtype=dtype, generator=generator, temperature=temperature)
+        return z.to(device)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` images ``G(z)``, ``z ~ p_Z``, clamped to ``[0, 1]``; differentiable."""
-        return self.decode(self.sample_latent(n, generator)).clamp(0.0, 1.0)
+    def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+        """``n`` images ``G(z)``, ``z ~ p_Z`` at ``temperature`` (1: the prior itself; 0: ``decode(0)``),
+        clamped to ``[0, 1]``; differentiable."""
+        return self.decode(self.sample_latent(n, generator, temperature)).clamp(0.0, 1.0)
 
 
 # --------------------------------------------------------------------------------------------
