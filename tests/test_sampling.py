@@ -148,7 +148,7 @@ def test_interpolation_needs_encode_and_decode():
         with pytest.raises(CapabilityError) as e:
             interpolate(obj, torch.rand(*SHAPE), torch.rand(*SHAPE))
         assert isinstance(e.value, FlowganError) and "\n" not in str(e.value)
-        assert str(e.value).endswith(f"{type(obj).__name__} has no {missing}()")
+        assert f"{type(obj).__name__} has no {missing}" in str(e.value)
     assert flowgan.interpolate is interpolate and flowgan.CapabilityError is CapabilityError
 
 

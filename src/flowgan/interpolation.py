@@ -23,21 +23,13 @@ from __future__ import annotations
 
 import torch
 
-from .errors import CapabilityError
+from .generator import require
 from .models import device_dtype
 
 __all__ = ["PATHS", "interpolate", "interpolation_rows", "midpoint_dequantize", "mix_latents", "pair_indices"]
 
 #: the interpolation paths :func:`interpolate` knows
 PATHS = ("linear", "slerp")
-
-
-def _require(model, *methods: str) -> None:
-    for name in methods:
-        if not callable(getattr(model, name, None)):
-            raise CapabilityError(
-                f"interpolation needs a generator with encode() and decode(); {type(model).__name__} has no {name}()"
-            )
 
 
 def _image(x, what: str, like: torch.Tensor | None) -> torch.Tensor:
@@ -86,7 +78,7 @@ def interpolate(model, x0: torch.Tensor, x1: torch.Tensor, steps: int = 8, *, pa
     ``[0, 1]``, on the model's device and dtype; the first and last reproduce ``x0`` and ``x1`` up
     to float error. ``path``: ``"linear"`` or ``"slerp"`` (module docstring).
     """
-    _require(model, "encode", "decode")
+    require(model, "encode", "decode", analysis="interpolation")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
         raise ValueError(f"steps must be an integer >= 2, got {steps!r}")
     if path not in PATHS:
