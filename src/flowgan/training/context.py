@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..components import python_label
+from ..components import is_import_path, python_label, recorded_path
 from ..config import TrainConfig
 from ..data import ImageDataset
 from ..data_input import PYTHON_DATA
@@ -126,12 +126,16 @@ def resumed_config(checkpoint: dict, config: TrainConfig | None, changes: dict[s
     return stored.replace(**overrides)
 
 
-def passed_modules_config(config: TrainConfig, model, critic, data) -> TrainConfig:
-    """The config a run records when modules or data are passed from Python: ``model``,
+def recorded_config(config: TrainConfig, model, critic, data) -> TrainConfig:
+    """The config a run records: a factory's file path made absolute; when modules or data are
+    passed from Python, ``model``,
     ``critic``, ``dataset`` say ``python:<what it is>`` (:mod:`flowgan.components`), so that
     config.json never names a model or data set the run did not use (a data set passed by name,
     or an :class:`~flowgan.data.ImageDataset` of the name ``config.dataset`` gives, is kept)."""
     changes: dict[str, Any] = {}
+    for field in ("model", "critic"):  # a factory's file recorded absolute: resumable from anywhere
+        if is_import_path(getattr(config, field)):
+            changes[field] = recorded_path(getattr(config, field))
     if model is not None:
         changes.update(model=python_label(model), model_options={})
     if critic is not None:

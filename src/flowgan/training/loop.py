@@ -40,7 +40,7 @@ from ..errors import FlowganError, NonFiniteError
 from ..generator import draw_latents
 from ..likelihood import dequantize
 from ..rundir import RunDirectory
-from .context import make_context, passed_modules_config, resumed_config, run_device, warn_if_slow_bf16
+from .context import make_context, recorded_config, resumed_config, run_device, warn_if_slow_bf16
 from .evaluation import evaluate, fold_best, link_best
 from .logs import EVAL_CARRIED, Progress, train_record
 from .modules import build_modules, run_info
@@ -95,7 +95,7 @@ class Trainer:
             raise FlowganError("a config is needed to start a run")
         else:
             self.dir.check_fresh()
-            config = passed_modules_config(config, model, critic, data)
+            config = recorded_config(config, model, critic, data)
         device = run_device(config.device, config.batch_size, world_size)
         dataset = as_dataset(config.dataset if data is None else data, config.data_dir)
         recipe = None if checkpoint is None else checkpoint["model_spec"]
