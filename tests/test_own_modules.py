@@ -324,3 +324,26 @@ def test_library_flows_train_hybrid_through_train_and_the_cli(tmp_path, capsys, 
     assert "nll" in capsys.readouterr().out.lower()
     loaded = flowgan.load_run(run, "latest").model
     assert loaded.spec["adapter"] == factory.split("_")[0]
+
+
+def test_reproduce_takes_a_model_by_import_path_and_keeps_it(tmp_path, capsys):
+    """``flowgan reproduce --model PATH --model-option k=v``: every run of the reproduction is built
+    from it (recorded in reproduce.json); the same directory with another model is refused."""
+    from flowgan.reproduce.cli import _modules
+    from flowgan.reproduce.pipeline import Reproduction
+
+    class Args:
+        model, critic = f"{OWN}:logit_gaussian", None
+        model_option, critic_option = ["init_std=0.5"], []
+
+    modules = _modules(Args)
+    assert modules == {"model": f"{OWN.resolve()}:logit_gaussian", "model_options": {"init_std": 0.5}}
+    rep = Reproduction("quick", tmp_path / "rep", progress=False, modules=modules)
+    rep._save_state()
+    config = rep.run_config("hybrid")
+    assert config.model == modules["model"] and config.model_options == {"init_std": 0.5} and config.lam == 0.1
+    with pytest.raises(FlowganError, match="choose another --out"):
+        Reproduction("quick", tmp_path / "rep", progress=False, modules={"model": "nice-mnist"})
+    Args.model_option = ["oops"]
+    with pytest.raises(FlowganError, match="--model-option: expected KEY=VALUE"):
+        _modules(Args)

@@ -41,6 +41,19 @@ def register(sub) -> None:
     p.add_argument(
         "--skip", default="", help="comma-separated analyses to leave out: gmm, table3, jacobian (their claims say N/A)"
     )
+    for what in ("model", "critic"):
+        p.add_argument(
+            f"--{what}",
+            help=f"the {what} of every run instead of the preset's: a built-in name or an import path "
+            "pkg.module:factory (docs/generators.md)",
+        )
+        p.add_argument(
+            f"--{what}-option",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help=f"a keyword argument of the {what} (value read as JSON; repeatable)",
+        )
     p.set_defaults(func=_cmd_reproduce)
 
     r = sub.add_parser(
@@ -67,10 +80,33 @@ def _cmd_reproduce(args) -> int:
         device=args.device,
         progress=not args.no_progress,
         steps=args.steps,
+        modules=_modules(args),
     )
     path = rep.run(skip=tuple(x.strip() for x in args.skip.split(",") if x.strip()))
     print(f"reproduction finished in {(time.perf_counter() - start) / 60:.1f} min: {path}")
     return 0
+
+
+def _modules(args) -> dict:
+    """``--model``/``--critic`` and their options as run-config fields (None: the preset's)."""
+    import argparse
+
+    from ..components import is_import_path, recorded_path
+    from ..errors import FlowganError
+    from ..options import parse_kv
+
+    out: dict = {}
+    for what in ("model", "critic"):
+        name = getattr(args, what)
+        if name:
+            out[what] = recorded_path(name) if is_import_path(name) else name
+        try:
+            options = dict(parse_kv(text) for text in getattr(args, f"{what}_option"))
+        except argparse.ArgumentTypeError as e:
+            raise FlowganError(f"--{what}-option: {e}") from None
+        if options:
+            out[f"{what}_options"] = options
+    return out
 
 
 def _cmd_report(args) -> int:

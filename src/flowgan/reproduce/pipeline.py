@@ -53,6 +53,7 @@ class Reproduction:
         device: str = "auto",
         progress: bool = True,
         steps: int | None = None,
+        modules: dict[str, Any] | None = None,
     ):
         if isinstance(preset, Preset):  # a custom plan (tests, experiments)
             self.preset = preset
@@ -79,7 +80,13 @@ class Reproduction:
                 f"{self.root} holds a reproduction with {state['steps']} generator updates per objective, not {steps}; "
                 "choose another --out"
             )
-        self.state = state or {"preset": preset, "stages": {}}
+        modules = {k: v for k, v in (modules or {}).items() if v not in (None, {})}
+        if state and modules and state.get("modules", {}) != modules:
+            raise FlowganError(
+                f"{self.root} holds a reproduction with {state.get('modules') or 'the preset modules'}, not {modules}; "
+                "choose another --out"
+            )
+        self.state = state or {"preset": preset, "stages": {}, "modules": modules}
         self.state.update(
             preset=preset,
             description=self.preset.description,
@@ -211,6 +218,7 @@ class Reproduction:
             data_dir=self.state.get("data_dir"),
             device=self.device,
         )
+        options.update(self.state.get("modules") or {})  # --model, --critic and their options
         return resolve_config(self.preset.runs[objective], **options)
 
     def calibrate(self, steps: int = 3) -> dict:
