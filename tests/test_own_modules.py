@@ -5,6 +5,8 @@ do not meet the generator protocol (docs/generators.md)."""
 import importlib.util
 import json
 import math
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +18,11 @@ from flowgan.checkpoint import load_checkpoint
 from flowgan.cli import main
 from flowgan.config import TrainConfig
 from flowgan.data import load_dataset
-from flowgan.errors import CapabilityError, DataError, FlowganError
+from flowgan.data_input import as_dataset
+from flowgan.errors import CapabilityError, DataError, FlowganError, Interrupted
 from flowgan.generator import Generator, check_generator, require
 
 OWN = Path(__file__).parent / "own_modules.py"
-sys_path_model = f"{OWN}:logit_gaussian"
 
 
 def _own():
@@ -110,21 +112,26 @@ def test_an_analysis_names_the_capability_a_generator_lacks():
 
 def test_own_generator_and_critic_train_and_resume_bit_for_bit(tmp_path):
     """Hybrid training of a generator without latents and a critic with (N, 1) scores, passed as
-    modules; a run stopped at step 4 and resumed with the modules passed again equals the
-    uninterrupted run, parameters, optimisers and random stream."""
+    modules; a run killed by SIGTERM at step 4 (between evaluations) and resumed with the modules
+    passed again equals the uninterrupted run: parameters, optimisers' effect, random stream."""
 
     def modules():
         torch.manual_seed(5)
         return own.LogitGaussian((1, 8, 8)), own.mlp_critic((1, 8, 8))
+
+    def kill_at_step_4(state, _modules):  # a real SIGTERM, as a scheduler would send it
+        if state.step == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
 
     g, d = modules()
     before = g.mean.detach().clone()
     full = flowgan.train(_cfg(), tmp_path / "full", model=g, critic=d, progress=False)
     assert full["step"] == 6 and not torch.equal(before, g.mean.detach())
     g, d = modules()
-    flowgan.train(_cfg(max_steps=4), tmp_path / "part", model=g, critic=d, progress=False)
+    with pytest.raises(Interrupted, match="step 4"):
+        flowgan.train(_cfg(), tmp_path / "part", model=g, critic=d, progress=False, callbacks=(kill_at_step_4,))
     g, d = modules()  # a fresh process would build them again: the checkpoint restores them
-    flowgan.train(_cfg(), tmp_path / "part", resume=True, model=g, critic=d, progress=False)
+    flowgan.train(None, tmp_path / "part", resume=True, model=g, critic=d, progress=False)
     a, b = (load_checkpoint(tmp_path / r / "checkpoints" / "latest.pt") for r in ("full", "part"))
     for key in ("model", "critic"):
         for name in a[key]:
@@ -159,9 +166,7 @@ def test_data_as_tensors_with_labels_checked(tmp_path):
     digits = load_dataset("digits")
     x, y = digits.train.images, digits.train.labels
     with pytest.raises(DataError, match=f"data: {len(y) - 1} labels for {len(x)} images"):
-        flowgan.data_input.as_dataset((x, y[:-1])) if False else __import__("flowgan.data_input").data_input.as_dataset(
-            (x, y[:-1])
-        )
+        as_dataset((x, y[:-1]))
     floats = x.double() / 255
     summary = flowgan.train(
         _cfg(objective="mle", max_steps=2, eval_every=2), tmp_path / "run", data=(floats, y), progress=False
@@ -187,8 +192,6 @@ def test_data_as_tensors_with_labels_checked(tmp_path):
     ],
 )
 def test_bad_labels_are_refused_in_one_line_in_tensors_and_npz(tmp_path, labels, needle):
-    from flowgan.data_input import as_dataset
-
     d = load_dataset("digits")
     bad = labels(d.train.labels)
     with pytest.raises(DataError, match=needle):
@@ -206,8 +209,6 @@ def test_bad_labels_are_refused_in_one_line_in_tensors_and_npz(tmp_path, labels,
 
 
 def test_a_torch_dataset_of_image_label_pairs_is_data():
-    from flowgan.data_input import as_dataset
-
     d = load_dataset("digits")
 
     class Pairs(torch.utils.data.Dataset):
