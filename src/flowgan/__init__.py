@@ -15,6 +15,11 @@ step and NLL units as flowgan's models; needs ``pip install 'flowgan[flows]'``):
 
     model = flowgan.from_zuko(zuko.flows.NSF(features=784), (1, 28, 28))
     model = flowgan.from_normflows(nf.NormalizingFlow(q0, flows), (1, 28, 28))
+
+Any generator meeting :class:`flowgan.Generator` (``shape``, ``log_prob(x)``, ``sample(n, generator=,
+temperature=)``; docs/generators.md) trains with any critic ``nn.Module`` and data as tensors::
+
+    flowgan.train(flowgan.TrainConfig(objective="wgan-gp", lam=1.0), "runs/mine", model=model, critic=..., data=...)
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ _EXPORTS = {
     "FlowganError": "flowgan.errors",
     "CapabilityError": "flowgan.errors",
     "interpolate": "flowgan.interpolation",
+    "Generator": "flowgan.generator",
     "load_checkpoint": "flowgan.checkpoint",
     "load_model": "flowgan.checkpoint",
     "load_run": "flowgan.runs",
