@@ -172,3 +172,72 @@ def test_the_real_cifar10_5k(shared_data_dir):
     ds = load_dataset("cifar10-5k", shared_data_dir)
     assert (len(ds.train), len(ds.val), len(ds.test)) == (3600, 400, 1000)
     assert sorted(torch.bincount(ds.test.labels.long(), minlength=10).tolist())[0] > 50  # all ten classes
+
+
+# ----------------------------------------------------------------------------- one check at the door
+
+
+def _npz_of(path, digits, **changes):
+    arrays = dict(
+        x_train=digits.train.images.numpy(),
+        y_train=digits.train.labels.numpy(),
+        x_test=digits.test.images.numpy(),
+        y_test=digits.test.labels.numpy(),
+    )
+    arrays.update(changes)
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "changes, needle",
+    [
+        (
+            dict(x_test=np.zeros((0, 8, 8), np.uint8), y_test=np.zeros(0, np.int64)),
+            "bad.npz: the test split has no images",
+        ),
+        (dict(y_test=None), "bad.npz has labels y_train but no y_test"),
+        (dict(y_train=np.full(1437, 10**12)), "bad.npz: class ids up to 1000000000000 for 1294 training images"),
+        (dict(y_train=np.zeros(1000, np.int64)), "bad.npz:y_train: 1000 labels for 1437 images"),
+    ],
+)
+def test_every_npz_is_checked_when_it_is_loaded(tmp_path, changes, needle):
+    """Empty splits, labels for some splits only, class ids far beyond the data and labels of the
+    wrong length: one line naming the file, the array or split and the problem."""
+    with pytest.raises(DataError) as e:
+        load_dataset(_npz_of(tmp_path / "bad.npz", load_dataset("digits"), **changes))
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "splits, needle",
+    [
+        (lambda d: {"train": d.train.images, "test": d.test.images[:0]}, "test: no images"),
+        (
+            lambda d: {"train": (d.train.images, d.train.labels), "test": d.test.images},
+            "labels for train, val but not for test",
+        ),
+        (
+            lambda d: {"train": (d.train.images, d.train.labels * 10**9), "test": (d.test.images, d.test.labels)},
+            "class ids up to 9000000000",
+        ),
+        (lambda d: {"train": d.train.images, "test": d.test.images[:, :, :4]}, "image shapes differ between splits"),
+    ],
+)
+def test_data_passed_from_python_gets_the_same_check(splits, needle):
+    from flowgan.data_input import as_dataset
+
+    with pytest.raises(DataError, match=needle):
+        as_dataset(splits(load_dataset("digits")))
+
+
+def test_declared_classes_bound_the_labels_and_a_good_dataset_passes(tmp_path):
+    from flowgan.data import validate_dataset
+
+    d = load_dataset("digits")
+    assert validate_dataset(d, "digits") is d and d.num_classes == 10
+    bad = ImageDataset("x", d.train, d.val, Split(d.test.images, d.test.labels + 5), num_classes=10)
+    with pytest.raises(DataError, match="class id 14 is out of range for 10 classes"):
+        validate_dataset(bad, "x")
+    derived = load_dataset(_npz_of(tmp_path / "ok.npz", load_dataset("digits")))
+    assert derived.num_classes == 10 and len(derived.val) == 143

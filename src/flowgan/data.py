@@ -37,6 +37,7 @@ refuses anything else with a :class:`DataError`; ``.npz`` files are read with
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 import pickle
@@ -345,6 +346,10 @@ def _npz(path: Path) -> ImageDataset:
         raise DataError(f"{path}: image shapes differ between splits: {sorted(shapes)}")
     y = {k: arrays.get("y" + k[1:]) for k in x}
     labels_ok = all(v is not None for v in y.values())
+    if not labels_ok and any(v is not None for v in y.values()):
+        given = ", ".join("y" + k[1:] for k, v in y.items() if v is not None)
+        missing = ", ".join("y" + k[1:] for k, v in y.items() if v is None)
+        raise DataError(f"{path} has labels {given} but no {missing}: give every split's labels or none")
     if labels_ok:
         y = {k: check_labels(v, len(x[k]), f"{path}:y{k[1:]}").numpy() for k, v in y.items()}
 
@@ -359,13 +364,10 @@ def _npz(path: Path) -> ImageDataset:
         perm = np.random.default_rng(0).permutation(len(x["x_train"]))
         n_val = max(1, len(perm) // 10)
         train, val = make("x_train", np.sort(perm[n_val:])), make("x_train", np.sort(perm[:n_val]))
-    n_classes = int(max(int(np.max(v)) for v in y.values()) + 1) if labels_ok else None
-    return ImageDataset(path.stem, train, val, make("x_test"), num_classes=n_classes)
+    return ImageDataset(path.stem, train, val, make("x_test"))  # classes: derived by validate_dataset
 
 
 def _cifar10_5k(data_dir: Path) -> ImageDataset:
-    import dataclasses
-
     for path in (data_dir / "cifar10-5k.npz", data_dir / "cifar10-5k" / "cifar10-5k.npz"):
         if path.is_file():
             ds = _npz(path)
@@ -378,8 +380,46 @@ def _cifar10_5k(data_dir: Path) -> ImageDataset:
     )
 
 
+def validate_dataset(ds: ImageDataset, source: str) -> ImageDataset:
+    """The one check of every data set as it is loaded (by name, from a ``.npz``, or passed from
+    Python, :mod:`flowgan.data_input`): every split non-empty uint8 ``(N, C, H, W)`` images of one
+    shape, with 1 or 3 channels; labels for every split or none, one integer class id ``>= 0`` per
+    image, below the declared number of classes (or, derived as the largest id + 1, no more classes
+    than training images; then set to it). One-line :class:`DataError` naming ``source``, the split and the problem."""
+    shapes, top = set(), -1
+    labelled = [n for n in ("train", "val", "test") if ds.split(n).labels is not None]
+    if labelled and len(labelled) != 3:
+        missing = sorted({"train", "val", "test"} - set(labelled))
+        raise DataError(
+            f"{source}: labels for {', '.join(labelled)} but not for {', '.join(missing)}; give all or none"
+        )
+    for name in ("train", "val", "test"):
+        split = ds.split(name)
+        x = split.images
+        if not isinstance(x, torch.Tensor) or x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1] not in (1, 3):
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise DataError(f"{source}: {name} images must be uint8 (N, C, H, W) with 1 or 3 channels, got {got}")
+        if len(x) == 0:
+            raise DataError(f"{source}: the {name} split has no images")
+        shapes.add(tuple(x.shape[1:]))
+        if split.labels is not None:
+            top = max(top, int(check_labels(split.labels, len(x), f"{source}: {name}").max()))
+    if len(shapes) != 1:
+        raise DataError(f"{source}: image shapes differ between splits: {sorted(shapes)}")
+    if ds.num_classes is not None and top >= ds.num_classes:
+        raise DataError(f"{source}: class id {top} is out of range for {ds.num_classes} classes")
+    if ds.num_classes is None and top + 1 > max(len(ds.train), 2):
+        raise DataError(f"{source}: class ids up to {top} for {len(ds.train)} training images; labels must be 0..K-1")
+    return ds if ds.num_classes is not None or top < 0 else dataclasses.replace(ds, num_classes=top + 1)
+
+
 def load_dataset(name: str, data_dir: str | Path | None = None, download: bool = True) -> ImageDataset:
-    """Load a dataset by name (see the module docstring) or from a ``.npz`` path."""
+    """Load a dataset by name (see the module docstring) or from a ``.npz`` path, checked by
+    :func:`validate_dataset`."""
+    return validate_dataset(_load(name, data_dir, download), name)
+
+
+def _load(name: str, data_dir: str | Path | None, download: bool) -> ImageDataset:
     data_dir = Path(data_dir).expanduser() if data_dir else default_data_dir()
     if name.startswith("python:"):
         raise DataError(

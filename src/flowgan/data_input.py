@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import ImageDataset, Split, check_labels, load_dataset
+from .data import ImageDataset, Split, check_labels, load_dataset, validate_dataset
 from .errors import DataError
 
 #: the name a run records for data passed from Python
@@ -36,7 +36,7 @@ PYTHON_DATA = "python:data"
 def as_dataset(data: Any, data_dir: str | Path | None = None) -> ImageDataset:
     """The :class:`~flowgan.data.ImageDataset` of ``data`` (see the module docstring)."""
     if isinstance(data, ImageDataset):
-        return data
+        return validate_dataset(data, data.name)
     if isinstance(data, (str, Path)):
         return load_dataset(str(data), data_dir)
     if isinstance(data, dict):
@@ -46,14 +46,8 @@ def as_dataset(data: Any, data_dir: str | Path | None = None) -> ImageDataset:
         splits = {k: _split(v, k) for k, v in data.items()}
     else:
         splits = {"train": _split(data, "data")}
-    _check_labels_everywhere(splits)
     splits = _held_out(splits)
-    shapes = {tuple(s.images.shape[1:]) for s in splits.values()}
-    if len(shapes) != 1:
-        raise DataError(f"image shapes differ between splits: {sorted(shapes)}")
-    labelled = [s.labels for s in splits.values() if s.labels is not None]
-    classes = int(max(int(y.max()) for y in labelled) + 1) if labelled else None
-    return ImageDataset(PYTHON_DATA, splits["train"], splits["val"], splits["test"], num_classes=classes)
+    return validate_dataset(ImageDataset(PYTHON_DATA, splits["train"], splits["val"], splits["test"]), "data")
 
 
 def _split(value: Any, what: str) -> Split:
@@ -107,14 +101,6 @@ def images_uint8(images: Any, what: str) -> torch.Tensor:
             f"{what}: float images must be finite and lie in [0, 1] (min {float(x.min()):g}, max {float(x.max()):g})"
         )
     return torch.round(x.double() * 255).to(torch.uint8).contiguous()
-
-
-def _check_labels_everywhere(splits: dict[str, Split]) -> None:
-    given = {k for k, s in splits.items() if s.labels is not None}
-    if given and given != set(splits):
-        raise DataError(
-            f"labels given for {', '.join(sorted(given))} but not for {', '.join(sorted(set(splits) - given))}"
-        )
 
 
 def _held_out(splits: dict[str, Split]) -> dict[str, Split]:
