@@ -122,3 +122,17 @@ def test_old_configs_with_unknown_and_missing_keys_still_load(run_dir):
         CheckpointError, match="best_nll.pt: the saved training configuration is invalid: learning rate"
     ):
         load_run(run_dir)
+
+
+@pytest.mark.parametrize("name", ["../../other/checkpoints/latest", "sub/latest", "..", ".hidden", "", " latest"])
+def test_a_checkpoint_name_never_leaves_its_run(tmp_path, name):
+    """``--checkpoint`` is a name inside the run (one place builds checkpoint paths): a path that
+    would read another run's checkpoint as this run's is refused in one line."""
+    from flowgan.checkpoint import checkpoint_path
+
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    with pytest.raises(CheckpointError, match="is not a checkpoint name"):
+        checkpoint_path(tmp_path / "run", name)
+    with pytest.raises(CheckpointError, match="is not a checkpoint name"):
+        choose_checkpoint(tmp_path / "run", name)
+    assert checkpoint_path(tmp_path / "run", "best_mode") == tmp_path / "run" / "checkpoints" / "best_mode.pt"

@@ -31,7 +31,15 @@ VERSION = 1
 
 def checkpoint_path(run_dir: str | Path, name: str = "latest") -> Path:
     """Where checkpoint ``name`` (``latest``, ``best_nll``, ``best_<score>``) of a run lives: the
-    one place that builds such a path."""
+    one place that builds such a path. A name is a name: one that would leave
+    ``run_dir/checkpoints`` (a path, ``..``, a hidden file) is a :class:`CheckpointError`, so a
+    command never reads another run's checkpoint as this run's."""
+    name = str(name)
+    if not name or "/" in name or "\\" in name or name.startswith(".") or name != name.strip():
+        raise CheckpointError(
+            f"checkpoint {name!r} is not a checkpoint name (latest, best_nll, best_<score>); to use another "
+            "file, give its path as the run argument"
+        )
     return Path(run_dir) / "checkpoints" / f"{name}.pt"
 
 
