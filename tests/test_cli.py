@@ -251,3 +251,26 @@ def test_console_script_runs_without_traceback(tmp_path):
         [sys.executable, "-m", "flowgan", "evaluate", str(tmp_path / "x")], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "command, target",
+    [
+        (["evaluate", "{run}", "-o"], "checkpoints/latest.pt"),
+        (["evaluate", "{run}", "--output"], "checkpoints/new.pt"),
+        (["sample", "{run}", "-o"], "config.json"),
+        (["sample", "{run}", "-o"], "metrics.jsonl"),
+        (["analyze", "jacobian", "{run}", "-n", "2", "--out"], "checkpoints"),
+    ],
+)
+def test_no_command_writes_over_a_file_the_run_owns(capsys, trained_run, command, target):
+    """An output onto a run's own files (config.json, metrics.jsonl, checkpoints/, tb/, the lock) is
+    refused before any work, and the run's files are unchanged; its eval/ and samples/ are fine."""
+    before = {p: p.read_bytes() for p in trained_run.rglob("*") if p.is_file() and "checkpoints" in p.parts}
+    args = [a.format(run=trained_run) for a in command] + [str(trained_run / target)]
+    code = main(args)
+    err = capsys.readouterr().err
+    assert_one_line_error(code, err)
+    assert "would overwrite" in err and target.split("/")[0] in err
+    assert before == {p: p.read_bytes() for p in trained_run.rglob("*") if p.is_file() and "checkpoints" in p.parts}
+    assert main(["sample", str(trained_run), "-n", "4", "-o", str(trained_run / "samples" / "mine.png")]) == 0

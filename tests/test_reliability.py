@@ -18,7 +18,7 @@ from flowgan.checkpoint import load_checkpoint
 from flowgan.cli import main
 from flowgan.config import TrainConfig
 from flowgan.data import load_dataset
-from flowgan.errors import FlowganError, Interrupted, NonFiniteError
+from flowgan.errors import DataError, FlowganError, Interrupted, NonFiniteError
 from flowgan.rundir import RunLock, read_metrics
 from flowgan.training import Trainer
 from flowgan.training.nonfinite import MAX_ROLLBACKS
@@ -179,10 +179,19 @@ def _cifar_dir(root, n=20, batch_bytes=None):
 
 
 def test_cifar10_batches_in_the_python2_format_load(tmp_path):
-    images = _cifar_dir(tmp_path)
+    images = _cifar_dir(tmp_path, n=1002)  # CIFAR-10 holds out 5,000 for validation: 10 left to train on
     ds = load_dataset("cifar10", tmp_path, download=False)
-    assert len(ds.train) + len(ds.val) == 100 and ds.shape == (3, 32, 32)
+    assert (len(ds.train), len(ds.val)) == (10, 5000) and ds.shape == (3, 32, 32)
     assert torch.equal(ds.test.images, torch.from_numpy(images["test_batch"].reshape(-1, 3, 32, 32)))
+    together = torch.cat([ds.train.images, ds.val.images]).reshape(-1, 3072)
+    expected = np.concatenate([images[f"data_batch_{i}"] for i in range(1, 6)])
+    assert sorted(map(bytes, together.numpy())) == sorted(map(bytes, expected))
+
+
+def test_a_cifar10_folder_too_small_for_its_validation_split_is_refused(tmp_path):
+    _cifar_dir(tmp_path)  # 5 x 20 training images: all of them held out, none left to train on
+    with pytest.raises(DataError, match="cifar10: the train split has no images"):
+        load_dataset("cifar10", tmp_path, download=False)
 
 
 def test_a_crafted_cifar10_batch_runs_no_code(tmp_path, capsys):

@@ -8,7 +8,8 @@ import torch
 
 from flowgan.checkpoint import AUTO_CHECKPOINTS, choose_checkpoint, read_run_config, resolve_checkpoint
 from flowgan.config import TrainConfig
-from flowgan.errors import CheckpointError
+from flowgan.errors import CheckpointError, FlowganError
+from flowgan.rundir import check_output
 from flowgan.runs import Run, load_run
 from flowgan.training import Trainer
 
@@ -136,3 +137,18 @@ def test_a_checkpoint_name_never_leaves_its_run(tmp_path, name):
     with pytest.raises(CheckpointError, match="is not a checkpoint name"):
         choose_checkpoint(tmp_path / "run", name)
     assert checkpoint_path(tmp_path / "run", "best_mode") == tmp_path / "run" / "checkpoints" / "best_mode.pt"
+
+
+def test_check_output_is_decided_by_the_nearest_run_or_reproduction(tmp_path):
+    """A reproduction owns reproduce.json, claims.json, report.md and runs/; a run inside its runs/
+    owns its own files, and a file beside them (an eval of that run) is allowed."""
+    repro = tmp_path / "repro"
+    run = repro / "runs" / "mle"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    (repro / "reproduce.json").write_text("{}")
+    for bad in (repro / "report.md", repro / "runs" / "x.png", run / "config.json", run / "checkpoints" / "a.pt"):
+        with pytest.raises(FlowganError, match="would overwrite"):
+            check_output(bad, "-o")
+    for fine in (run / "eval" / "e.json", repro / "figure.png", tmp_path / "elsewhere.json", None):
+        check_output(fine, "-o")

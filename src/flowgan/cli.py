@@ -371,6 +371,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_outputs(args) -> None:
+    """Before any work: no command's ``--output``/``--out`` may overwrite a file a run directory or
+    a reproduction owns (:func:`flowgan.rundir.check_output`)."""
+    from .rundir import check_output
+
+    for attr, flag in (("output", "--output"), ("out", "--out")):
+        check_output(getattr(args, attr, None), flag)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -378,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
 
     debug = bool(os.environ.get("FLOWGAN_DEBUG"))
     try:
+        _check_outputs(args)
         return args.func(args)
     except KeyboardInterrupt:
         _err("flowgan: interrupted")

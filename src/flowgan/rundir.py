@@ -112,6 +112,38 @@ RUN_ENTRIES = {
 }
 
 
+#: what training alone writes in a run directory (and ``flowgan reproduce`` in its own): no other
+#: command's output may land on them
+RUN_OWNED = ("config.json", "metrics.jsonl", "checkpoints", "tb", LOCK_NAME)
+REPRODUCTION_OWNED = ("reproduce.json", "claims.json", "report.md", "runs")
+
+
+def check_output(path: str | Path | None, flag: str) -> None:
+    """Refuse (one line) an output path that would overwrite a file a run directory or a
+    reproduction owns (:data:`RUN_OWNED`, :data:`REPRODUCTION_OWNED`): an ``evaluate -o`` onto a
+    checkpoint would leave the run unresumable. Checked before any work starts."""
+    if path is None:
+        return
+    target = Path(path).expanduser().resolve()
+    for base in target.parents:
+        run = (base / "config.json").is_file() and (
+            (base / "checkpoints").is_dir() or (base / "metrics.jsonl").is_file()
+        )
+        owned = RUN_OWNED if run else REPRODUCTION_OWNED if (base / "reproduce.json").is_file() else ()
+        if not owned:
+            continue
+        first = target.relative_to(base).parts[0]
+        # only the nearest run or reproduction decides: a file beside a run's own files (inside
+        # a reproduction's runs/) is allowed
+        if first in owned and not (first == "runs" and len(target.relative_to(base).parts) > 2):
+            what = "run" if run else "reproduction"
+            raise FlowganError(
+                f"{flag} {path} would overwrite {first} of the {what} {base}, which only "
+                f"{'training' if run else 'flowgan reproduce'} writes; choose another path"
+            )
+        return
+
+
 def failed_start(run_dir: Path) -> bool:
     """Whether ``run_dir`` is what a start that died before its first checkpoint left (flowgan
     before atomic creation): config.json, no checkpoint, only flowgan's files, no live holder."""
