@@ -109,7 +109,7 @@ def figure(rows: list[dict]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(OBJECTIVES), len(MODELS), figsize=(3.2 * len(MODELS), 3.5 * len(OBJECTIVES)))
+    fig, axes = plt.subplots(len(OBJECTIVES), len(MODELS), figsize=(3.2 * len(MODELS), 3.9 * len(OBJECTIVES)))
     for row in rows:
         i, j = list(OBJECTIVES).index(row["objective"]), list(MODELS).index(row["model"])
         ax = axes[i][j]
