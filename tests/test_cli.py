@@ -274,3 +274,38 @@ def test_no_command_writes_over_a_file_the_run_owns(capsys, trained_run, command
     assert "would overwrite" in err and target.split("/")[0] in err
     assert before == {p: p.read_bytes() for p in trained_run.rglob("*") if p.is_file() and "checkpoints" in p.parts}
     assert main(["sample", str(trained_run), "-n", "4", "-o", str(trained_run / "samples" / "mine.png")]) == 0
+
+
+def test_sigterm_stops_any_command_with_one_line_and_exit_130(monkeypatch, capsys, trained_run):
+    """Not only training: a SIGTERM during any command is reported as SIGINT is (one line, 130),
+    and the handler the command found is put back."""
+    import os
+    import signal
+
+    import flowgan.cli as cli
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(cli, "_check_outputs", lambda args: os.kill(os.getpid(), signal.SIGTERM))
+    code = main(["sample", str(trained_run), "-n", "4"])
+    err = capsys.readouterr().err
+    assert_one_line_error(code, err, expected_code=130)
+    assert "flowgan sample: interrupted (SIGTERM)" in err
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.mark.parametrize("value", ["-1", str(2**63), "1e3"])
+def test_a_bad_seed_is_refused_by_its_flag_before_any_work(capsys, trained_run, value):
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", str(trained_run), "--seed", value])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "argument --seed" in err and value in err
+
+
+def test_resuming_a_staging_directory_names_the_run_it_was_to_become(capsys, tmp_path):
+    staging = tmp_path / ".myrun.creating-1234"
+    staging.mkdir()
+    (staging / "config.json").write_text("{}")
+    code = main(["train", "--resume", str(staging)])
+    err = capsys.readouterr().err
+    assert_one_line_error(code, err)
+    assert f"--out {tmp_path / 'myrun'}" in err and "staging directory" in err

@@ -11,10 +11,14 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
+
+from .options import seed
 
 EXIT_USAGE, EXIT_NONFINITE, EXIT_INTERRUPTED = 2, 3, 130
 
@@ -169,7 +173,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--dataset", help="evaluate on another dataset than the run's")
     p.add_argument("--data-dir")
     p.add_argument("--draws", type=int, default=1, help="dequantization noise draws to average (default 1, seed fixed)")
-    p.add_argument("--seed", type=int, default=0, help="dequantization noise seed (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="dequantization noise seed (default 0)")
     p.add_argument("--samples", type=int, help="samples for sample scores (default: 50,000 on a GPU, 10,000 on a CPU)")
     p.add_argument(
         "--classifier",
@@ -281,7 +285,7 @@ def _add_sample(sub) -> None:
         default="best_nll",
         help="which checkpoint of a run (default best_nll; auto: the best sample score)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument(
         "--temperature",
         type=float,
@@ -380,17 +384,31 @@ def _check_outputs(args) -> None:
         check_output(getattr(args, attr, None), flag)
 
 
+def _stop_on_sigterm():
+    """SIGTERM stops every command as SIGINT does (one line, exit 130): a KeyboardInterrupt naming
+    it. Training replaces this handler with its own while it trains (a checkpoint first, see
+    :mod:`flowgan.training.signals`). Returns the previous handler (None off the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from .errors import FlowganError, Interrupted, NonFiniteError
 
     debug = bool(os.environ.get("FLOWGAN_DEBUG"))
+    previous = _stop_on_sigterm()
     try:
         _check_outputs(args)
         return args.func(args)
-    except KeyboardInterrupt:
-        _err("flowgan: interrupted")
+    except KeyboardInterrupt as e:
+        _err(f"flowgan {args.command}: interrupted ({e.args[0] if e.args else 'SIGINT'})")
         return EXIT_INTERRUPTED
     except Exception as e:  # noqa: BLE001 - turned into one line below
         if debug:
@@ -416,6 +434,9 @@ def main(argv: list[str] | None = None) -> int:
             "(set FLOWGAN_DEBUG=1 for the traceback)"
         )
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

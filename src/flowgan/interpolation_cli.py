@@ -7,6 +7,8 @@ imported inside the command so that ``flowgan --help`` stays fast.
 
 from __future__ import annotations
 
+from .options import seed
+
 #: the most interpolation steps per row of the figure
 MAX_STEPS = 256
 
@@ -32,7 +34,7 @@ def register(sub) -> None:
     p.add_argument(
         "--split", default="test", choices=["train", "val", "test"], help="where the images come from (default test)"
     )
-    p.add_argument("--seed", type=int, default=0, help="which pairs (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="which pairs (default 0)")
     p.add_argument(
         "--path",
         default="linear",

@@ -29,6 +29,18 @@ def parse_kv(text: str) -> tuple[str, Any]:
         return key.strip(), value
 
 
+def seed(text: str) -> int:
+    """An argparse type for ``--seed``: an integer from 0 to 2**63 - 1 (what ``torch.manual_seed``
+    takes), checked before any work starts; argparse's message names the flag."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 2**63 - 1, got {text}")
+    return value
+
+
 @dataclass(frozen=True)
 class Flag:
     """The command-line flag of one :class:`TrainConfig` field."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import socket
 import time
@@ -230,6 +231,13 @@ class RunDirectory:
     def resumable_checkpoint(self) -> Path:
         """The checkpoint a resume starts from, or a :class:`CheckpointError` saying why there is none."""
         latest = self.latest
+        staging = re.fullmatch(r"\.(.+)\.creating-\d+", self.path.name)
+        if staging:  # the remains of an interrupted start: point at the run it was to become
+            final = self.path.parent / staging.group(1)
+            raise CheckpointError(
+                f"{self.path} is the staging directory of a start that did not finish; start the run again "
+                f"with flowgan train ... --out {final} (that removes it)"
+            )
         if not latest.is_file() and not (self.path / "config.json").exists():
             started = " (its start was interrupted before the first checkpoint)" if staging_dirs(self.path) else ""
             raise CheckpointError(

@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ..options import seed
+
 
 def _floats(text: str) -> list[float]:
     import argparse
@@ -141,7 +143,7 @@ def _add_baseline(sub) -> None:
         default="float32",
         help="distance computation (see flowgan.analysis.gmm; default float32)",
     )
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=seed, default=0)
     g.add_argument("--out", help="output directory (default analysis/gmm-<dataset>-<time>)")
     g.add_argument("--no-progress", action="store_true")
     g.set_defaults(func=_cmd_baseline_gmm)
@@ -240,7 +242,7 @@ def _add_analyze(sub) -> None:
     lk.add_argument(
         "--kde-val", type=_positive, default=1000, help="validation images for the KDE bandwidth (default 1000)"
     )
-    lk.add_argument("--seed", type=int, default=0)
+    lk.add_argument("--seed", type=seed, default=0)
     lk.add_argument("--device", default="auto", help="auto (default: cuda if available), cpu, cuda, cuda:1, ...")
     lk.add_argument("--out", help="output directory (default analysis/likelihoods-<time>)")
     lk.add_argument("--no-progress", action="store_true")
@@ -289,7 +291,7 @@ def _add_analyze(sub) -> None:
         default="auto",
         help="auto: eigenvalues of J^T J when cond(J) <= 1e4, LAPACK SVD otherwise; svd: always the SVD",
     )
-    jc.add_argument("--seed", type=int, default=0)
+    jc.add_argument("--seed", type=seed, default=0)
     jc.add_argument("--device", default="auto", help="auto (default: cuda if available), cpu, cuda, ...")
     jc.add_argument("--title", help="figure title")
     jc.add_argument("--out", help="output directory (default analysis/jacobian-<time>)")

@@ -10,6 +10,7 @@ import json
 import time
 from pathlib import Path
 
+from ..options import seed
 from .registry import SCORES
 
 
@@ -61,7 +62,7 @@ def register(sub) -> None:
     )
     t.add_argument("--out", metavar="PATH", help="classifier file to write (default: the cache, <dataset>.pt)")
     t.add_argument("--device", default="auto", help="auto (default), cpu, cuda, ...")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=seed, default=0)
     t.add_argument(
         "--augment", choices=["standard", "flow"], default="standard",
         help="standard: dequantization and shifts (flips for colour); flow: also the flow-like pixel noise of the "
