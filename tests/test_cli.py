@@ -309,3 +309,11 @@ def test_resuming_a_staging_directory_names_the_run_it_was_to_become(capsys, tmp
     err = capsys.readouterr().err
     assert_one_line_error(code, err)
     assert f"--out {tmp_path / 'myrun'}" in err and "staging directory" in err
+
+
+def test_every_line_training_writes_is_well_formed(trained_run):
+    """The reader's notion of a well-formed record covers everything the writer writes."""
+    from flowgan.rundir import read_records
+
+    records, skipped = read_records(trained_run / "metrics.jsonl")
+    assert skipped == 0 and {r["kind"] for _, r in records} >= {"train", "eval"}

@@ -9,7 +9,7 @@ import torch
 from flowgan.checkpoint import AUTO_CHECKPOINTS, choose_checkpoint, read_run_config, resolve_checkpoint
 from flowgan.config import TrainConfig
 from flowgan.errors import CheckpointError, FlowganError
-from flowgan.rundir import check_output
+from flowgan.rundir import check_output, read_metrics
 from flowgan.runs import Run, load_run
 from flowgan.training import Trainer
 
@@ -152,3 +152,70 @@ def test_check_output_is_decided_by_the_nearest_run_or_reproduction(tmp_path):
             check_output(bad, "-o")
     for fine in (run / "eval" / "e.json", repro / "figure.png", tmp_path / "elsewhere.json", None):
         check_output(fine, "-o")
+
+
+MALFORMED = [
+    b'{"kind": "train", "step": 3, "loss": 1.',  # cut by a kill
+    b"not json",
+    b"[1, 2]",
+    b"7",
+    b'"text"',
+    b'{"kind": "eval", "step": "3"}',
+    b'{"kind": "eval", "step": -1}',
+    b'{"kind": "eval", "step": true}',
+    b'{"kind": 5, "step": 3}',
+    b'{"kind": "eval", "step": 3, "val_nll_nats": "low"}',
+    b'{"kind": "eval", "step": 3, "val_nll_nats": [1]}',
+    b'{"kind": "event", "step": 3, "event": 1}',
+    b'{"kind": "train", "step": 3, "loss": 1.0, "x": "\xff\xfe"}',  # not UTF-8
+]
+
+
+def test_one_reader_skips_and_counts_every_malformed_metrics_line(tmp_path):
+    """Every malformed line (cut, not JSON, not an object, a step that is not an integer >= 0,
+    text where a number belongs, bytes that are not UTF-8) is skipped and counted the same way,
+    by read_metrics, by the report's reader and on resume (truncate_metrics)."""
+    from flowgan.reproduce.inputs import _read_metrics
+    from flowgan.rundir import read_records, truncate_metrics
+
+    good = [
+        b'{"kind": "train", "step": 1, "loss": 2.5, "lr": 0.001}',
+        b'{"kind": "eval", "step": 2, "val_nll_nats": NaN, "classifier": "mnist-robust@abc"}',
+        b'{"kind": "event", "step": 5, "event": "interrupted", "signal": "SIGTERM"}',
+    ]
+    (tmp_path / "metrics.jsonl").write_bytes(b"\n".join(good[:1] + MALFORMED + good[1:]) + b"\n")
+    with pytest.warns(RuntimeWarning, match=f"skipped {len(MALFORMED)} malformed"):
+        records, skipped = read_records(tmp_path / "metrics.jsonl")
+    assert skipped == len(MALFORMED) and [r["step"] for _, r in records] == [1, 2, 5]
+    with pytest.warns(RuntimeWarning):
+        assert [r["step"] for r in read_metrics(tmp_path, "eval")] == [2]
+    with pytest.warns(RuntimeWarning):
+        evals, trains, skipped = _read_metrics(tmp_path)
+    assert (len(evals), len(trains), skipped) == (1, 1, len(MALFORMED))
+    with pytest.warns(RuntimeWarning):
+        truncate_metrics(tmp_path / "metrics.jsonl", 2)
+    records, skipped = read_records(tmp_path / "metrics.jsonl")
+    assert skipped == 0 and [r["step"] for _, r in records] == [1, 2]
+
+
+def test_the_report_skips_and_counts_malformed_reproduce_json_fields(tmp_path):
+    from flowgan.reproduce.inputs import ReproductionData
+    from flowgan.reproduce.report import build_report
+
+    (tmp_path / "reproduce.json").write_text("[1, 2]")
+    with pytest.warns(RuntimeWarning, match="not a readable JSON object"):
+        assert ReproductionData(tmp_path).meta == {}
+    meta = {"preset": "quick", "stages": {"train-mle": "done", "gmm": {"status": "done", "seconds": 3}},
+            "notes": [1, "a note"], "paper": "svhn", "steps": "300", "unit": "nats"}  # fmt: skip
+    (tmp_path / "reproduce.json").write_text(json.dumps(meta))
+    (tmp_path / "runs" / "mle").mkdir(parents=True)
+    (tmp_path / "runs" / "mle" / "metrics.jsonl").write_text('{"kind": "eval", "step": "x"}\n')
+    with pytest.warns(RuntimeWarning, match="malformed"):
+        d = ReproductionData(tmp_path)
+    assert d.meta == {"preset": "quick", "stages": {"gmm": {"status": "done", "seconds": 3}},
+                      "notes": ["a note"], "unit": "nats"}  # fmt: skip
+    assert d.skipped == {"reproduce.json": 4, "runs/mle/metrics.jsonl": 1}
+    with pytest.warns(RuntimeWarning):
+        report = build_report(tmp_path).read_text()
+    assert "4 malformed record(s) of reproduce.json skipped" in report
+    assert "1 malformed record(s) of runs/mle/metrics.jsonl skipped" in report

@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -404,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
 
     debug = bool(os.environ.get("FLOWGAN_DEBUG"))
     previous = _stop_on_sigterm()
+    formatwarning = warnings.formatwarning  # a warning is one line too: "flowgan: warning: ..."
+    warnings.formatwarning = lambda message, *a, **k: f"flowgan: warning: {message}\n"
     try:
         _check_outputs(args)
         return args.func(args)
@@ -435,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     finally:
+        warnings.formatwarning = formatwarning
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 

@@ -168,37 +168,73 @@ def jsonable(obj):
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
 
+#: the fields of a metrics record that hold text; every other field holds a number, a boolean or null
+TEXT_FIELDS = frozenset({"kind", "classifier", "collapse_classifier", "event", "message", "signal", "stopped_by"})
+
+
+def well_formed(record: Any) -> bool:
+    """Whether ``record`` has the shape of a metrics.jsonl record: an object with a text ``kind``,
+    an integer ``step >= 0``, text in :data:`TEXT_FIELDS` and numbers (or null) elsewhere."""
+    if not isinstance(record, dict) or not isinstance(record.get("kind"), str):
+        return False
+    step = record.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        return False
+    for key, value in record.items():
+        if key in TEXT_FIELDS:
+            if not isinstance(value, str):
+                return False
+        elif value is not None and not isinstance(value, (int, float)):
+            return False
+    return True
+
+
+def read_records(path: str | Path) -> tuple[list[tuple[str, dict[str, Any]]], int]:
+    """The one reader of a ``metrics.jsonl``: ``([(line, record), ...], skipped)`` where every
+    line that is cut (by a kill), not UTF-8, not JSON or not :func:`well_formed` is skipped and
+    counted the same way; a warning names the file and the count. A missing file reads as empty."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return [], 0
+    out, skipped = [], 0
+    for chunk in raw.split(b"\n"):
+        if not chunk.strip():
+            continue
+        try:
+            line = chunk.decode("utf-8")
+            record = json.loads(line)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            record = None
+        if well_formed(record):
+            out.append((line, record))
+        else:
+            skipped += 1
+    if skipped:
+        warnings.warn(f"{path}: skipped {skipped} malformed line(s)", RuntimeWarning, stacklevel=2)
+    return out, skipped
+
+
 def truncate_metrics(path: Path, step: int) -> None:
-    """Drop log lines written after the checkpoint a run resumes from (they will be redone)."""
+    """Drop log lines written after the checkpoint a run resumes from (they will be redone), and
+    malformed ones (:func:`read_records`)."""
     if not path.exists():
         return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by a kill
-        if rec.get("step", 0) <= step:
-            keep.append(line)
+    records, _ = read_records(path)
+    keep = [line for line, record in records if record["step"] <= step]
     tmp = path.with_name(".metrics.jsonl.tmp")
     tmp.write_text("".join(k + "\n" for k in keep))
     tmp.replace(path)
 
 
 def read_metrics(run_dir: str | Path, kind: str | None = None) -> list[dict[str, Any]]:
-    """The records of a run's ``metrics.jsonl`` (optionally only those of one ``kind``)."""
+    """The well-formed records of a run's ``metrics.jsonl`` (optionally only those of one ``kind``;
+    malformed lines skipped and counted by :func:`read_records`)."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         raise FlowganError(f"{run_dir} has no metrics.jsonl")
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if kind is None or rec.get("kind") == kind:
-            out.append(rec)
-    return out
+    return [r for _, r in read_records(path)[0] if kind is None or r["kind"] == kind]
 
 
 class RunDirectory:

@@ -23,10 +23,57 @@ from .presets import OBJECTIVES, PAPER, PRESETS
 
 
 def _read_json(path: Path) -> dict | None:
+    """A JSON object file, or ``None`` when it is missing, unreadable or not an object (then a
+    warning names it)."""
+    import warnings
+
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        value = json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
         return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        value = None
+    if not isinstance(value, dict):
+        warnings.warn(f"{path}: not a readable JSON object; skipped", RuntimeWarning, stacklevel=2)
+        return None
+    return value
+
+
+#: the fields of reproduce.json the report reads, and what each must be
+META_FIELDS = {
+    "preset": str, "description": str, "paper": str, "score": str, "unit": str, "dim": int, "steps": int,
+    "budget_minutes": (int, float), "stages": dict, "notes": list,
+}  # fmt: skip
+
+
+def read_reproduction_meta(path: Path) -> tuple[dict, int]:
+    """The one reader of ``reproduce.json`` for the report: ``(meta, skipped)``, every field of
+    the wrong type (a stage that is not an object, a note that is not text, a paper flowgan does not
+    know) dropped and counted; a warning names the file and the count."""
+    import warnings
+
+    meta = _read_json(path) or {}
+    skipped = 0
+    for key, kind in META_FIELDS.items():
+        value = meta.get(key)
+        if value is None:
+            continue
+        bad = isinstance(value, bool) or not isinstance(value, kind)
+        bad = bad or (key == "paper" and value not in PAPER) or (key == "unit" and value not in ("nats", "bpd"))
+        if key == "stages" and not bad:
+            good = {k: v for k, v in value.items() if isinstance(v, dict)}
+            skipped += len(value) - len(good)
+            meta[key] = value = good
+        if key == "notes" and not bad:
+            good = [n for n in value if isinstance(n, str)]
+            skipped += len(value) - len(good)
+            meta[key] = good
+        if bad:
+            del meta[key]
+            skipped += 1
+    if skipped:
+        warnings.warn(f"{path}: skipped {skipped} malformed field(s)", RuntimeWarning, stacklevel=2)
+    return meta, skipped
 
 
 def _run_config(run_dir: Path) -> TrainConfig | None:
@@ -40,18 +87,14 @@ def _run_config(run_dir: Path) -> TrainConfig | None:
         return None
 
 
-def _read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
-    evals, trains = [], []
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return evals, trains
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        (evals if rec.get("kind") == "eval" else trains if rec.get("kind") == "train" else []).append(rec)
-    return evals, trains
+def _read_metrics(run_dir: Path) -> tuple[list[dict], list[dict], int]:
+    """``(eval records, train records, malformed lines skipped)`` of a run's metrics.jsonl."""
+    from ..rundir import read_records
+
+    records, skipped = read_records(run_dir / "metrics.jsonl")
+    evals = [r for _, r in records if r["kind"] == "eval"]
+    trains = [r for _, r in records if r["kind"] == "train"]
+    return evals, trains, skipped
 
 
 class ReproductionData:
@@ -59,7 +102,9 @@ class ReproductionData:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
-        self.meta = _read_json(self.root / "reproduce.json") or {}
+        self.meta, meta_skipped = read_reproduction_meta(self.root / "reproduce.json")
+        #: what the readers skipped, by file: the report lists it
+        self.skipped: dict[str, int] = {"reproduce.json": meta_skipped} if meta_skipped else {}
         preset = PRESETS.get(self.meta.get("preset", ""))
         self.paper_name = self.meta.get("paper") or (preset.paper if preset else "mnist")
         self.paper = PAPER[self.paper_name]
@@ -69,7 +114,9 @@ class ReproductionData:
         self.configs: dict[str, TrainConfig | None] = {}  # None: the run has no readable config.json
         for obj in OBJECTIVES:
             run = self.root / "runs" / obj
-            self.evals[obj], self.trains[obj] = _read_metrics(run)
+            self.evals[obj], self.trains[obj], skipped = _read_metrics(run)
+            if skipped:
+                self.skipped[f"runs/{obj}/metrics.jsonl"] = skipped
             self.configs[obj] = _run_config(run)
         self.results = {obj: _read_json(self.root / "eval" / f"{obj}.json") for obj in OBJECTIVES}
         self.gmm = _read_json(self.root / "gmm" / "gmm.json")

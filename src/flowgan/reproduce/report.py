@@ -361,7 +361,10 @@ def build_report(root: str | Path) -> Path:
     ]
     for c in claims:
         md.append(f"| {c.key} | {c.statement} | **{c.verdict}** | {c.evidence} |")
-    notes = d.meta.get("notes") or []
+    notes = list(d.meta.get("notes") or [])
+    notes += [
+        f"{n} malformed record(s) of {where} skipped when this report was built" for where, n in d.skipped.items()
+    ]
     if notes:
         md += ["", "## Notes", "", *[f"* {n}" for n in notes]]
     path = d.root / "report.md"
