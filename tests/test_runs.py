@@ -30,9 +30,12 @@ def run_dir(trained, tmp_path):
 
 
 def _set_scores(run_dir, scores):
-    info = json.loads((run_dir / "config.json").read_text())
-    info["config"]["score_metrics"] = scores
-    (run_dir / "config.json").write_text(json.dumps(info))
+    """Make the run one that computes ``scores``: in its latest checkpoint, the one truth of its
+    configuration (config.json is not read when the checkpoint carries one)."""
+    path = run_dir / "checkpoints" / "latest.pt"
+    state = torch.load(path, weights_only=True)
+    state["config"]["score_metrics"] = scores
+    torch.save(state, path)
 
 
 def test_load_run_gives_the_model_the_typed_config_and_the_step(run_dir):
@@ -79,8 +82,17 @@ def test_a_checkpoint_the_run_never_writes_is_an_error_naming_what_it_has(run_di
         assert "\n" not in msg and repr(which) in msg and "best_nll, latest" in msg
 
 
-def test_without_a_config_every_best_name_falls_back(run_dir):
+def test_the_latest_checkpoint_is_the_runs_config_and_without_any_every_best_name_falls_back(run_dir):
+    info = json.loads((run_dir / "config.json").read_text())
+    info["config"]["lr"] = 0.5  # an edited config.json does not change what the run was
+    (run_dir / "config.json").write_text(json.dumps(info))
+    assert read_run_config(run_dir) == CONFIG
     (run_dir / "config.json").unlink()
+    assert read_run_config(run_dir) == CONFIG
+    path = run_dir / "checkpoints" / "latest.pt"
+    state = torch.load(path, weights_only=True)
+    del state["config"]
+    torch.save(state, path)
     assert read_run_config(run_dir) is None
     assert choose_checkpoint(run_dir, "best_is")[1] == "latest"
     assert load_run(run_dir, "best_nll").config == CONFIG  # the checkpoint still carries it

@@ -258,3 +258,36 @@ def test_sigint_to_a_training_process_stops_it_with_a_checkpoint_to_resume(tmp_p
     )
     assert resumed.returncode == 0, resumed.stderr
     assert _final_state(run_dir)["step"] == event["step"] + 2
+
+
+@pytest.mark.parametrize("damage", ["edited", "deleted", "garbage", "none"])
+def test_config_json_follows_the_checkpoint_on_resume(tmp_path, mnist5k, damage):
+    """The checkpoint's configuration is the one truth: resume, evaluate and report use it, and a
+    resume rewrites config.json from it, saying so when the file was missing or disagreed."""
+    import warnings
+
+    from flowgan.checkpoint import read_run_config
+
+    run = tmp_path / "run"
+    Trainer(_cfg(max_steps=4, eval_every=4, lr=1e-3), run, data=mnist5k, progress=False).fit()
+    path = run / "config.json"
+    if damage == "edited":
+        info = json.loads(path.read_text())
+        info["config"]["lr"], info["config"]["model"] = 0.5, "nice-mnist"
+        path.write_text(json.dumps(info))
+        assert read_run_config(run).lr == 1e-3 and read_run_config(run).model == "nice-small"
+    elif damage == "deleted":
+        path.unlink()
+    elif damage == "garbage":
+        path.write_text("[1, 2")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Trainer(_cfg(max_steps=6, eval_every=4), run, resume=True, data=mnist5k, progress=False).fit()
+    said = [str(w.message) for w in caught if "config.json" in str(w.message)]
+    if damage == "none":
+        assert said == []  # a resume that changes only --max-steps agrees with the checkpoint
+    else:
+        assert len(said) == 1 and "rewritten from the checkpoint" in said[0]
+        assert damage != "edited" or "lr, model" in said[0]
+    written = json.loads(path.read_text())["config"]
+    assert (written["lr"], written["model"], written["max_steps"]) == (1e-3, "nice-small", 6)

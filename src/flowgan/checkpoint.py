@@ -207,8 +207,17 @@ def config_from_dict(values: dict[str, Any], where: str | Path) -> TrainConfig:
 
 
 def read_run_config(run: str | Path) -> TrainConfig | None:
-    """The configuration in ``RUN/config.json`` (a :class:`TrainConfig`, read as
-    :func:`config_from_dict` does), or ``None`` if the run has no readable one."""
+    """The configuration of a run: its latest checkpoint's (the one the weights were trained with,
+    resumes included: the one source of truth), else ``RUN/config.json``'s for a run without a
+    readable checkpoint (read as :func:`config_from_dict` does), else ``None``."""
+    latest = checkpoint_path(run)
+    if latest.is_file():
+        try:
+            values = load_checkpoint(latest).get("config")
+        except CheckpointError:
+            values = None
+        if isinstance(values, dict) and values:
+            return config_from_dict(values, latest)
     path = Path(run) / "config.json"
     try:
         info = json.loads(path.read_text())
@@ -216,6 +225,38 @@ def read_run_config(run: str | Path) -> TrainConfig | None:
         return None
     values = info.get("config") if isinstance(info, dict) else None
     return config_from_dict(values, path) if isinstance(values, dict) else None
+
+
+#: what ``flowgan train --resume`` may change in a run's configuration
+RESUMABLE = ("epochs", "max_steps", "time_limit")
+
+
+def record_run_config(run: str | Path, info: dict[str, Any], stored: dict[str, Any]) -> None:
+    """On resume: rewrite ``RUN/config.json`` (atomically) from ``info``, whose configuration is the
+    checkpoint's as resumed, so that config.json never states what the run did not use. A file that
+    was missing, unreadable or disagreed with the checkpoint's configuration ``stored`` (beyond
+    :data:`RESUMABLE`) is named in a one-line warning with the fields."""
+    import warnings
+
+    path = Path(run) / "config.json"
+    try:
+        old = json.loads(path.read_text()).get("config")
+    except (OSError, ValueError, AttributeError):
+        old = None
+    if not isinstance(old, dict):
+        warnings.warn(f"{path} was missing or unreadable; rewritten from the checkpoint", RuntimeWarning, stacklevel=2)
+    else:
+        stored = json.loads(json.dumps(stored))  # tuples as JSON lists, as config.json holds them
+        differ = sorted(k for k in set(old) | set(stored) if k not in RESUMABLE and old.get(k) != stored.get(k))
+        if differ:
+            warnings.warn(
+                f"{path} disagreed with the checkpoint in {', '.join(differ)}; rewritten from the checkpoint",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    tmp = path.with_name(".config.json.tmp")
+    tmp.write_text(json.dumps(info, indent=2, sort_keys=True))
+    tmp.replace(path)
 
 
 def resolve_checkpoint(run_or_ckpt: str | Path, which: str = "best_nll") -> Path:

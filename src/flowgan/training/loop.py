@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import load_checkpoint
+from ..checkpoint import load_checkpoint, record_run_config
 from ..config import TrainConfig
 from ..data_input import as_dataset
 from ..errors import FlowganError, NonFiniteError
@@ -90,6 +90,7 @@ class Trainer:
         checkpoint = None
         if resume:
             checkpoint = load_checkpoint(self.dir.resumable_checkpoint())
+            self.stored_config = TrainConfig.from_dict(checkpoint["config"]).to_dict()
             config = resumed_config(checkpoint, config, resume_changes or {})
         elif config is None:
             raise FlowganError("a config is needed to start a run")
@@ -226,6 +227,9 @@ class Trainer:
         if reloaded:
             self.state = restore_state(load_checkpoint(self.dir.latest), self.modules, self.state)
         self.dir.continue_log(self.state.step)
+        if ctx.is_main:  # config.json follows the checkpoint: the one source of truth
+            info = run_info(ctx.config, self.modules, ctx.dataset, ctx.device, ctx.world_size)
+            record_run_config(self.dir.path, info, self.stored_config)
         state, limit = self.state, ctx.config.time_limit
         ended = (total is not None and state.step >= total) or (limit is not None and state.elapsed >= limit)
         if state.last_eval_step == state.step and ended:
