@@ -453,10 +453,16 @@ def test_resuming_a_finished_run_is_a_no_op(tmp_path, capsys):
 def test_a_resume_removes_temporary_files_of_a_killed_writer(tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert run_cli(capsys, *_train_args(run_dir))[0] == 0
-    orphan = run_dir / "checkpoints" / ".latest.pt.tmp4242"
-    orphan.write_bytes(b"half a checkpoint")
+    orphans = [
+        run_dir / "checkpoints" / ".latest.pt.tmp4242",  # older flowgan's name
+        run_dir / "checkpoints" / ".latest.pt.tmp4242.pt",
+        run_dir / ".config.json.tmp4242.json",
+        run_dir / ".metrics.jsonl.tmp",
+    ]
+    for orphan in orphans:
+        orphan.write_bytes(b"half a file")
     assert run_cli(capsys, "train", "--resume", run_dir, "--max-steps", "3")[0] == 0
-    assert not orphan.exists()
+    assert not any(orphan.exists() for orphan in orphans)
 
 
 def test_a_full_disk_at_a_checkpoint_is_one_line_and_the_log_stays_behind_it(tmp_path, capsys, monkeypatch):

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from .atomic import replacing, temporary_name, write_json
 from .config import TrainConfig
 from .errors import CheckpointError, FlowganError
 
@@ -67,24 +68,16 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     file that the next resume of the run removes). A failed write (disk full, read-only) raises
     ``OSError`` naming ``path``, and the old file stays."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            out = _Writes(f)
-            try:
-                torch.save(obj, out)
-                f.flush()
-                os.fsync(f.fileno())
-            except (OSError, RuntimeError) as e:
-                cause = out.error or (e if isinstance(e, OSError) else None)
-                if cause is None:
-                    raise
-                raise OSError(cause.errno, cause.strerror, str(path)) from None
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with replacing(path) as tmp, open(tmp, "wb") as f:
+        out = _Writes(f)
+        try:
+            torch.save(obj, out)
+            f.flush()
+        except (OSError, RuntimeError) as e:
+            cause = out.error or (e if isinstance(e, OSError) else None)
+            if cause is None:
+                raise
+            raise OSError(cause.errno, cause.strerror, str(path)) from None
 
 
 def link_or_copy(src: str | Path, dst: str | Path) -> None:
@@ -93,9 +86,8 @@ def link_or_copy(src: str | Path, dst: str | Path) -> None:
     import shutil
 
     src, dst = Path(src), Path(dst)
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-    if tmp.exists():
-        tmp.unlink()
+    tmp = temporary_name(dst)
+    tmp.unlink(missing_ok=True)
     try:
         os.link(src, tmp)
     except OSError:
@@ -254,9 +246,7 @@ def record_run_config(run: str | Path, info: dict[str, Any], stored: dict[str, A
                 RuntimeWarning,
                 stacklevel=2,
             )
-    tmp = path.with_name(".config.json.tmp")
-    tmp.write_text(json.dumps(info, indent=2, sort_keys=True))
-    tmp.replace(path)
+    write_json(path, info, sort_keys=True)
 
 
 def resolve_checkpoint(run_or_ckpt: str | Path, which: str = "best_nll") -> Path:

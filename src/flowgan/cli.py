@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
+from .atomic import write_text
 from .options import seed
 
 EXIT_USAGE, EXIT_NONFINITE, EXIT_INTERRUPTED = 2, 3, 130
@@ -237,8 +238,7 @@ def _cmd_evaluate(args) -> int:
         )
     out = Path(args.output) if args.output else _default_eval_path(args.run, ckpt_path, args.split)
     print(json.dumps(result, indent=2), flush=True)  # first: a file that cannot be written loses nothing
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_text(out, json.dumps(result, indent=2) + "\n")
     _err(f"flowgan: wrote {out}")
     return 0
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import replacing
+
 
 def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> np.ndarray:
     """Tile ``(N, C, H, W)`` images in ``[0, 1]`` into one ``uint8`` array ``(H', W', C)``."""
@@ -32,6 +34,6 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, s
     if scale > 1:
         arr = arr.repeat(scale, axis=0).repeat(scale, axis=1)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(path)
+    with replacing(path) as tmp:
+        Image.fromarray(arr).save(tmp, format="PNG")
     return path

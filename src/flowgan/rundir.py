@@ -27,6 +27,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from .atomic import is_temporary, write_json, write_text
 from .checkpoint import atomic_save, checkpoint_path
 from .errors import CheckpointError, FlowganError
 
@@ -108,8 +109,6 @@ RUN_ENTRIES = {
     "tb",
     "eval",
     LOCK_NAME,
-    ".config.json.tmp",
-    ".metrics.jsonl.tmp",
 }
 
 
@@ -150,7 +149,7 @@ def failed_start(run_dir: Path) -> bool:
     before atomic creation): config.json, no checkpoint, only flowgan's files, no live holder."""
     if not (run_dir / "config.json").is_file() or checkpoint_path(run_dir).exists():
         return False
-    if any(p.name not in RUN_ENTRIES for p in run_dir.iterdir()):
+    if any(p.name not in RUN_ENTRIES and not is_temporary(p.name) for p in run_dir.iterdir()):
         return False
     lock = RunLock(run_dir)
     try:
@@ -223,9 +222,7 @@ def truncate_metrics(path: Path, step: int) -> None:
         return
     records, _ = read_records(path)
     keep = [line for line, record in records if record["step"] <= step]
-    tmp = path.with_name(".metrics.jsonl.tmp")
-    tmp.write_text("".join(k + "\n" for k in keep))
-    tmp.replace(path)
+    write_text(path, "".join(k + "\n" for k in keep))
 
 
 def read_metrics(run_dir: str | Path, kind: str | None = None) -> list[dict[str, Any]]:
@@ -335,9 +332,7 @@ class RunDirectory:
             self.path, self.final = self.final, None
             raise OSError(e.errno, f"cannot create the run directory: {e.strerror}", str(self.path)) from None
         self.lock = RunLock(self.path).acquire()
-        tmp = self.path / ".config.json.tmp"
-        tmp.write_text(json.dumps(info, indent=2, sort_keys=True))
-        tmp.replace(self.path / "config.json")
+        write_json(self.path / "config.json", info, sort_keys=True)
         # TensorBoard starts in publish()
 
     def reopen(self) -> bool:
@@ -358,8 +353,9 @@ class RunDirectory:
         past the checkpoint (they will be redone), open TensorBoard."""
         if not self.active:
             return
-        for orphan in [*(self.path / "checkpoints").glob(".*.tmp*"), *self.path.glob(".*.tmp")]:
-            orphan.unlink(missing_ok=True)  # temporary files of a process killed while writing
+        for orphan in [*(self.path / "checkpoints").glob(".*"), *self.path.glob(".*")]:
+            if is_temporary(orphan.name) and orphan.is_file():
+                orphan.unlink()  # temporary files of a process killed while writing
         truncate_metrics(self.metrics, step)
         self._metrics_size = self.metrics.stat().st_size if self.metrics.exists() else 0
         self._open_writer()

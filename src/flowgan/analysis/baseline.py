@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_json, write_text
 from ..errors import FlowganError
-from .common import write_json
 
 
 @dataclass(frozen=True)
@@ -142,8 +142,8 @@ class GmmBaseline:
         record["sample_grids"] = {s: str(save_grid(x, out / f"samples_sigma_{s:.4g}.png")) for s, x in self.grids}
         fig = plot_mixture_vs_run(record, out / "gmm_vs_run.png", unit=self.unit, score_name=self.score_name)
         record["figure"] = str(fig)
-        write_json(out / "gmm.json", record)
-        (out / "gmm.md").write_text(gmm_markdown(record))
+        write_text(out / "gmm.md", gmm_markdown(record))
+        write_json(out / "gmm.json", record)  # last: the record
         self.record = record
         return fig
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,17 +35,3 @@ def run_labels(runs: Sequence[str | Path], labels: Sequence[str] | None = None) 
     if len(set(names)) != len(names):
         names = [str(r) for r in runs]
     return names
-
-
-def _json_default(o):
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def write_json(path: Path, obj: Any) -> Path:
-    """``obj`` as indented JSON (tensors and arrays as lists, paths as strings), with a final newline."""
-    path.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
-    return path

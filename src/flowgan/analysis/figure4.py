@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..atomic import replacing, write_json, write_text
 from ..errors import FlowganError
-from .common import run_labels, write_json
+from .common import run_labels
 
 NOTE = (
     "G includes the final sigmoid; mean_logdet = mean over samples of sum_i log s_i; mean_logdet_flow = log|det "
@@ -116,11 +117,12 @@ class JacobianAnalysis:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         fig = plot_singular_value_cdf(self.curves(), out / "figure4.png", title=title)
-        np.savez_compressed(
-            out / "spectra.npz", **{f"{i:02d}_{r['label']}": v for i, (r, v) in enumerate(zip(self.rows, self.spectra))}
-        )
-        write_json(out / "jacobian.json", self.to_dict(fig, out / "spectra.npz"))
-        (out / "jacobian.md").write_text(self.markdown())
+        with replacing(out / "spectra.npz") as tmp:
+            np.savez_compressed(
+                tmp, **{f"{i:02d}_{r['label']}": v for i, (r, v) in enumerate(zip(self.rows, self.spectra))}
+            )
+        write_text(out / "jacobian.md", self.markdown())
+        write_json(out / "jacobian.json", self.to_dict(fig, out / "spectra.npz"))  # last: the record
         return fig
 
 

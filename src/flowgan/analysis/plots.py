@@ -16,6 +16,8 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..atomic import save_figure
+
 
 def _pyplot():
     import matplotlib
@@ -119,11 +121,7 @@ def plot_mixture_vs_run(
     top.legend(handles, labels, fontsize=8, loc="best", framealpha=0.9)
     ax.set_title(title or f"Gaussian mixture baseline on {sweep.get('dataset', '')}".strip())
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def plot_singular_value_cdf(curves: dict[str, Any], path: str | Path, *, title: str | None = None) -> Path:
@@ -149,8 +147,4 @@ def plot_singular_value_cdf(curves: dict[str, Any], path: str | Path, *, title: 
     ax.legend(fontsize=8, loc="upper left")
     ax.set_title(title or "Singular values of the generator's Jacobian")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)

@@ -27,8 +27,9 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_json, write_text
 from ..errors import FlowganError
-from .common import run_labels, write_json
+from .common import run_labels
 
 METHODS = ("exact", "ais", "kde")
 NAMES = {"exact": "Flow-GAN NLL (exact)", "ais": "AIS", "kde": "KDE"}
@@ -162,9 +163,8 @@ class LikelihoodTable:
         """``OUT/table3.json`` and ``OUT/table3.md``; returns the JSON's path."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        path = write_json(out / "table3.json", self.to_dict())
-        (out / "table3.md").write_text(self.markdown())
-        return path
+        write_text(out / "table3.md", self.markdown())
+        return write_json(out / "table3.json", self.to_dict())  # last: the record
 
 
 def likelihood_table(

@@ -10,6 +10,7 @@ import json
 import time
 from pathlib import Path
 
+from ..atomic import write_text
 from ..options import seed
 from .registry import SCORES
 
@@ -230,9 +231,7 @@ def _cmd_classifier_check(args) -> int:
         mode = f"{r['mode']:.2f} ± {r['mode_std']:.2f}" if "mode" in r else "—"
         err(f"  {r['noise']:<22} {acc:>9} {r['is']:>6.2f} ± {r['is_std']:.2f} {mode:>13}")
     if args.output:
-        out = Path(args.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n")
+        out = write_text(args.output, text + "\n")
         err(f"flowgan: wrote {out}")
     return 0
 
@@ -294,8 +293,6 @@ def _cmd_score(args) -> int:
     text = json.dumps(result, indent=2)
     print(text)
     if args.output:
-        out = Path(args.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n")
+        out = write_text(args.output, text + "\n")
         err(f"flowgan: wrote {out}")
     return 0

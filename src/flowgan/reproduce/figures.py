@@ -14,6 +14,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from ..atomic import replacing, save_figure
 from .inputs import ReproductionData
 from .presets import LABELS, OBJECTIVES
 
@@ -41,9 +42,7 @@ def figure_samples(d: ReproductionData, path: Path) -> Path | None:
         ax.axis("off")
     fig.suptitle(f"Figure 1 analog: samples of the best-{d.score.upper()} checkpoints")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def figure_curves(d: ReproductionData, path: Path) -> Path | None:
@@ -108,9 +107,7 @@ def figure_curves(d: ReproductionData, path: Path) -> Path | None:
         "Figure 2 analog: NLL learning curves (lower is better) and the critic loss; each panel has its own y-scale"
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def figure_scores(d: ReproductionData, path: Path) -> Path | None:
@@ -130,14 +127,13 @@ def figure_scores(d: ReproductionData, path: Path) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def copy_figure(src: Path, dst: Path) -> Path | None:
     """Copy a figure an analysis wrote into the report's folder (``None`` if there is none)."""
     if not src.is_file():
         return None
-    shutil.copyfile(src, dst)
+    with replacing(dst) as tmp:
+        shutil.copyfile(src, tmp)
     return dst

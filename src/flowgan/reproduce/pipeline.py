@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from ..atomic import write_json
 from ..errors import FlowganError
 from .presets import LABELS, OBJECTIVES, PRESETS, Preset
 
@@ -113,10 +114,7 @@ class Reproduction:
             raise FlowganError(f"{self.state_path} is corrupt; move it away to start the reproduction afresh") from None
 
     def _save_state(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_name(".reproduce.json.tmp")
-        tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True))
-        tmp.replace(self.state_path)
+        write_json(self.state_path, self.state, sort_keys=True)
 
     def done(self, stage: str) -> bool:
         return self.state["stages"].get(stage, {}).get("status") == "done"
@@ -329,7 +327,7 @@ class Reproduction:
                 "best_nll": best_nll,
                 "best_score": best_score,
             }
-            (out / f"{obj}.json").write_text(json.dumps(result, indent=2) + "\n")
+            write_json(out / f"{obj}.json", result)
             _say(
                 f"  {LABELS[obj]} (best-validated checkpoint, step {best_nll['step']}): validation NLL "
                 f"{best_nll['val_nll_nats']:.1f} nats ({best_nll['val_nll_bpd']:.3f} bits/dim), test NLL "

@@ -10,6 +10,7 @@ import json
 import math
 from pathlib import Path
 
+from ..atomic import write_text
 from . import claims as C
 from .figures import copy_figure, figure_curves, figure_samples, figure_scores
 from .inputs import ReproductionData
@@ -367,7 +368,5 @@ def build_report(root: str | Path) -> Path:
     ]
     if notes:
         md += ["", "## Notes", "", *[f"* {n}" for n in notes]]
-    path = d.root / "report.md"
-    path.write_text("\n".join(md) + "\n")
-    (d.root / "claims.json").write_text(json.dumps([c.__dict__ for c in claims], indent=2, default=str) + "\n")
-    return path
+    write_text(d.root / "claims.json", json.dumps([c.__dict__ for c in claims], indent=2, default=str) + "\n")
+    return write_text(d.root / "report.md", "\n".join(md) + "\n")  # last: what a reader opens
