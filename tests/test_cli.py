@@ -213,9 +213,9 @@ def test_corrupt_checkpoint_is_one_line(capsys, tmp_path):
     [
         (["evaluate", "/no/such/run"], "neither a run directory nor a checkpoint"),
         (["train", "--model", "dcgan"], "unknown model"),
-        (["train", "--objective", "gan"], "objective must be one of"),
-        (["train", "--batch-size", "0"], "batch size"),
-        (["train", "--batch-size", "many"], "invalid int"),
+        (["train", "--objective", "gan"], "objective (--objective) must be one of"),
+        (["train", "--batch-size", "0"], "argument --batch-size: must be >= 1, got 0"),
+        (["train", "--batch-size", "many"], "argument --batch-size: expected an integer, got 'many'"),
         (["train", "--preset", "imagenet"], "unknown preset"),
         (["train", "--model-option", "widht=3", "--max-steps", "1"], "no option"),
         (["frobnicate"], "invalid choice"),

@@ -18,7 +18,15 @@ FLAGS_OF_0_2 = (
 ).split()
 
 #: values for string fields that the config checks (any other string will do for the rest)
-VALID = {"model": "realnvp-small", "objective": "wgan-gp", "preset": "mnist-adv", "score_metrics": "is,mode"}
+VALID = {
+    "model": "realnvp-small",
+    "objective": "wgan-gp",
+    "preset": "mnist-adv",
+    "score_metrics": "is,mode",
+    "dataset": "digits",
+    "score_classifier": "mnist-clean",
+    "device": "cpu",
+}
 
 
 def _parse(*argv):
@@ -123,9 +131,9 @@ def test_critic_settings_reach_the_config():
             ["--coupling-norm", "none", "--model-option", "norm=batch"],
             "--coupling-norm and --model-option norm=... disagree",
         ),
-        (["--critic-beta1", "1.5"], "critic_beta1 must be in [0, 1)"),
-        (["--min-lr", "-1"], "min_lr must be a number >= 0"),
-        (["--log-every", "0"], "log_every must be >= 1"),
+        (["--critic-beta1", "1.5"], "argument --critic-beta1: must be in [0, 1), got 1.5"),
+        (["--min-lr", "-1"], "argument --min-lr: must be >= 0, got -1"),
+        (["--log-every", "0"], "argument --log-every: must be >= 1, got 0"),
         (["--precision", "fp16"], "invalid choice"),
         (["--model-option", "hidden"], "expected KEY=VALUE"),
     ],

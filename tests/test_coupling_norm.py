@@ -1,5 +1,6 @@
 """NICE's coupling-network batch normalisation (the Flow-GAN code's) and loading older runs."""
 
+import json
 import math
 
 import pytest
@@ -95,6 +96,9 @@ def test_an_old_run_resumes_with_its_unnormalised_architecture(tmp_path):
     ckpt["config"]["model_options"] = {}
     ckpt["model_spec"] = {"name": "nice-small", "overrides": {"shape": [1, 8, 8]}}
     atomic_save(ckpt, path)
+    info = json.loads((tmp_path / "run" / "config.json").read_text())  # written by that flowgan too
+    info["config"]["model_options"] = {}
+    (tmp_path / "run" / "config.json").write_text(json.dumps(info))
     trainer = Trainer(TrainConfig(dataset="digits", max_steps=4), tmp_path / "run", resume=True, progress=False)
     assert not any(isinstance(m, ScalarBatchNorm) for m in trainer.modules.model.modules())
     assert trainer.fit()["step"] == 4

@@ -241,7 +241,7 @@ def test_trained_classifiers_do_not_change_the_default_scores(capsys, tmp_path, 
     "argv, message",
     [
         (["score", "--dataset", "mnist5k", "--metrics", "is,bleu"], "unknown score"),
-        (["score", "--dataset", "mnist5k", "--classifier", "/no/such/file.pt"], "does not exist"),
+        (["score", "--dataset", "mnist5k", "--classifier", "/no/such/file.pt"], "--classifier"),
         (["score", "--dataset", "digits"], "flowgan classifier train --dataset digits"),
         (["score", "--dataset", "mnist5k", "--classifier", "no-such-name"], "no classifier named 'no-such-name'"),
         (["score", "--dataset", "mnist5k", "--samples", "1"], "--samples"),

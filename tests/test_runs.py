@@ -132,7 +132,7 @@ def test_old_configs_with_unknown_and_missing_keys_still_load(run_dir):
     state["config"]["lr"] = -1.0  # a value no version accepts: one line naming the file
     torch.save(state, path)
     with pytest.raises(
-        CheckpointError, match="best_nll.pt: the saved training configuration is invalid: learning rate"
+        CheckpointError, match=r"best_nll.pt: the saved training configuration is invalid: lr \(--lr\) must be > 0"
     ):
         load_run(run_dir)
 

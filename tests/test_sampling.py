@@ -206,7 +206,7 @@ def test_sample_with_a_temperature(capsys, digit_run, tmp_path):
     for bad in ("-1", "nan", "inf"):
         code, _, err = run(capsys, "sample", str(digit_run), "-n", "4", "--temperature", bad)
         assert_one_line_error(code, err)
-        assert "--temperature must be a finite number >= 0" in err
+        assert f"argument --temperature: must be >= 0, got {bad}" in err
 
 
 def test_interpolate_writes_a_figure(capsys, digit_run, tmp_path):
@@ -225,8 +225,8 @@ def test_interpolate_writes_a_figure(capsys, digit_run, tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--pairs", "0"], "--pairs must be at least 1"),
-        (["--steps", "1"], "--steps must be between 2"),
+        (["--pairs", "0"], "argument --pairs: must be >= 1, got 0"),
+        (["--steps", "1"], "argument --steps: must be in [2, 256], got 1"),
         (["--checkpoint", "nope"], "no checkpoint 'nope'"),
         (["--pairs", "1000"], "1000 pairs need 2000 images"),
     ],

@@ -103,16 +103,18 @@ def load_versioned(
     unreadable: str,
     wrong_format: str,
     error: type[Exception] = CheckpointError,
+    mmap: bool = False,
 ) -> dict[str, Any]:
     """``torch.load(path, weights_only=True)`` of a dict tagged ``{"format": fmt, "version": v}``
     with ``v <= version``, else ``error``: ``unreadable``/``wrong_format`` are the messages (an
-    exception's type is appended to the first)."""
+    exception's type is appended to the first). ``mmap``: tensors are mapped, not read (for a
+    caller that wants the small values of the dict, such as its configuration)."""
     import warnings
 
     try:
         with warnings.catch_warnings():  # torch warns about files that are not its own
             warnings.simplefilter("ignore")
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:
         raise error(f"{unreadable} ({type(e).__name__})") from None
     if not isinstance(obj, dict) or obj.get("format") != fmt:
@@ -122,15 +124,15 @@ def load_versioned(
     return obj
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load and validate a flowgan checkpoint (on the CPU)."""
+def load_checkpoint(path: str | Path, *, mmap: bool = False) -> dict[str, Any]:
+    """Load and validate a flowgan checkpoint (on the CPU; ``mmap``: tensors mapped, not read)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     return load_versioned(
         path, FORMAT, VERSION,
         unreadable=f"checkpoint {path} is corrupt or not a flowgan checkpoint",
-        wrong_format=f"{path} is not a flowgan checkpoint",
+        wrong_format=f"{path} is not a flowgan checkpoint", mmap=mmap,
     )  # fmt: skip
 
 
@@ -205,7 +207,7 @@ def read_run_config(run: str | Path) -> TrainConfig | None:
     latest = checkpoint_path(run)
     if latest.is_file():
         try:
-            values = load_checkpoint(latest).get("config")
+            values = load_checkpoint(latest, mmap=True).get("config")  # the weights are not read
         except CheckpointError:
             values = None
         if isinstance(values, dict) and values:

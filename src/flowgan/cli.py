@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import signal
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .atomic import write_text
-from .options import seed
+from .options import classifier, dataset, device, integer, names, number, seed
 
 EXIT_USAGE, EXIT_NONFINITE, EXIT_INTERRUPTED = 2, 3, 130
 
@@ -150,6 +149,8 @@ class _distributed:
 
 
 def _add_evaluate(sub) -> None:
+    from .metrics.registry import METRICS
+
     p = sub.add_parser(
         "evaluate",
         help="score a run or checkpoint: exact NLL (nats, bits/dim) and sample metrics",
@@ -164,26 +165,34 @@ def _add_evaluate(sub) -> None:
         "score: best_mode, else best_is, else best_nll)",
     )
     p.add_argument(
-        "--metrics", default="nll,collapse", help="comma-separated: nll,collapse,is,mode,fid,kid (default nll,collapse)"
+        "--metrics",
+        type=names(tuple(METRICS), what="metric"),
+        default=["nll", "collapse"],
+        help="comma-separated: nll,collapse,is,mode,fid,kid (default nll,collapse)",
     )
     p.add_argument(
         "--collapse-samples",
-        type=int,
+        type=integer(2),
         default=1000,
         help="samples of the collapse diagnostics (default 1000, as logged in training)",
     )
-    p.add_argument("--dataset", help="evaluate on another dataset than the run's")
+    p.add_argument("--dataset", type=dataset, help="evaluate on another dataset than the run's")
     p.add_argument("--data-dir")
-    p.add_argument("--draws", type=int, default=1, help="dequantization noise draws to average (default 1, seed fixed)")
+    p.add_argument(
+        "--draws", type=integer(1), default=1, help="dequantization noise draws to average (default 1, seed fixed)"
+    )
     p.add_argument("--seed", type=seed, default=0, help="dequantization noise seed (default 0)")
-    p.add_argument("--samples", type=int, help="samples for sample scores (default: 50,000 on a GPU, 10,000 on a CPU)")
+    p.add_argument(
+        "--samples", type=integer(2), help="samples for sample scores (default: 50,000 on a GPU, 10,000 on a CPU)"
+    )
     p.add_argument(
         "--classifier",
+        type=classifier,
         help="classifier for scores (default: the shipped one of the dataset): a name from `flowgan classifier list`, "
         "a path (state dict or TorchScript) or 'inception'",
     )
-    p.add_argument("--batch-size", type=int, default=1000, help="images per batch for the NLL (default 1000)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=integer(1), default=1000, help="images per batch for the NLL (default 1000)")
+    p.add_argument("--device", type=device, default="auto")
     p.add_argument("--output", "-o", help="JSON file to write (default RUN/eval/<checkpoint>_<split>.json)")
     p.set_defaults(func=_cmd_evaluate)
 
@@ -195,17 +204,12 @@ def _cmd_evaluate(args) -> int:
     from .runs import load_run
     from .runtime import resolve_device
 
-    for flag, value in (("--batch-size", args.batch_size), ("--draws", args.draws), ("--samples", args.samples)):
-        if value is not None and value < 1:
-            raise _usage(f"{flag} must be a positive number, got {value}")
     device = resolve_device(args.device)
     run = load_run(args.run, args.checkpoint, device=device)
     model, ckpt_path = run.model, run.checkpoint
     dataset = load_dataset(args.dataset or run.config.dataset, args.data_dir or run.config.data_dir)
     split = dataset.split(args.split)
-    metrics = _parse_metrics(args.metrics)
-    if "collapse" in metrics and args.collapse_samples < 2:
-        raise _usage("--collapse-samples must be at least 2")
+    metrics = args.metrics
     result: dict[str, Any] = {
         "checkpoint": str(ckpt_path),
         "step": run.step,
@@ -243,17 +247,6 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
-def _parse_metrics(text: str) -> list[str]:
-    """``--metrics`` of ``flowgan evaluate``: names of :data:`flowgan.metrics.registry.METRICS`."""
-    from .errors import FlowganError
-    from .metrics.registry import parse_metrics
-
-    try:
-        return parse_metrics(text)
-    except FlowganError as e:
-        raise _usage(str(e)) from None
-
-
 def _collapse(model, dataset, args, device) -> dict:
     """Collapse diagnostics of ``--collapse-samples`` samples (seed ``--seed``), with the dataset's
     score classifier where it has one (``--classifier`` to choose another)."""
@@ -279,7 +272,12 @@ def _add_sample(sub) -> None:
         description="Draw n samples from a trained flow and write them as a grid.",
     )
     p.add_argument("run", metavar="RUN_OR_CKPT")
-    p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
+    p.add_argument(
+        "-n",
+        type=integer(1, MAX_SAMPLES),
+        default=64,
+        help=f"number of samples, 1 to {MAX_SAMPLES:,} (one PNG grid; default 64)",
+    )
     p.add_argument("-o", "--output", help="PNG file (default RUN/samples/sample_<checkpoint>_n<N>_seed<S>[_T<T>].png)")
     p.add_argument(
         "--checkpoint",
@@ -289,13 +287,13 @@ def _add_sample(sub) -> None:
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument(
         "--temperature",
-        type=float,
+        type=number(0),
         default=1.0,
         help="scale of the prior, >= 0 (default 1: the model itself; the std of a normal prior, the scale of a "
         "logistic one; 0: the generator's image of z = 0)",
     )
-    p.add_argument("--nrow", type=int, help="images per row")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--nrow", type=integer(1), help="images per row")
+    p.add_argument("--device", type=device, default="auto")
     p.set_defaults(func=_cmd_sample)
 
 
@@ -310,12 +308,6 @@ def _cmd_sample(args) -> int:
     from .runs import load_run
     from .runtime import resolve_device
 
-    if not 1 <= args.n <= MAX_SAMPLES:
-        raise _usage(f"-n must be between 1 and {MAX_SAMPLES:,} (the samples go into one PNG grid), got {args.n}")
-    if args.nrow is not None and args.nrow < 1:
-        raise _usage(f"--nrow must be positive, got {args.nrow}")
-    if not (math.isfinite(args.temperature) and args.temperature >= 0):
-        raise _usage(f"--temperature must be a finite number >= 0, got {args.temperature}")
     device = resolve_device(args.device)
     run = load_run(args.run, args.checkpoint, device=device)
     output = args.output

@@ -22,6 +22,42 @@ OBJECTIVES = ("mle", "wgan-gp", "ce", "kl", "rkl", "hellinger", "tv", "lsgan")
 SCORE_METRICS = ("is", "mode", "fid", "kid")
 
 
+@dataclass(frozen=True)
+class Bound:
+    """The values a numeric field (and its flag) admits: ``low``/``high``, each inclusive unless
+    ``*_open``; NaN always refused, infinities unless ``finite=False``. One declaration checks both
+    :class:`TrainConfig` and its ``flowgan train`` flag (:func:`flowgan.options.add_config_flags`)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    finite: bool = True
+
+    def admits(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            return False
+        if self.finite and math.isinf(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def __str__(self) -> str:
+        low, high = (v if v is None or isinstance(v, int) else f"{v:g}" for v in (self.low, self.high))
+        if self.low is not None and self.high is not None:
+            return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {low}"
+        return f"{'<' if self.high_open else '<='} {high}"
+
+
+POSITIVE = Bound(0, low_open=True)
+NON_NEGATIVE = Bound(0)
+AT_LEAST_1 = Bound(1)
+BETA = Bound(0, 1, high_open=True)  # Adam's β
+
+
 def option(default: Any = MISSING, *, help: str, factory: Any = MISSING, **flag: Any) -> Any:
     """A :class:`TrainConfig` field and its ``flowgan train`` flag, declared together.
 
@@ -30,7 +66,9 @@ def option(default: Any = MISSING, *, help: str, factory: Any = MISSING, **flag:
     given" (the preset's or the model family's value, else the field's default). ``flag``
     (default ``--field-name``), ``aliases``, ``choices``, ``metavar``; ``scale``: the flag's value
     times ``scale`` is the field's; ``resumable``: ``flowgan train --resume`` may change it;
-    ``shortcuts``: ``{flag: (key, choices, help)}``, flags that set one key of a dict field.
+    ``shortcuts``: ``{flag: (key, choices, help)}``, flags that set one key of a dict field;
+    ``bound``: the :class:`Bound` of a numeric field, checked by the dataclass and by the flag;
+    ``check``: the :mod:`flowgan.options` type that checks a text flag (``dataset``, ``classifier``, ``device``).
     """
     return field(default=default, default_factory=factory, metadata={"help": help, **flag})
 
@@ -42,7 +80,9 @@ class TrainConfig:
 
     # data and model
     dataset: str = option(
-        "mnist5k", help="mnist, fashion-mnist, cifar10, mnist5k (offline default), digits, or a path to a .npz"
+        "mnist5k",
+        check="dataset",
+        help="mnist, fashion-mnist, cifar10, mnist5k (offline default), digits, or a path to a .npz",
     )
     data_dir: str | None = option(
         None, help="folder with the dataset files (default $FLOWGAN_DATA or ~/.cache/flowgan/data)"
@@ -68,7 +108,9 @@ class TrainConfig:
     )
     # objective: "mle", or an adversarial loss; lam > 0 adds lam * NLL to the generator loss (Eq. 7)
     objective: str = option("mle", help="mle, or an adversarial loss: wgan-gp, ce, kl, rkl, hellinger, tv, lsgan")
-    lam: float = option(0.0, aliases=("--lambda",), help="hybrid weight λ of the NLL term (Eq. 7); 0 = pure ADV")
+    lam: float = option(
+        0.0, aliases=("--lambda",), bound=NON_NEGATIVE, help="hybrid weight λ of the NLL term (Eq. 7); 0 = pure ADV"
+    )
     critic: str = option(
         "auto",
         help="dcgan-mnist, dcgan-cifar10, dcgan-small, dcgan-cifar10-small (default: by data shape), or an import "
@@ -77,51 +119,55 @@ class TrainConfig:
     critic_options: dict = option(
         factory=dict, flag="--critic-option", help="override a critic option, e.g. hidden=256 (repeatable)"
     )
-    n_critic: int = option(5, help="critic updates per generator update (default 5)")
-    gp_weight: float = option(10.0, help="gradient-penalty weight (default 10)")
+    n_critic: int = option(5, bound=AT_LEAST_1, help="critic updates per generator update (default 5)")
+    gp_weight: float = option(10.0, bound=NON_NEGATIVE, help="gradient-penalty weight (default 10)")
     # optimisation. epochs and max_steps given: the smaller wins; neither: one epoch (or until time_limit)
-    epochs: float | None = option(None, resumable=True, help="passes over the training data")
-    max_steps: int | None = option(None, resumable=True, help="stop after this many generator updates")
+    epochs: float | None = option(None, resumable=True, bound=POSITIVE, help="passes over the training data")
+    max_steps: int | None = option(
+        None, resumable=True, bound=NON_NEGATIVE, help="stop after this many generator updates"
+    )
     time_limit: float | None = option(  # seconds in the config, minutes on the command line
         None,
         flag="--max-minutes",
         scale=60.0,
         resumable=True,
+        bound=Bound(0, finite=False),  # inf: no limit
         help="end the run after this much wall time (summed over resumes)",
     )
-    batch_size: int = option(100, help="images per batch (default: 100 for NICE, 64 for Real-NVP)")
-    lr: float = option(1e-4, help="learning rate (Adam)")
-    beta1: float = option(0.5, help="Adam's β1 (default: 0.5 for NICE, 0.9 for Real-NVP)")
-    beta2: float = option(0.9, help="Adam's β2 (default 0.9)")
-    lr_decay: float = option(1.0, help="learning-rate factor per generator update")
-    min_lr: float = option(0.0, help="the decayed learning rate stops at this floor (default 0)")
-    critic_lr: float | None = option(None, help="learning rate of the critic (default: --lr)")
-    critic_beta1: float | None = option(None, help="β1 of the critic's Adam (default: --beta1)")
-    critic_beta2: float = option(0.9, help="β2 of the critic's Adam (default 0.9)")
-    seed: int = option(0, help="random seed (default 0)")
+    batch_size: int = option(100, bound=AT_LEAST_1, help="images per batch (default: 100 for NICE, 64 for Real-NVP)")
+    lr: float = option(1e-4, bound=POSITIVE, help="learning rate (Adam)")
+    beta1: float = option(0.5, bound=BETA, help="Adam's β1 (default: 0.5 for NICE, 0.9 for Real-NVP)")
+    beta2: float = option(0.9, bound=BETA, help="Adam's β2 (default 0.9)")
+    lr_decay: float = option(1.0, bound=Bound(0, 1, low_open=True), help="learning-rate factor per generator update")
+    min_lr: float = option(0.0, bound=NON_NEGATIVE, help="the decayed learning rate stops at this floor (default 0)")
+    critic_lr: float | None = option(None, bound=POSITIVE, help="learning rate of the critic (default: --lr)")
+    critic_beta1: float | None = option(None, bound=BETA, help="β1 of the critic's Adam (default: --beta1)")
+    critic_beta2: float = option(0.9, bound=BETA, help="β2 of the critic's Adam (default 0.9)")
+    seed: int = option(0, bound=Bound(0, 2**63 - 1), help="random seed (default 0)")
     # evaluation and logging
-    eval_every: int = option(500, help="generator updates between evaluations")
-    eval_samples: int | None = option(None, help="validation images per evaluation (default: all)")
+    eval_every: int = option(500, bound=AT_LEAST_1, help="generator updates between evaluations")
+    eval_samples: int | None = option(None, bound=AT_LEAST_1, help="validation images per evaluation (default: all)")
     train_eval_samples: int = option(
-        2000, help="training images whose exact NLL is logged at each evaluation (default 2000)"
+        2000, bound=AT_LEAST_1, help="training images whose exact NLL is logged at each evaluation (default 2000)"
     )
-    eval_batch_size: int = option(1000, help="images per batch of the NLL evaluations (default 1000)")
+    eval_batch_size: int = option(1000, bound=AT_LEAST_1, help="images per batch of the NLL evaluations (default 1000)")
     score_metrics: tuple = option(
         (), flag="--scores", help="comma-separated sample scores at each evaluation, e.g. mode or is"
     )
-    score_samples: int = option(2000, help="samples per score evaluation")
+    score_samples: int = option(2000, bound=Bound(2), help="samples per score evaluation")
     score_classifier: str | None = option(
         None,
+        check="classifier",
         help="classifier of the scores (default: the dataset's shipped one); a name from `flowgan classifier list` "
         "or a path",
     )
-    grid_samples: int = option(64, help="samples in the grid written at each evaluation (default 64)")
+    grid_samples: int = option(64, bound=AT_LEAST_1, help="samples in the grid written at each evaluation (default 64)")
     collapse_samples: int = option(
-        1000, help="samples of the collapse diagnostics at each evaluation (default 1000; 0: none)"
+        1000, bound=NON_NEGATIVE, help="samples of the collapse diagnostics at each evaluation (default 1000; 0: none)"
     )
-    log_every: int = option(50, help="generator updates between logged training losses (default 50)")
+    log_every: int = option(50, bound=AT_LEAST_1, help="generator updates between logged training losses (default 50)")
     # system
-    device: str = option("auto", help="auto (default), cpu, cuda, cuda:1, ...")
+    device: str = option("auto", check="device", help="auto (default), cpu, cuda, cuda:1, ...")
     precision: str = option("fp32", choices=("fp32", "bf16"), help="bf16 autocast for training (NLL always in float32)")
     compile: bool = option(False, help="torch.compile the model and critic")
     # data parallelism: coupling-network batch norm over the global batch (True) or each
@@ -141,64 +187,24 @@ class TrainConfig:
     )
 
     def __post_init__(self):
+        """Every field checked at once; each problem names the field and its flag."""
         problems = []
-
-        def finite(v) -> bool:  # NaN fails every comparison: check it explicitly
-            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
+        for f in dataclasses.fields(self):
+            bound, value = f.metadata.get("bound"), getattr(self, f.name)
+            if bound is not None and value is not None and not bound.admits(value):
+                problems.append(f"{_named(f)} must be {bound}, got {value}")
         if self.objective not in OBJECTIVES:
-            problems.append(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
-        if self.batch_size < 1:
-            problems.append("batch size must be positive")
-        if not (finite(self.lr) and self.lr > 0):
-            problems.append(f"learning rate must be a positive number, got {self.lr}")
-        if not (finite(self.lam) and self.lam >= 0):
-            problems.append(f"lambda must be a number >= 0, got {self.lam}")
-        if self.epochs is not None and not (finite(self.epochs) and self.epochs > 0):
-            problems.append(f"epochs must be a positive number, got {self.epochs}")
-        if self.max_steps is not None and self.max_steps < 0:
-            problems.append("max_steps must be >= 0")
-        if self.collapse_samples < 0 or self.collapse_samples == 1:
-            problems.append("collapse_samples must be 0 (off) or at least 2")
-        if self.time_limit is not None and not (self.time_limit >= 0):  # inf: no limit
-            problems.append(
-                "the time limit (--max-minutes) must be >= 0, got "
-                f"{self.time_limit / 60 if finite(self.time_limit) else self.time_limit} minutes"
-            )
-        if not (finite(self.lr_decay) and 0 < self.lr_decay <= 1):
-            problems.append(f"lr_decay must be in (0, 1], got {self.lr_decay}")
-        if not (finite(self.min_lr) and self.min_lr >= 0):
-            problems.append(f"min_lr must be a number >= 0, got {self.min_lr}")
-        if self.critic_lr is not None and not (finite(self.critic_lr) and self.critic_lr > 0):
-            problems.append(f"critic_lr must be a positive number, got {self.critic_lr}")
-        for name in ("beta1", "beta2", "critic_beta1", "critic_beta2"):
-            value = getattr(self, name)
-            if value is not None and not (finite(value) and 0 <= value < 1):
-                problems.append(f"{name} must be in [0, 1), got {value}")
-        if not (finite(self.gp_weight) and self.gp_weight >= 0):
-            problems.append(f"gp_weight must be a number >= 0, got {self.gp_weight}")
-        if self.eval_every < 1:
-            problems.append("eval_every must be >= 1")
-        if self.eval_samples is not None and self.eval_samples < 1:
-            problems.append(
-                f"eval_samples must be >= 1 (omit it to evaluate the whole validation split), got {self.eval_samples}"
-            )
-        for name in ("train_eval_samples", "eval_batch_size", "grid_samples", "log_every"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.seed < 0:
-            problems.append(f"seed must be >= 0, got {self.seed}")
+            problems.append(f"objective (--objective) must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.collapse_samples == 1:
+            problems.append("collapse_samples (--collapse-samples) must be 0 (off) or at least 2, got 1")
         unknown = [s for s in self.score_metrics if s not in SCORE_METRICS]
         if unknown:
-            problems.append(f"unknown score(s) {', '.join(map(str, unknown))}; choose from {', '.join(SCORE_METRICS)}")
-        if self.score_metrics and self.score_samples < 2:
-            problems.append(f"score_samples must be >= 2, got {self.score_samples}")
-        if self.n_critic < 1 and self.objective != "mle":
-            problems.append("n_critic must be >= 1 for adversarial objectives")
-        if self.precision not in ("fp32", "bf16"):
-            problems.append(f"precision must be fp32 or bf16, got {self.precision!r}")
-        if self.on_nonfinite not in ("stop", "rollback"):
-            problems.append(f"on_nonfinite must be stop or rollback, got {self.on_nonfinite!r}")
+            problems.append(
+                f"unknown score(s) {', '.join(map(str, unknown))} (--scores); choose from {', '.join(SCORE_METRICS)}"
+            )
+        for name, allowed in (("precision", ("fp32", "bf16")), ("on_nonfinite", ("stop", "rollback"))):
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name} must be {' or '.join(allowed)}, got {getattr(self, name)!r}")
         if problems:
             raise FlowganError("; ".join(problems))
 
@@ -227,6 +233,14 @@ class TrainConfig:
             "MLE" if not self.adversarial else (f"{self.objective} + {self.lam:g}·NLL" if self.lam else self.objective)
         )
         return f"{self.model} on {self.dataset}, {what}"
+
+
+def _named(f: dataclasses.Field) -> str:
+    """``lr (--lr)``: a field and the flag that sets it (:func:`option`)."""
+    if "no_flag" in f.metadata:
+        return f.name
+    flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+    return f"{f.name} ({'seconds; ' if f.metadata.get('scale') else ''}{flag})"
 
 
 _MNIST = dict(dataset="mnist", model="nice-mnist", lr=1e-4, beta1=0.5, batch_size=100)

@@ -7,7 +7,7 @@ imported inside the command so that ``flowgan --help`` stays fast.
 
 from __future__ import annotations
 
-from .options import seed
+from .options import device, integer, seed
 
 #: the most interpolation steps per row of the figure
 MAX_STEPS = 256
@@ -29,8 +29,10 @@ def register(sub) -> None:
         default="best_nll",
         help="which checkpoint of a run (default best_nll; latest, best_mode, best_is, or auto: the best sample score)",
     )
-    p.add_argument("--pairs", type=int, default=8, help="pairs of images, one row each (default 8)")
-    p.add_argument("--steps", type=int, default=10, help=f"decoded images per row, 2 to {MAX_STEPS} (default 10)")
+    p.add_argument("--pairs", type=integer(1), default=8, help="pairs of images, one row each (default 8)")
+    p.add_argument(
+        "--steps", type=integer(2, MAX_STEPS), default=10, help=f"decoded images per row, 2 to {MAX_STEPS} (default 10)"
+    )
     p.add_argument(
         "--split", default="test", choices=["train", "val", "test"], help="where the images come from (default test)"
     )
@@ -46,20 +48,14 @@ def register(sub) -> None:
         "--output",
         help="PNG file (default RUN/samples/interpolate_<checkpoint>_<split>_p<P>_s<S>_seed<seed>.png)",
     )
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", type=device, default="auto")
     p.set_defaults(func=_cmd_interpolate)
 
 
 def _cmd_interpolate(args) -> int:
-    from .cli import UsageError
-
-    if args.pairs < 1:
-        raise UsageError(f"--pairs must be at least 1, got {args.pairs}")
-    if not 2 <= args.steps <= MAX_STEPS:
-        raise UsageError(f"--steps must be between 2 and {MAX_STEPS}, got {args.steps}")
-
     import torch
 
+    from .cli import UsageError
     from .data import load_dataset
     from .images import save_grid
     from .interpolation import interpolation_rows, midpoint_dequantize, pair_indices

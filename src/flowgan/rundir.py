@@ -132,10 +132,11 @@ def check_output(path: str | Path | None, flag: str) -> None:
         owned = RUN_OWNED if run else REPRODUCTION_OWNED if (base / "reproduce.json").is_file() else ()
         if not owned:
             continue
-        first = target.relative_to(base).parts[0]
+        parts = target.relative_to(base).parts
+        first = parts[0]
         # only the nearest run or reproduction decides: a file beside a run's own files (inside
         # a reproduction's runs/) is allowed
-        if first in owned and not (first == "runs" and len(target.relative_to(base).parts) > 2):
+        if first in owned and not (first == "runs" and len(parts) > 2):
             what = "run" if run else "reproduction"
             raise FlowganError(
                 f"{flag} {path} would overwrite {first} of the {what} {base}, which only "

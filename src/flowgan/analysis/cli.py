@@ -8,13 +8,15 @@ happen inside the command functions so that ``flowgan --help`` stays fast.
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
-from ..options import seed
+from ..options import dataset, device, integer, names, seed
 
 
 def _floats(text: str) -> list[float]:
+    """Comma-separated positive numbers (bandwidths)."""
     import argparse
 
     try:
@@ -23,6 +25,8 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
     if not values:
         raise argparse.ArgumentTypeError("expected at least one number")
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"every value must be a positive number, got {text!r}")
     return values
 
 
@@ -35,21 +39,24 @@ def _grid(text: str) -> list[float]:
         lo, hi, n = float(parts[0]), float(parts[1]), int(parts[2])
     except (ValueError, IndexError):
         raise argparse.ArgumentTypeError(f"expected LO:HI:N, got {text!r}") from None
-    if not (0 < lo < hi) or n < 2:
+    if len(parts) != 3 or not (0 < lo < hi < math.inf) or n < 2:
         raise argparse.ArgumentTypeError(f"need 0 < LO < HI and N >= 2, got {text!r}")
     return [lo * (hi / lo) ** (i / (n - 1)) for i in range(n)]
 
 
-def _positive(text: str) -> int:
+def _ais_sigma(text: str) -> float | str:
+    """``--ais-sigma``: a positive number or ``auto``."""
     import argparse
 
+    if text == "auto":
+        return text
     try:
-        v = int(text)
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number or 'auto', got {text!r}")
+    return value
 
 
 def register(sub) -> None:
@@ -58,12 +65,6 @@ def register(sub) -> None:
 
 
 # ------------------------------------------------------------------------------------ helpers
-
-
-def _usage(msg: str):
-    from ..cli import UsageError
-
-    return UsageError(msg)
 
 
 def _say(command: str):
@@ -106,34 +107,38 @@ def _add_baseline(sub) -> None:
             "samples_sigma_<s>.png (Figure 7)."
         ),
     )
-    g.add_argument("--dataset", help="mnist, cifar10, mnist5k, digits, a .npz ... (default: the --against run's)")
+    g.add_argument(
+        "--dataset", type=dataset, help="mnist, cifar10, mnist5k, digits, a .npz ... (default: the --against run's)"
+    )
     g.add_argument("--data-dir", help="folder with the dataset files (default: the run's, else $FLOWGAN_DATA)")
     g.add_argument("--against", metavar="RUN", help="a run directory whose best score and NLL are drawn as lines")
     g.add_argument("--sigmas", type=_floats, help="comma-separated sweep bandwidths (overrides --grid)")
     g.add_argument("--grid", type=_grid, default=None, help="log-spaced sweep grid LO:HI:N (default 0.01:1:13)")
     g.add_argument(
-        "--refine", type=int, default=3, help="line-search refinement rounds around the best sigma (default 3)"
+        "--refine", type=integer(0), default=3, help="line-search refinement rounds around the best sigma (default 3)"
     )
     g.add_argument(
-        "--train-samples", type=_positive, help="use only the first N training images as centres (default all)"
+        "--train-samples", type=integer(1), help="use only the first N training images as centres (default all)"
     )
-    g.add_argument("--val-samples", type=_positive, help="validation images for the sweep (default all)")
+    g.add_argument("--val-samples", type=integer(1), help="validation images for the sweep (default all)")
     g.add_argument(
-        "--test-samples", type=_positive, help="test images for the test NLL at the best sigma (default all)"
+        "--test-samples", type=integer(1), help="test images for the test NLL at the best sigma (default all)"
     )
     g.add_argument(
         "--samples-for-scores",
-        type=int,
+        type=integer(0),
         default=1000,
         help="mixture samples scored at each sigma (default 1000; 0 = no scores)",
     )
-    g.add_argument("--score", help="sample score to compare: mode (default for 1-channel data) or is")
+    g.add_argument(
+        "--score", choices=["mode", "is"], help="sample score to compare: mode (default for 1-channel data) or is"
+    )
     g.add_argument(
         "--grid-sigmas",
         type=_floats,
         help="sigmas for Figure 7 sample grids (default: best sigma and the largest one beating the run on both)",
     )
-    g.add_argument("--grid-samples", type=int, default=64, help="images per sample grid (default 64)")
+    g.add_argument("--grid-samples", type=integer(1), default=64, help="images per sample grid (default 64)")
     g.add_argument(
         "--unit", choices=["nats", "bpd"], help="unit of the figure (default nats for 1-channel data, bpd otherwise)"
     )
@@ -220,30 +225,38 @@ def _add_analyze(sub) -> None:
     )
     lk.add_argument("--labels", help="comma-separated names of the runs (default: directory names)")
     lk.add_argument(
-        "--methods", default="exact,ais,kde", help="comma-separated subset of exact, ais, kde (default all)"
+        "--methods",
+        type=names(("exact", "ais", "kde"), what="method"),
+        default=["exact", "ais", "kde"],
+        help="comma-separated subset of exact, ais, kde (default all)",
     )
-    lk.add_argument("--dataset", help="evaluate on this dataset instead of each run's")
+    lk.add_argument("--dataset", type=dataset, help="evaluate on this dataset instead of each run's")
     lk.add_argument("--data-dir")
     lk.add_argument(
-        "--n-test", type=_positive, default=100, help="test images for all three methods (default 100; the first N)"
+        "--n-test", type=integer(1), default=100, help="test images for all three methods (default 100; the first N)"
     )
-    lk.add_argument("--ais-steps", type=_positive, default=100, help="AIS intermediate distributions (default 100)")
-    lk.add_argument("--ais-chains", type=_positive, default=4, help="AIS chains per image (default 4)")
-    lk.add_argument("--ais-leapfrog", type=_positive, default=5, help="leapfrog steps per HMC move (default 5)")
+    lk.add_argument("--ais-steps", type=integer(1), default=100, help="AIS intermediate distributions (default 100)")
+    lk.add_argument("--ais-chains", type=integer(1), default=4, help="AIS chains per image (default 4)")
+    lk.add_argument("--ais-leapfrog", type=integer(1), default=5, help="leapfrog steps per HMC move (default 5)")
     lk.add_argument(
         "--ais-sigma",
+        type=_ais_sigma,
         default=None,
         help="observation noise std (default sqrt(0.025) = 0.158, Wu et al.'s MNIST value), or 'auto': the best of "
         "0.01,0.02,0.05,0.1,0.158,0.3 by AIS on --ais-val validation images (Wu et al.'s procedure)",
     )
-    lk.add_argument("--ais-val", type=_positive, default=20, help="validation images for --ais-sigma auto (default 20)")
-    lk.add_argument("--ais-batch", type=_positive, default=50, help="test images per AIS batch (default 50)")
-    lk.add_argument("--kde-samples", type=_positive, default=10000, help="model samples for the KDE (default 10,000)")
     lk.add_argument(
-        "--kde-val", type=_positive, default=1000, help="validation images for the KDE bandwidth (default 1000)"
+        "--ais-val", type=integer(1), default=20, help="validation images for --ais-sigma auto (default 20)"
+    )
+    lk.add_argument("--ais-batch", type=integer(1), default=50, help="test images per AIS batch (default 50)")
+    lk.add_argument("--kde-samples", type=integer(1), default=10000, help="model samples for the KDE (default 10,000)")
+    lk.add_argument(
+        "--kde-val", type=integer(1), default=1000, help="validation images for the KDE bandwidth (default 1000)"
     )
     lk.add_argument("--seed", type=seed, default=0)
-    lk.add_argument("--device", default="auto", help="auto (default: cuda if available), cpu, cuda, cuda:1, ...")
+    lk.add_argument(
+        "--device", type=device, default="auto", help="auto (default: cuda if available), cpu, cuda, cuda:1, ..."
+    )
     lk.add_argument("--out", help="output directory (default analysis/likelihoods-<time>)")
     lk.add_argument("--no-progress", action="store_true")
     lk.set_defaults(func=_cmd_likelihoods)
@@ -269,7 +282,7 @@ def _add_analyze(sub) -> None:
         "-n",
         "--n-samples",
         dest="n",
-        type=_positive,
+        type=integer(1),
         default=64,
         help="prior samples per run (default 64, as the paper)",
     )
@@ -292,7 +305,7 @@ def _add_analyze(sub) -> None:
         help="auto: eigenvalues of J^T J when cond(J) <= 1e4, LAPACK SVD otherwise; svd: always the SVD",
     )
     jc.add_argument("--seed", type=seed, default=0)
-    jc.add_argument("--device", default="auto", help="auto (default: cuda if available), cpu, cuda, ...")
+    jc.add_argument("--device", type=device, default="auto", help="auto (default: cuda if available), cpu, cuda, ...")
     jc.add_argument("--title", help="figure title")
     jc.add_argument("--out", help="output directory (default analysis/jacobian-<time>)")
     jc.add_argument("--no-progress", action="store_true")
@@ -302,19 +315,13 @@ def _add_analyze(sub) -> None:
 def _cmd_likelihoods(args) -> int:
     from .table3 import LikelihoodSettings, likelihood_table
 
-    sigma = args.ais_sigma
-    if sigma not in (None, "auto"):
-        try:
-            sigma = float(sigma)
-        except ValueError:
-            raise _usage(f"--ais-sigma must be a positive number or 'auto', got {args.ais_sigma!r}") from None
     settings = LikelihoodSettings(
-        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+        methods=tuple(args.methods),
         n_test=args.n_test,
         ais_steps=args.ais_steps,
         ais_chains=args.ais_chains,
         ais_leapfrog=args.ais_leapfrog,
-        ais_sigma=sigma,
+        ais_sigma=args.ais_sigma,
         ais_val=args.ais_val,
         ais_batch=args.ais_batch,
         kde_samples=args.kde_samples,

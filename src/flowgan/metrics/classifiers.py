@@ -192,32 +192,45 @@ def cached_classifiers() -> dict[str, Path]:
     return {p.stem: p for p in sorted(d.glob("*.pt"))} if d.is_dir() else {}
 
 
-def resolve_classifier(spec: str | Path) -> ScoreClassifier:
-    """A classifier *named* by the user: ``inception``; a shipped name (``mnist-robust``,
-    ``mnist-clean``, ``cifar10-small``); the name of a file in the cache (``mnist5k`` for
-    ``<cache>/mnist5k.pt``, or ``cache:NAME``); or a path to a classifier file."""
+def locate_classifier(spec: str | Path) -> tuple[str, Path | None, str | None]:
+    """Where a classifier *named* by the user is, without loading it: ``(source, path, name)``.
+    ``inception``; a shipped name (``mnist-robust``, ``mnist-clean``, ``cifar10-small``); the name
+    of a file in the cache (``mnist5k`` for ``<cache>/mnist5k.pt``, or ``cache:NAME``); or a path
+    to a classifier file. A name that is none of these raises :class:`FlowganError` (the CLI
+    checks ``--classifier`` with it before any work)."""
     text = str(spec)
     if text == "inception":
-        from .inception import inception_classifier
-
-        return inception_classifier()
+        return "inception", None, text
     if text in SHIPPED_CLASSIFIERS:
         path = shipped_weights(text)
         if path is None:
             raise FlowganError(f"the shipped classifier {text} is missing from {WEIGHTS_DIR} (a broken installation?)")
-        return load_classifier(path, source="shipped", name=text)
+        return "shipped", path, text
     if text.startswith("cache:") or _is_plain_name(text):
         name = text.removeprefix("cache:")
         cached = default_classifier_dir() / f"{name}.pt"
         if cached.is_file():
-            return load_classifier(cached, source="cache", name=name)
+            return "cache", cached, name
         if text.startswith("cache:") or not Path(text).expanduser().is_file():
             raise FlowganError(
                 f"no classifier named {text!r}: shipped {', '.join(SHIPPED_CLASSIFIERS)}; in the cache "
                 f"({default_classifier_dir()}) {', '.join(cached_classifiers()) or 'none'}; or give a path to a "
                 "classifier file"
             )
-    return load_classifier(text, source="path")
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise FlowganError(f"classifier file {text} does not exist")
+    return "path", path, None
+
+
+def resolve_classifier(spec: str | Path) -> ScoreClassifier:
+    """The classifier :func:`locate_classifier` finds, loaded."""
+    source, path, name = locate_classifier(spec)
+    if source == "inception":
+        from .inception import inception_classifier
+
+        return inception_classifier()
+    return load_classifier(path, source=source, name=name)
 
 
 def find_classifier(dataset, classifier: str | Path | ScoreClassifier | None = None) -> ScoreClassifier:

@@ -11,19 +11,8 @@ import time
 from pathlib import Path
 
 from ..atomic import write_text
-from ..options import seed
+from ..options import classifier, dataset, device, integer, names, number, seed
 from .registry import SCORES
-
-
-def _parse_scores(text: str) -> list[str]:
-    from ..cli import UsageError
-    from ..errors import FlowganError
-    from .registry import parse_metrics
-
-    try:
-        return parse_metrics(text, SCORES, what="score")
-    except FlowganError as e:
-        raise UsageError(str(e)) from None
 
 
 def register(sub) -> None:
@@ -48,28 +37,32 @@ def register(sub) -> None:
     )
     t.add_argument(
         "--dataset",
+        type=dataset,
         required=True,
         help="mnist, mnist5k, fashion-mnist, cifar10, digits, or a path to a .npz with labels",
     )
     t.add_argument("--data-dir", help="folder with the dataset files (default $FLOWGAN_DATA or ~/.cache/flowgan/data)")
     t.add_argument(
         "--epochs",
-        type=int,
+        type=integer(1),
         help="passes over the training split (default by dataset: mnist 8, mnist5k 40, cifar10 60, ...)",
     )
-    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--batch-size", type=integer(1), default=128)
     t.add_argument(
-        "--lr", type=float, default=2e-3, help="peak learning rate (AdamW, one-cycle schedule; default 2e-3)"
+        "--lr",
+        type=number(0, low_open=True),
+        default=2e-3,
+        help="peak learning rate (AdamW, one-cycle schedule; default 2e-3)",
     )
     t.add_argument("--out", metavar="PATH", help="classifier file to write (default: the cache, <dataset>.pt)")
-    t.add_argument("--device", default="auto", help="auto (default), cpu, cuda, ...")
+    t.add_argument("--device", type=device, default="auto", help="auto (default), cpu, cuda, ...")
     t.add_argument("--seed", type=seed, default=0)
     t.add_argument(
         "--augment", choices=["standard", "flow"], default="standard",
         help="standard: dequantization and shifts (flips for colour); flow: also the flow-like pixel noise of the "
         "shipped noise-robust MNIST classifier (Gaussian, salt-and-pepper, logit-space, blur)",
     )  # fmt: skip
-    t.add_argument("--width", type=int, help="channels of the first conv block (default 16)")
+    t.add_argument("--width", type=integer(1), help="channels of the first conv block (default 16)")
     t.set_defaults(func=_cmd_classifier_train)
 
     i = csub.add_parser(
@@ -78,9 +71,11 @@ def register(sub) -> None:
         description="Print, as JSON, the classifier the scores would use for --dataset (the shipped default unless "
         "--classifier names one).",
     )
-    i.add_argument("--dataset", help="dataset name or .npz path")
+    i.add_argument("--dataset", type=dataset, help="dataset name or .npz path")
     i.add_argument(
-        "--classifier", help="a classifier name (see `flowgan classifier list`) or file (flowgan format or TorchScript)"
+        "--classifier",
+        type=classifier,
+        help="a classifier name (see `flowgan classifier list`) or file (flowgan format or TorchScript)",
     )
     i.set_defaults(func=_cmd_classifier_info)
 
@@ -102,15 +97,18 @@ def register(sub) -> None:
             "noise."
         ),
     )
-    c.add_argument("--dataset", required=True, help="mnist, mnist5k, cifar10, a .npz with labels, ...")
+    c.add_argument("--dataset", type=dataset, required=True, help="mnist, mnist5k, cifar10, a .npz with labels, ...")
     c.add_argument("--data-dir")
     c.add_argument("--split", default="test", choices=["train", "val", "test"])
     c.add_argument(
         "--classifier",
+        type=classifier,
         help="default: the dataset's shipped classifier; or a name from `flowgan classifier list`, or a file",
     )
-    c.add_argument("--samples", type=int, help="a fixed random subset of N images (default all)")
-    c.add_argument("--device", default="auto")
+    c.add_argument(
+        "--samples", type=integer(20), help="a fixed random subset of N >= 20 images (10 splits; default all)"
+    )
+    c.add_argument("--device", type=device, default="auto")
     c.add_argument("--output", "-o", help="also write the JSON to this file")
     c.set_defaults(func=_cmd_classifier_check)
 
@@ -124,7 +122,10 @@ def register(sub) -> None:
         ),
     )
     s.add_argument(
-        "--dataset", required=True, help="mnist, mnist5k, fashion-mnist, cifar10, digits, or a path to a .npz"
+        "--dataset",
+        type=dataset,
+        required=True,
+        help="mnist, mnist5k, fashion-mnist, cifar10, digits, or a path to a .npz",
     )
     s.add_argument("--split", default="test", choices=["train", "val", "test"], help="images to score (default test)")
     s.add_argument(
@@ -133,15 +134,23 @@ def register(sub) -> None:
         help="FID/KID reference (default test; val when --split test)",
     )
     s.add_argument("--data-dir")
-    s.add_argument("--metrics", default=",".join(SCORES), help=f"comma-separated: {','.join(SCORES)} (default all)")
-    s.add_argument("--samples", type=int, help="score a fixed random subset of N images of the split (default all)")
+    s.add_argument(
+        "--metrics",
+        type=names(SCORES, what="score"),
+        default=list(SCORES),
+        help=f"comma-separated: {','.join(SCORES)} (default all)",
+    )
+    s.add_argument(
+        "--samples", type=integer(2), help="score a fixed random subset of N images of the split (default all)"
+    )
     s.add_argument(
         "--classifier",
+        type=classifier,
         help="default: the shipped classifier of the dataset (mnist-robust, cifar10-small); or a name from `flowgan "
         "classifier list` (mnist-clean, a cached one such as mnist5k), a classifier file (flowgan format or "
         "TorchScript), or 'inception'",
     )
-    s.add_argument("--device", default="auto")
+    s.add_argument("--device", type=device, default="auto")
     s.add_argument("--output", "-o", help="also write the JSON to this file")
     s.set_defaults(func=_cmd_score)
 
@@ -149,16 +158,12 @@ def register(sub) -> None:
 def _cmd_classifier_train(args) -> int:
     import torch
 
-    from ..cli import UsageError, err
+    from ..cli import err
     from ..data import load_dataset
     from ..runtime import resolve_device
     from .classifier_training import train_classifier
     from .classifiers import SHIPPED_CLASSIFIERS, cache_name, classifier_family, default_classifier_dir, save_classifier
 
-    if args.epochs is not None and args.epochs < 1:
-        raise UsageError("--epochs must be >= 1")
-    if args.batch_size < 1:
-        raise UsageError("--batch-size must be >= 1")
     device = resolve_device(args.device)
     dataset = load_dataset(args.dataset, args.data_dir)
     family = classifier_family(dataset)
@@ -168,8 +173,6 @@ def _cmd_classifier_train(args) -> int:
         f"flowgan: training the {family} classifier on {dataset.describe()} ({torch.get_num_threads()} threads, "
         f"{device})"
     )
-    if args.width is not None and args.width < 1:
-        raise UsageError("--width must be >= 1")
     options = {"width": args.width} if args.width else None
     clf, meta = train_classifier(
         dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=device,
@@ -209,13 +212,11 @@ def _cmd_classifier_train(args) -> int:
 
 
 def _cmd_classifier_check(args) -> int:
-    from ..cli import UsageError, err
+    from ..cli import err
     from ..data import load_dataset
     from ..runtime import resolve_device
     from .noise import check_classifier
 
-    if args.samples is not None and args.samples < 20:
-        raise UsageError("--samples must be >= 20 (10 splits)")
     dataset = load_dataset(args.dataset, args.data_dir)
     t = time.perf_counter()
     result = check_classifier(
@@ -268,14 +269,12 @@ def _cmd_classifier_info(args) -> int:
 
 
 def _cmd_score(args) -> int:
-    from ..cli import UsageError, err
+    from ..cli import err
     from ..data import load_dataset
     from ..runtime import resolve_device
     from . import score_split
 
-    scores = _parse_scores(args.metrics)
-    if args.samples is not None and args.samples < 2:
-        raise UsageError("--samples must be >= 2")
+    scores = args.metrics
     device = resolve_device(args.device)
     dataset = load_dataset(args.dataset, args.data_dir)
     reference = args.reference_split or ("val" if args.split == "test" else "test")

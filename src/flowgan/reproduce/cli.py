@@ -6,6 +6,9 @@ from pathlib import Path
 
 
 def register(sub) -> None:
+    from ..options import device, integer, names, number, parse_kv
+    from .pipeline import SKIPPABLE
+
     p = sub.add_parser(
         "reproduce",
         help="train MLE, ADV and Hybrid Flow-GANs, run the analyses and write report.md with the paper's tables, "
@@ -24,22 +27,25 @@ def register(sub) -> None:
     p.add_argument("--preset", required=True, choices=["quick", "mnist", "cifar10-5k", "cifar10"])
     p.add_argument(
         "--steps",
-        type=int,
+        type=integer(1),
         help="generator updates per objective (default by preset: quick 750, mnist 3000, cifar10-5k 400, "
         "cifar10 10000)",
     )
     p.add_argument(
-        "--budget-minutes", type=float,
+        "--budget-minutes", type=number(0, low_open=True),
         help="safety net for the whole reproduction (default by preset: quick 60, mnist 720, cifar10-5k 150, cifar10 "
         "1440): a training stage still running when it is spent stops, and the report says INCOMPLETE; re-run with a "
         "larger value to finish it",
     )  # fmt: skip
     p.add_argument("--out", help="output directory (default runs/reproduce-<preset>)")
     p.add_argument("--data-dir", help="folder with the dataset files (mnist, cifar10-5k, cifar10 presets)")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, ...")
+    p.add_argument("--device", type=device, default="auto", help="auto (default), cpu, cuda, ...")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument(
-        "--skip", default="", help="comma-separated analyses to leave out: gmm, table3, jacobian (their claims say N/A)"
+        "--skip",
+        type=names(SKIPPABLE, what="analysis"),
+        default=[],
+        help="comma-separated analyses to leave out: gmm, table3, jacobian (their claims say N/A)",
     )
     for what in ("model", "critic"):
         p.add_argument(
@@ -50,6 +56,7 @@ def register(sub) -> None:
         p.add_argument(
             f"--{what}-option",
             action="append",
+            type=parse_kv,
             default=[],
             metavar="KEY=VALUE",
             help=f"a keyword argument of the {what} (value read as JSON; repeatable)",
@@ -82,28 +89,21 @@ def _cmd_reproduce(args) -> int:
         steps=args.steps,
         modules=_modules(args),
     )
-    path = rep.run(skip=tuple(x.strip() for x in args.skip.split(",") if x.strip()))
+    path = rep.run(skip=tuple(args.skip))
     print(f"reproduction finished in {(time.perf_counter() - start) / 60:.1f} min: {path}")
     return 0
 
 
 def _modules(args) -> dict:
     """``--model``/``--critic`` and their options as run-config fields (None: the preset's)."""
-    import argparse
-
     from ..components import is_import_path, recorded_path
-    from ..errors import FlowganError
-    from ..options import parse_kv
 
     out: dict = {}
     for what in ("model", "critic"):
         name = getattr(args, what)
         if name:
             out[what] = recorded_path(name) if is_import_path(name) else name
-        try:
-            options = dict(parse_kv(text) for text in getattr(args, f"{what}_option"))
-        except argparse.ArgumentTypeError as e:
-            raise FlowganError(f"--{what}-option: {e}") from None
+        options = dict(getattr(args, f"{what}_option"))
         if options:
             out[f"{what}_options"] = options
     return out

@@ -111,7 +111,7 @@ class ReproductionData:
         self.score = self.meta.get("score") or (preset.score if preset else "mode")
         self.unit = self.meta.get("unit") or (preset.unit if preset else "nats")
         self.evals, self.trains = {}, {}
-        self.configs: dict[str, TrainConfig | None] = {}  # None: the run has no readable config.json
+        self.configs: dict[str, TrainConfig | None] = {}  # None: neither its checkpoint nor config.json is readable
         for obj in OBJECTIVES:
             run = self.root / "runs" / obj
             self.evals[obj], self.trains[obj], skipped = _read_metrics(run)
