@@ -102,3 +102,25 @@ def test_an_old_run_resumes_with_its_unnormalised_architecture(tmp_path):
     trainer = Trainer(TrainConfig(dataset="digits", max_steps=4), tmp_path / "run", resume=True, progress=False)
     assert not any(isinstance(m, ScalarBatchNorm) for m in trainer.modules.model.modules())
     assert trainer.fit()["step"] == 4
+
+
+@pytest.mark.parametrize("depth", [0, 2])
+def test_evaluation_without_gradients_folds_each_batch_norm_into_its_linear_layer(depth):
+    """MLP.forward in eval mode under no_grad (one addmm per layer) is the same function as the
+    layer-by-layer forward (float64, to rounding), and training mode is untouched."""
+    torch.manual_seed(0)
+    net = MLP(6, 5, 7, depth, norm="batch").double()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn_like(p))
+        for m in net.modules():
+            if isinstance(m, ScalarBatchNorm):
+                m.running_mean.fill_(0.3)
+                m.running_var.fill_(2.5)
+    x = torch.randn(9, 6, dtype=torch.float64)
+    net.eval()
+    layer_by_layer = net(x)  # gradients enabled: the layers one after another
+    with torch.no_grad():
+        folded = net(x)
+    torch.testing.assert_close(folded, layer_by_layer.detach(), rtol=1e-12, atol=1e-12)
+    assert layer_by_layer.requires_grad and not folded.requires_grad

@@ -203,6 +203,26 @@ def test_bf16_autocast_follows_fp32_and_evaluates_in_float32(tmp_path, mnist5k):
     assert abs(finals["bf16"] - finals["fp32"]) <= 0.05 * abs(finals["fp32"])
 
 
+@pytest.mark.parametrize("units", [True, False])
+def test_precision_auto_records_what_it_resolved_to(tmp_path, digits, monkeypatch, units):
+    """``--precision auto``: bf16 where the CPU has bf16 units (detected from /proc/cpuinfo,
+    :func:`flowgan.runtime.cpu_has_fast_bf16`), fp32 elsewhere; config.json and the checkpoint say
+    which ran, and a resume keeps it."""
+    import flowgan.runtime
+
+    monkeypatch.setattr(flowgan.runtime, "cpu_has_fast_bf16", lambda: units)
+    cfg = TrainConfig(dataset="digits", model="nice-small", batch_size=50, max_steps=2, eval_every=2, precision="auto")
+    trainer = Trainer(cfg, tmp_path / "run", data=digits, progress=False)
+    expected = "bf16" if units else "fp32"
+    assert trainer.ctx.config.precision == expected
+    trainer.fit()
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["precision"] == expected
+    assert _final_state(tmp_path / "run")["config"]["precision"] == expected
+    monkeypatch.setattr(flowgan.runtime, "cpu_has_fast_bf16", lambda: not units)  # another machine
+    resumed = Trainer.resume(tmp_path / "run", max_steps=3, data=digits, progress=False)
+    assert resumed.ctx.config.precision == expected
+
+
 def test_sigint_to_a_training_process_stops_it_with_a_checkpoint_to_resume(tmp_path):
     """``flowgan train`` in a child process, SIGINT once its run directory exists: exit 130, the
     state of the step it stopped at in latest.pt, an ``interrupted`` event, and a resume goes on."""

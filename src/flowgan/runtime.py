@@ -69,6 +69,18 @@ def cpu_has_fast_bf16() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``"auto"`` -> ``"bf16"`` where ``device`` has bf16 units (a CPU with AMX-BF16 or AVX512-BF16,
+    :func:`cpu_has_fast_bf16`; a CUDA GPU that supports bf16), else ``"fp32"``; other values as given."""
+    if precision != "auto":
+        return precision
+    if device.type == "cpu":
+        return "bf16" if cpu_has_fast_bf16() else "fp32"
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "fp32"
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -19,8 +19,9 @@ and the tools they are built from:
 * :mod:`~flowgan.analysis.ais` -- annealed importance sampling for decoder models (Neal 2001;
   Wu et al. 2017), validated against a linear-Gaussian decoder;
 * :mod:`~flowgan.analysis.jacobian` -- exact singular values of ``∂G/∂z`` (§5.1);
+  :mod:`~flowgan.analysis.mlp_jacobian` -- coupling networks' Jacobians, layer by layer;
 * :mod:`~flowgan.analysis.plots` -- the figures (matplotlib, Agg backend);
-* :mod:`~flowgan.analysis.common` -- run labels, settings from plain dicts, JSON files;
+* :mod:`~flowgan.analysis.common` -- run labels, settings from plain dicts;
 * :mod:`~flowgan.analysis.cli` -- the commands.
 
 Nothing is imported here: ``import flowgan.analysis`` stays cheap.

@@ -50,6 +50,7 @@ import torch
 from torch import nn
 
 from ..generator import require
+from .mlp_jacobian import is_layerwise_mlp, mlp_jacobian
 
 #: what the analysis needs of a generator (:mod:`flowgan.generator`): G, prior samples, G's log-det
 JACOBIAN_NEEDS = ("decode", "prior", "decode_and_logdet")
@@ -93,49 +94,11 @@ def supports_coupling_method(model) -> bool:
     return flow is not None and _flat_layers(flow) is not None
 
 
-def _is_mlp(net) -> bool:
-    return (
-        isinstance(net, nn.Sequential)
-        and all(isinstance(m, (nn.Linear, nn.ReLU)) for m in net)
-        and isinstance(net[0], nn.Linear)
-    )
-
-
-def _mlp_jacobian(net: nn.Sequential, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(∂net(x)/∂x, net(x))`` for an MLP of Linear and ReLU layers: ``(N, n_out, n_in)``, ``(N, n_out)``.
-
-    The tangents of all samples are stacked into one ``(N·n_in, k)`` matrix and pushed through
-    each linear layer with one matrix product; ReLU masks (derivative 0 at 0, like autograd)
-    zero the inactive units per sample, in place."""
-    n, n_in = x.shape
-    h, tangent = x, None  # tangent[b, i, :] = ∂h_b/∂x_i
-    for layer in net:
-        if isinstance(layer, nn.Linear):
-            w = layer.weight.to(x.dtype)
-            h = nn.functional.linear(h, w, None if layer.bias is None else layer.bias.to(x.dtype))
-            if tangent is None:
-                tangent = w.T.unsqueeze(0)  # (1, n_in, k): the same for every sample until masked
-            else:
-                if tangent.shape[0] == 1:
-                    tangent = tangent.expand(n, *tangent.shape[1:])
-                tangent = (tangent.reshape(n * n_in, -1) @ w.T).reshape(n, n_in, w.shape[0])
-        else:
-            mask = h > 0
-            h = torch.where(mask, h, torch.zeros((), dtype=h.dtype))
-            if tangent.shape[0] == 1:
-                tangent = tangent * mask.unsqueeze(1).to(tangent.dtype)  # materialises (N, n_in, k)
-            else:
-                tangent.mul_(mask.unsqueeze(1))
-    if tangent.shape[0] == 1:
-        tangent = tangent.expand(n, *tangent.shape[1:])
-    return tangent.transpose(1, 2), h
-
-
 def _net_jacobian(net, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(∂net(c)/∂c, net(c))`` per sample, the Jacobian flattened to ``(N, n_out, n_in)``."""
     n = cond.shape[0]
-    if cond.ndim == 2 and _is_mlp(net):
-        return _mlp_jacobian(net, cond)
+    if cond.ndim == 2 and is_layerwise_mlp(net):
+        return mlp_jacobian(net, cond)
     from torch.func import jacfwd, vmap
 
     def single(c):

@@ -40,6 +40,7 @@ from ..errors import FlowganError, NonFiniteError
 from ..generator import draw_latents
 from ..likelihood import dequantize
 from ..rundir import RunDirectory
+from ..runtime import resolve_precision
 from .context import make_context, recorded_config, resumed_config, run_device, warn_if_slow_bf16
 from .evaluation import evaluate, fold_best, link_best
 from .logs import EVAL_CARRIED, Progress, train_record
@@ -98,6 +99,8 @@ class Trainer:
             self.dir.check_fresh()
             config = recorded_config(config, model, critic, data)
         device = run_device(config.device, config.batch_size, world_size)
+        if config.precision == "auto":  # recorded as what it resolves to: config.json says what ran
+            config = config.replace(precision=resolve_precision(config.precision, device))
         dataset = as_dataset(config.dataset if data is None else data, config.data_dir)
         recipe = None if checkpoint is None else checkpoint["model_spec"]
         self.modules = build_modules(
