@@ -9,7 +9,7 @@ import torch
 from helpers import brute_force_logdet, perturb
 
 from flowgan import flows as F
-from flowgan.nets import MLP, ResNet
+from flowgan.nets import MLP, GlowNet, ResNet
 
 
 def _mlp(n_in, n_out):
@@ -49,6 +49,10 @@ LAYERS = {
     "batchnorm-image": (lambda: F.BatchNormFlow(3), (3, 2, 2), "real"),
     "batchnorm-vector": (lambda: F.BatchNormFlow(5), (5,), "real"),
     "actnorm": (lambda: F.ActNorm(3), (3, 2, 2), "real"),
+    "invertible-1x1-lu": (lambda: F.InvertibleConv1x1(3), (3, 2, 2), "real"),
+    "invertible-1x1-plain": (lambda: F.InvertibleConv1x1(4, lu=False), (4, 2, 1), "real"),
+    "glow-coupling-0": (lambda: F.GlowCoupling(GlowNet(2, 4, hidden=5), parity=0), (4, 2, 2), "real"),
+    "glow-coupling-1-odd": (lambda: F.GlowCoupling(GlowNet(3, 4, hidden=5), parity=1), (5, 2, 2), "real"),
     "sequence": (
         lambda: F.FlowSequence(
             F.Logit(1e-3),
@@ -195,3 +199,29 @@ def test_logistic_prior_extremes_are_finite():
     lp = F.StandardLogistic().log_prob(z)
     assert torch.isfinite(lp).all()
     assert math.isclose(float(lp), -1600 - 2 * math.log(2), rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("lu", [True, False])
+def test_invertible_1x1_starts_as_a_rotation_and_its_logdet_is_log_det_w(lu):
+    layer = F.InvertibleConv1x1(4, lu=lu)
+    with torch.no_grad():
+        weight, logdet = layer.matrix()
+    torch.testing.assert_close(weight @ weight.T, torch.eye(4), rtol=0, atol=1e-12)  # a rotation
+    assert abs(logdet.item()) < 1e-12
+    perturb(layer, scale=0.3)
+    weight, logdet = layer.matrix()
+    # perturb also moved the entries the LU factors mask out: the log-det (Σ v) stays log|det W|
+    torch.testing.assert_close(logdet, torch.linalg.slogdet(weight)[1], rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match=r"expected images \(N, 4, H, W\), got shape \(2, 3, 2, 2\)"):
+        layer(torch.zeros(2, 3, 2, 2))
+
+
+def test_a_fresh_glow_coupling_scales_by_sigmoid_of_two():
+    """The zero-initialised last layer: shift 0 and scale σ(2) ≈ 0.88 on the changed half."""
+    layer = F.GlowCoupling(GlowNet(2, 4, hidden=3), parity=0)
+    x = torch.randn(3, 4, 2, 2)
+    y, logdet = layer(x)
+    s = torch.sigmoid(torch.tensor(2.0))
+    torch.testing.assert_close(y[:, :2], x[:, :2])
+    torch.testing.assert_close(y[:, 2:], x[:, 2:] * s)
+    torch.testing.assert_close(logdet, torch.full((3,), 2 * 2 * 2 * float(torch.log(s))))

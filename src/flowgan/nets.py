@@ -183,3 +183,36 @@ class ResNet(nn.Module):
     def forward(self, x):
         h = self.blocks(self.inp(x))
         return self.out(nn.functional.relu(self.out_norm(h)))
+
+
+class ZeroConv2d(nn.Module):
+    """Glow's last layer of a coupling network: a 3×3 convolution with zero weights and bias,
+    its output scaled per channel by ``exp(3·s)`` with a zero-initialised ``s`` (Glow's
+    ``Conv2dZeros``), so a fresh coupling is the identity and the scale learns quickly."""
+
+    def __init__(self, in_channels: int, out_channels: int, logscale_factor: float = 3.0):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        nn.init.zeros_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
+        self.logscale_factor = logscale_factor
+        self.logs = nn.Parameter(torch.zeros(out_channels, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) * torch.exp(self.logs * self.logscale_factor)
+
+
+class GlowNet(nn.Sequential):
+    """Glow's coupling network (Glow §3.3): 3×3 convolution to ``hidden`` channels, ReLU, 1×1
+    convolution, ReLU, :class:`ZeroConv2d` to ``out_channels``. Glow normalises the two hidden
+    convolutions with actnorm; this network has plain biases instead (no data-dependent state
+    inside a coupling network)."""
+
+    def __init__(self, in_channels: int, out_channels: int, hidden: int):
+        super().__init__(
+            nn.Conv2d(in_channels, hidden, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(hidden, hidden, 1),
+            nn.ReLU(),
+            ZeroConv2d(hidden, out_channels),
+        )

@@ -10,6 +10,7 @@ from .coupling import (
     Partition,
 )
 from .elementwise import DiagonalScaling, Logit
+from .glow import GlowCoupling, InvertibleConv1x1
 from .normalization import ActNorm, BatchNormFlow
 from .priors import Prior, StandardLogistic, StandardNormal, build_prior
 from .reshape import FactorOut, Reshape, Squeeze
@@ -26,7 +27,9 @@ __all__ = [
     "FactorOut",
     "Flow",
     "FlowSequence",
+    "GlowCoupling",
     "InverseFlow",
+    "InvertibleConv1x1",
     "Logit",
     "Partition",
     "Prior",

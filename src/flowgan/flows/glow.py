@@ -1,0 +1,110 @@
+r"""Glow's layers (Kingma & Dhariwal 2018): the invertible 1×1 convolution and the affine coupling.
+
+* :class:`InvertibleConv1x1` (Glow §3.2): ``y_{:,i,j} = W x_{:,i,j}`` at every pixel, a learned
+  ``C × C`` matrix in place of a fixed channel permutation; ``log|det| = H·W·log|det W|``. In the
+  LU parametrisation (the default, Glow Eq. 10) ``W = P L (U + diag(σ ⊙ exp(v)))`` with ``P`` a
+  fixed permutation, ``L`` unit lower-triangular, ``U`` strictly upper-triangular, ``σ`` the fixed
+  signs of the diagonal, so ``log|det W| = Σ v`` costs ``O(C)`` instead of ``O(C³)``. The plain
+  parametrisation learns ``W`` itself (``slogdet``). Both start from a random rotation, drawn from
+  ``torch``'s global generator (seed it to build the same model twice).
+* :class:`GlowCoupling` (Glow §3.3, Table 1): ``(t, ŝ) = net(x_a)``,
+  ``y_b = (x_b + t) ⊙ σ(ŝ + 2)``, ``log|det| = Σ log σ(ŝ + 2)``. The sigmoid bounds the scale in
+  ``(0, 1)`` and its ``+2`` starts it near ``0.88``: with the zero-initialised last layer of
+  :class:`~flowgan.nets.GlowNet`, every coupling starts as a near-identity whose scale cannot
+  overflow (the NaN that unbounded ``exp(s)`` couplings produce early in training). The network's
+  outputs are read alternately (channels ``0, 2, …`` shift, ``1, 3, …`` scale), as in Glow's code.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import Flow, sum_except_batch
+from .coupling import ChannelHalves
+
+
+class InvertibleConv1x1(Flow):
+    """A learned ``C × C`` channel mixing at every pixel; ``lu=True``: Glow's LU parametrisation."""
+
+    def __init__(self, channels: int, lu: bool = True):
+        super().__init__()
+        self.channels, self.lu = channels, lu
+        rotation = torch.linalg.qr(torch.randn(channels, channels))[0]
+        if not lu:
+            self.weight = nn.Parameter(rotation)
+            return
+        p, lower, upper = torch.linalg.lu(rotation)
+        diagonal = torch.diagonal(upper)
+        self.register_buffer("permutation", p)
+        self.register_buffer("signs", torch.sign(diagonal))
+        self.register_buffer("lower_mask", torch.tril(torch.ones(channels, channels), -1))
+        self.lower = nn.Parameter(lower * self.lower_mask)
+        self.upper = nn.Parameter(torch.triu(upper, 1))
+        self.log_diagonal = nn.Parameter(torch.log(diagonal.abs()))
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, lu={self.lu}"
+
+    def matrix(self) -> torch.Tensor:
+        """``W``, and ``log|det W|``."""
+        if not self.lu:
+            return self.weight, torch.linalg.slogdet(self.weight)[1]
+        eye = torch.eye(self.channels, dtype=self.lower.dtype, device=self.lower.device)
+        lower = self.lower * self.lower_mask + eye
+        upper = self.upper * self.lower_mask.T + torch.diag(self.signs * torch.exp(self.log_diagonal))
+        return self.permutation @ lower @ upper, self.log_diagonal.sum()
+
+    def _check(self, x: torch.Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != self.channels:
+            raise ValueError(f"expected images (N, {self.channels}, H, W), got shape {tuple(x.shape)}")
+
+    def forward(self, x):
+        self._check(x)
+        weight, logdet = self.matrix()
+        y = F.conv2d(x, weight.view(self.channels, self.channels, 1, 1))
+        return y, (logdet * x.shape[2] * x.shape[3]).expand(x.shape[0])
+
+    def inverse(self, z):
+        self._check(z)
+        weight, _ = self.matrix()
+        inverse = torch.linalg.inv(weight)
+        return F.conv2d(z, inverse.view(self.channels, self.channels, 1, 1))
+
+    def inverse_and_logdet(self, z):
+        x = self.inverse(z)
+        _, logdet = self.matrix()
+        return x, -(logdet * z.shape[2] * z.shape[3]).expand(z.shape[0])
+
+
+class GlowCoupling(Flow):
+    """Glow's affine coupling over channel halves: ``y_b = (x_b + t) ⊙ σ(ŝ + 2)``.
+
+    ``net`` maps the ``C_a`` conditioning channels to ``2·C_b`` (shift and raw scale,
+    interleaved); ``parity`` as for :class:`~flowgan.flows.ChannelHalves`."""
+
+    def __init__(self, net: nn.Module, parity: int = 0):
+        super().__init__()
+        self.partition = ChannelHalves(parity)
+        self.net = net
+
+    def _params(self, cond):
+        h = self.net(cond)
+        shift, raw = h[:, 0::2], h[:, 1::2]
+        return shift, F.logsigmoid(raw + 2.0)
+
+    def forward(self, x):
+        cond, change = self.partition.split(x)
+        shift, log_scale = self._params(cond)
+        y = (change + shift) * torch.exp(log_scale)
+        return self.partition.merge(cond, y), sum_except_batch(log_scale)
+
+    def inverse(self, z):
+        return self.inverse_and_logdet(z)[0]
+
+    def inverse_and_logdet(self, z):
+        cond, change = self.partition.split(z)
+        shift, log_scale = self._params(cond)
+        x = change * torch.exp(-log_scale) - shift
+        return self.partition.merge(cond, x), -sum_except_batch(log_scale)
