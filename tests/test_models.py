@@ -18,6 +18,10 @@ CASES = {
     "realnvp-small": dict(shape=(1, 4, 4)),
     "realnvp-small-actnorm": dict(shape=(2, 4, 4), flow_norm="actnorm", norm="none"),
     "realnvp-small-batchnorm-3-scales": dict(shape=(1, 8, 8), flow_norm="batch", scales=3),
+    "glow-cifar10": dict(shape=(3, 8, 8), steps=2, hidden=8),  # 3 levels, as the paper's
+    "glow-mnist": dict(shape=(1, 4, 4), steps=2, hidden=8),
+    "glow-small": dict(shape=(1, 4, 4)),
+    "glow-small-plain-1x1-one-level": dict(shape=(2, 2, 2), levels=1, lu=False),
 }
 
 
@@ -25,7 +29,7 @@ def _build(case):
     overrides = dict(CASES[case])
     name = next(m for m in sorted(MODELS, key=len, reverse=True) if case.startswith(m))
     model = flowgan.build_model(name, **overrides)
-    if overrides.get("flow_norm") == "actnorm":  # data-dependent init before perturbing
+    if overrides.get("flow_norm") == "actnorm" or name.startswith("glow"):  # data-dependent init, then perturb
         model.train()
         model.log_prob(0.1 + 0.8 * torch.rand(8, *model.shape))
     perturb(model, scale=0.02)

@@ -80,8 +80,20 @@ def test_two_epochs_of_mle_on_mnist5k_lower_validation_nll(tmp_path, mnist5k):
         dict(dataset="mnist5k", model="nice-small", epochs=0.5),
         # batch norm inside the s/t nets: running statistics must resume too
         dict(dataset="digits", model="realnvp-small", batch_size=64, epochs=1.0, model_options={"channels": 8}),
+        # actnorm's data-dependent initialisation happens once and is restored, not redone
+        dict(dataset="digits", model="glow-small", batch_size=64, epochs=1.0, model_options={"steps": 2, "hidden": 8}),
+        dict(
+            dataset="digits",
+            model="glow-small",
+            objective="wgan-gp",
+            lam=0.5,
+            n_critic=2,
+            batch_size=64,
+            epochs=3.0,  # 3 batches per generator update
+            model_options={"steps": 2, "hidden": 8},
+        ),
     ],
-    ids=["nice", "realnvp-batchnorm"],
+    ids=["nice", "realnvp-batchnorm", "glow", "glow-hybrid"],
 )
 def test_stopped_and_resumed_run_equals_uninterrupted(tmp_path, cfg, mnist5k, digits):
     data = mnist5k if cfg["dataset"] == "mnist5k" else digits
@@ -311,3 +323,28 @@ def test_config_json_follows_the_checkpoint_on_resume(tmp_path, mnist5k, damage)
         assert damage != "edited" or "lr, model" in said[0]
     written = json.loads(path.read_text())["config"]
     assert (written["lr"], written["model"], written["max_steps"]) == (1e-3, "nice-small", 6)
+
+
+def test_glow_initialises_its_actnorms_from_the_first_batch_only(tmp_path, digits):
+    from flowgan.flows import ActNorm
+
+    cfg = TrainConfig(
+        dataset="digits", model="glow-small", model_options={"steps": 2, "hidden": 8}, batch_size=64, max_steps=2,
+        eval_every=2,
+    )  # fmt: skip
+    trainer = Trainer(cfg, tmp_path / "run", data=digits, progress=False)
+    norms = [m for m in trainer.modules.model.modules() if isinstance(m, ActNorm)]
+    assert norms and not any(bool(m.initialized) for m in norms)
+    trainer.fit()
+    assert all(bool(m.initialized) for m in norms)
+    state = _final_state(tmp_path / "run")["model"]
+    assert all(bool(v) for k, v in state.items() if k.endswith("initialized"))
+
+
+def test_an_uninitialised_actnorm_is_refused_under_torchrun_not_in_one_process():
+    from flowgan.training.modules import build_networks
+
+    cfg = TrainConfig(dataset="digits", model="glow-small", model_options={"steps": 1, "hidden": 4})
+    with pytest.raises(FlowganError, match="actnorm's data-dependent initialisation is not supported under torchrun"):
+        build_networks(cfg, (1, 8, 8), torch.device("cpu"), None, None, None, world_size=2)
+    build_networks(cfg, (1, 8, 8), torch.device("cpu"), None, None, None, world_size=1)

@@ -91,8 +91,9 @@ class TrainConfig:
     )
     model: str = option(
         "nice-small",
-        help="nice-mnist, nice-small, realnvp-cifar10, realnvp-small, or an import path pkg.module:factory "
-        "(or file.py:factory) called as factory(shape, **model options) (docs/generators.md)",
+        help="nice-mnist, nice-small, realnvp-cifar10, realnvp-small, glow-cifar10, glow-mnist, glow-small, or an "
+        "import path pkg.module:factory (or file.py:factory) called as factory(shape, **model options) "
+        "(docs/generators.md)",
     )
     model_options: dict = option(
         factory=dict,
@@ -271,6 +272,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "nice": dict(lr=1e-4, beta1=0.5, batch_size=100),
     "realnvp": dict(lr=1e-3, beta1=0.9, batch_size=64, lr_decay=0.999995),
+    "glow": dict(lr=1e-3, beta1=0.9, batch_size=64),
 }
 
 

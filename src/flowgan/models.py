@@ -16,10 +16,16 @@ configurations in :data:`MODELS`:
                     half the channels; then 4 checkerboard couplings; ResNet s/t nets with 64
                     channels and 8 blocks; standard normal prior.
 ``realnvp-small``   the same with 32 channels and 1 block.
+``glow-cifar10``    Glow (Kingma & Dhariwal 2018) as in its CIFAR-10 experiments: logit step,
+                    3 levels of squeeze, 32 steps of actnorm, invertible 1×1 convolution (LU)
+                    and affine coupling (512-channel nets), and a split with a learned prior
+                    (:class:`~flowgan.flows.GlowSplitPrior`) between levels; standard normal.
+``glow-mnist``      the same for 28×28 digits: 2 levels, 16 steps, 256 channels.
+``glow-small``      2 levels, 4 steps, 64 channels: trains on a CPU.
 =================== ==========================================================================
 
 Every configuration works for any image shape ``(C, H, W)`` (``shape=`` override; Real-NVP needs
-``H`` and ``W`` divisible by ``2**(scales-1)``). The latent ``z`` has the shape of the data.
+``H`` and ``W`` divisible by ``2**(scales-1)``, Glow by ``2**levels``). The latent ``z`` has the shape of the data.
 """
 
 from __future__ import annotations
@@ -44,13 +50,16 @@ from .flows import (
     FactorOut,
     Flow,
     FlowSequence,
+    GlowCoupling,
+    GlowSplitPrior,
     InverseFlow,
+    InvertibleConv1x1,
     Logit,
     Reshape,
     Squeeze,
     build_prior,
 )
-from .nets import MLP, ResNet
+from .nets import MLP, GlowNet, ResNet
 
 
 @dataclass(frozen=True)
@@ -83,7 +92,21 @@ class RealNVPConfig:
     alpha: float = 1e-7
 
 
-ARCHITECTURES: dict[str, type] = {"nice": NICEConfig, "realnvp": RealNVPConfig}
+@dataclass(frozen=True)
+class GlowConfig:
+    """Multi-scale Glow (Kingma & Dhariwal 2018, §3, Figure 2): per level a squeeze, ``steps`` ×
+    (actnorm, invertible 1×1 convolution, affine coupling), then a split with a learned prior."""
+
+    shape: tuple[int, int, int] = (3, 32, 32)
+    levels: int = 3
+    steps: int = 32
+    hidden: int = 512  # channels of the coupling networks
+    lu: bool = True  # LU-parametrised 1×1 convolutions (Glow's); False: the plain matrix
+    prior: str = "normal"
+    alpha: float = 1e-7
+
+
+ARCHITECTURES: dict[str, type] = {"nice": NICEConfig, "realnvp": RealNVPConfig, "glow": GlowConfig}
 
 #: name -> (architecture, overrides of that architecture's defaults)
 MODELS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -91,6 +114,9 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "nice-small": ("nice", {"hidden": 256, "depth": 2}),
     "realnvp-cifar10": ("realnvp", {}),
     "realnvp-small": ("realnvp", {"channels": 32, "blocks": 1}),
+    "glow-cifar10": ("glow", {}),
+    "glow-mnist": ("glow", {"shape": (1, 28, 28), "levels": 2, "steps": 16, "hidden": 256}),
+    "glow-small": ("glow", {"levels": 2, "steps": 4, "hidden": 64}),
 }
 
 
@@ -235,7 +261,31 @@ def _realnvp(cfg: RealNVPConfig) -> Flow:
     return FlowSequence(Logit(cfg.alpha), *_realnvp_scale(cfg, cfg.shape, 0))
 
 
-_BUILDERS = {"nice": _nice, "realnvp": _realnvp}
+def _glow_level(cfg: GlowConfig, shape: tuple[int, int, int], level: int) -> list[Flow]:
+    c4, h, w = 4 * shape[0], shape[1] // 2, shape[2] // 2
+    layers: list[Flow] = [Squeeze()]
+    for _ in range(cfg.steps):
+        n_cond, n_change = ChannelHalves.sizes(c4, 0)
+        net = GlowNet(n_cond, 2 * n_change, cfg.hidden)
+        layers += [ActNorm(c4), InvertibleConv1x1(c4, lu=cfg.lu), GlowCoupling(net, parity=0)]
+    if level < cfg.levels - 1:
+        inner = FlowSequence(*_glow_level(cfg, (c4 - c4 // 2, h, w), level + 1))
+        layers += [GlowSplitPrior(c4), FactorOut(inner)]
+    return [*layers, InverseFlow(Squeeze())]
+
+
+def _glow(cfg: GlowConfig) -> Flow:
+    c, h, w = cfg.shape
+    factor = 2**cfg.levels
+    if cfg.levels < 1 or cfg.steps < 1 or h % factor or w % factor:
+        raise ValueError(
+            f"Glow with {cfg.levels} levels squeezes {cfg.levels} times and needs H and W divisible by {factor}, "
+            f"got shape {c}x{h}x{w} (fewer levels, or another image size)"
+        )
+    return FlowSequence(Logit(cfg.alpha), *_glow_level(cfg, cfg.shape, 0))
+
+
+_BUILDERS = {"nice": _nice, "realnvp": _realnvp, "glow": _glow}
 
 
 def model_config(name: str, **overrides: Any):

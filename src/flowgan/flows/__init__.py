@@ -10,7 +10,7 @@ from .coupling import (
     Partition,
 )
 from .elementwise import DiagonalScaling, Logit
-from .glow import GlowCoupling, InvertibleConv1x1
+from .glow import GlowCoupling, GlowSplitPrior, InvertibleConv1x1
 from .normalization import ActNorm, BatchNormFlow
 from .priors import Prior, StandardLogistic, StandardNormal, build_prior
 from .reshape import FactorOut, Reshape, Squeeze
@@ -28,6 +28,7 @@ __all__ = [
     "Flow",
     "FlowSequence",
     "GlowCoupling",
+    "GlowSplitPrior",
     "InverseFlow",
     "InvertibleConv1x1",
     "Logit",

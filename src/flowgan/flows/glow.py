@@ -108,3 +108,41 @@ class GlowCoupling(Flow):
         shift, log_scale = self._params(cond)
         x = change * torch.exp(-log_scale) - shift
         return self.partition.merge(cond, x), -sum_except_batch(log_scale)
+
+
+class GlowSplitPrior(Flow):
+    r"""Glow's learned prior of the channels a level factors out, written as a flow.
+
+    Glow models the factored half ``x_1`` (channels ``[:C//2]``) as
+    ``N(μ(x_2), exp(log σ(x_2))²)`` given the kept half ``x_2`` (a zero-initialised 3×3
+    convolution, :class:`~flowgan.nets.ZeroConv2d`, so it starts as the standard normal). The same
+    density is this layer, ``z_1 = (x_1 − μ(x_2)) ⊙ exp(−log σ(x_2))`` with
+    ``log|det| = −Σ log σ``, followed by the model's standard normal prior on ``z_1``: the
+    likelihood is identical and every flowgan prior and analysis still sees one factorised
+    latent. Put it just before :class:`~flowgan.flows.FactorOut`, which passes ``z_1`` out."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        from ..nets import ZeroConv2d
+
+        self.factored = channels // 2
+        self.net = ZeroConv2d(channels - self.factored, 2 * self.factored)
+
+    def _params(self, kept):
+        h = self.net(kept)
+        return h[:, 0::2], h[:, 1::2]
+
+    def forward(self, x):
+        k = self.factored
+        mean, log_std = self._params(x[:, k:])
+        z = (x[:, :k] - mean) * torch.exp(-log_std)
+        return torch.cat([z, x[:, k:]], dim=1), -sum_except_batch(log_std)
+
+    def inverse(self, z):
+        return self.inverse_and_logdet(z)[0]
+
+    def inverse_and_logdet(self, z):
+        k = self.factored
+        mean, log_std = self._params(z[:, k:])
+        x = z[:, :k] * torch.exp(log_std) + mean
+        return torch.cat([x, z[:, k:]], dim=1), sum_except_batch(log_std)
