@@ -70,7 +70,15 @@ class DCGANCritic(nn.Module):
 
 #: the critic size paired with each named flow model: the paper's critic with the paper's flows,
 #: the small critic with the small (CPU-sized) flows
-CRITIC_SIZE = {"nice-mnist": "paper", "realnvp-cifar10": "paper", "nice-small": "small", "realnvp-small": "small"}
+CRITIC_SIZE = {
+    "nice-mnist": "paper",
+    "realnvp-cifar10": "paper",
+    "glow-cifar10": "paper",
+    "glow-mnist": "paper",
+    "nice-small": "small",
+    "realnvp-small": "small",
+    "glow-small": "small",
+}
 
 
 def default_critic(shape: tuple[int, int, int], model_name: str) -> str:
