@@ -67,3 +67,15 @@ def test_a_figure_is_written_in_the_format_of_its_suffix_or_not_at_all(tmp_path)
         save_figure(fig, tmp_path / "curve.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and len(path.read_bytes()) > 100  # the old figure
     assert [p.name for p in tmp_path.iterdir()] == ["curve.png"]
+
+
+@pytest.mark.parametrize("name, fmt", [("grid.png", "PNG"), ("grid.jpg", "JPEG"), ("grid", "PNG")])
+def test_a_sample_grid_has_the_format_of_its_suffix(tmp_path, name, fmt):
+    import torch
+    from PIL import Image
+
+    from flowgan.images import save_grid
+
+    path = save_grid(torch.rand(4, 1, 8, 8), tmp_path / name)
+    assert Image.open(path).format == fmt
+    assert [p.name for p in tmp_path.iterdir()] == [name]

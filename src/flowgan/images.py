@@ -27,13 +27,15 @@ def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> n
 
 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, scale: int = 2) -> Path:
-    """Write a grid of images to ``path`` (PNG), each pixel enlarged ``scale`` times."""
+    """Write a grid of images to ``path`` (PNG; another suffix PIL knows, such as ``.jpg``, picks its
+    format), each pixel enlarged ``scale`` times; atomically (:mod:`flowgan.atomic`)."""
     from PIL import Image
 
     arr = image_grid(images, nrow)
     if scale > 1:
         arr = arr.repeat(scale, axis=0).repeat(scale, axis=1)
     path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")  # the suffix's format, as PIL chooses
     with replacing(path) as tmp:
-        Image.fromarray(arr).save(tmp, format="PNG")
+        Image.fromarray(arr).save(tmp, format=fmt)
     return path
