@@ -31,7 +31,9 @@ class InvertibleConv1x1(Flow):
     def __init__(self, channels: int, lu: bool = True):
         super().__init__()
         self.channels, self.lu = channels, lu
-        rotation = torch.linalg.qr(torch.randn(channels, channels))[0]
+        # the same rotation whatever the default dtype (a float64 build is the float32 one, rounded)
+        draw = torch.randn(channels, channels, dtype=torch.float32).double()
+        rotation = torch.linalg.qr(draw)[0].to(torch.get_default_dtype())
         if not lu:
             self.weight = nn.Parameter(rotation)
             return

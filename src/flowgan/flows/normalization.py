@@ -60,12 +60,33 @@ class BatchNormFlow(Flow):
         return (z - self.beta.view(shape)) * torch.exp(-log_scale).view(shape) + self.running_mean.view(shape)
 
 
+def _global_moments(x: torch.Tensor, dims: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and (biased) standard deviation over ``dims``; over the batches of all
+    processes when ``torch.distributed`` runs several (two passes, as exact as one process's)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return x.mean(dim=dims), x.std(dim=dims, unbiased=False)
+    count = torch.tensor(float(x.numel() // x.shape[1]), dtype=x.dtype, device=x.device)
+    dist.all_reduce(count)
+    total = x.sum(dim=dims)
+    dist.all_reduce(total)
+    mean = total / count
+    shape = _broadcast_shape(x)
+    squares = (x - mean.view(shape)).square().sum(dim=dims)
+    dist.all_reduce(squares)
+    return mean, torch.sqrt(squares / count)
+
+
 class ActNorm(Flow):
     r"""Activation normalization (Glow, Kingma & Dhariwal 2018): ``y = (x + b) ⊙ exp(s)``.
 
     ``b`` and ``s`` are initialised from the first training batch so that each channel of ``y``
     has zero mean and unit variance; after that they are ordinary parameters. ``initialized``
-    is a buffer, so a loaded checkpoint does not re-initialise.
+    is a buffer, so a loaded checkpoint does not re-initialise. Under data parallelism
+    (``torch.distributed`` initialised, several processes) the statistics are those of the
+    global batch, summed over all processes in two passes: every process initialises to the same
+    values, the ones a single process would compute on the whole batch.
     """
 
     def __init__(self, num_features: int, eps: float = 1e-6):
@@ -78,8 +99,9 @@ class ActNorm(Flow):
     @torch.no_grad()
     def _initialize(self, x):
         dims = [0] + list(range(2, x.dim()))
-        self.bias.copy_(-x.mean(dim=dims))
-        self.log_scale.copy_(-torch.log(x.std(dim=dims, unbiased=False) + self.eps))
+        mean, std = _global_moments(x, dims)
+        self.bias.copy_(-mean)
+        self.log_scale.copy_(-torch.log(std + self.eps))
         self.initialized.fill_(True)
 
     def forward(self, x):

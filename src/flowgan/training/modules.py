@@ -101,12 +101,6 @@ def build_modules(
     return Modules(model, critic, objective, G, D, opt, critic_opt, *recipes)
 
 
-def _uninitialised_actnorm(model) -> bool:
-    from ..flows import ActNorm
-
-    return any(isinstance(m, ActNorm) and not bool(m.initialized) for m in model.modules())
-
-
 def build_networks(cfg: TrainConfig, shape, device: torch.device, model, critic, recipe, world_size: int):
     """``(model, critic or None, objective, (model recipe, critic recipe))``, float32 on ``device``.
     The global generator is seeded with ``cfg.seed`` first: built-in parameters depend on the seed only."""
@@ -118,12 +112,6 @@ def build_networks(cfg: TrainConfig, shape, device: torch.device, model, critic,
         model, model_recipe = generator_from_recipe(recipe), recipe
     else:
         model, model_recipe = build_generator(cfg.model, cfg.model_options, shape)
-    if world_size > 1 and recipe is None and _uninitialised_actnorm(model):
-        raise FlowganError(
-            "actnorm's data-dependent initialisation is not supported under torchrun yet (each process would "
-            "initialise from its own shard and the processes' parameters would differ): train its first step in one "
-            "process (--max-steps 1), then resume it under torchrun"
-        )
     if cfg.sync_batchnorm and world_size > 1:
         model = sync_batchnorm(model, device)
     model = model.to(device, torch.float32)
