@@ -50,6 +50,8 @@ class ScalarBatchNorm(nn.Module):
         return f"momentum={self.momentum}, eps={self.eps}, sync={self.sync}"
 
     def _batch_stats(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if h.dtype in (torch.bfloat16, torch.float16):  # under autocast: statistics in float32 (exact, and
+            h = h.float()  # 6x faster than a bf16 var on a CPU)
         if self.sync:
             import torch.distributed as dist
 
@@ -62,8 +64,6 @@ class ScalarBatchNorm(nn.Module):
                 mean = all_reduce(h.sum()) / count
                 var = all_reduce((h - mean).square().sum()) / count
                 return mean, var
-        if h.dtype in (torch.bfloat16, torch.float16):  # under autocast: statistics in float32 (exact, and
-            h = h.float()  # 6x faster than a bf16 var on a CPU)
         return h.mean(), h.var(unbiased=False)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
