@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from .atomic import replacing, temporary_name, write_json
+from .atomic import replacing, write_json
 from .config import TrainConfig
 from .errors import CheckpointError, FlowganError
 
@@ -85,14 +85,12 @@ def link_or_copy(src: str | Path, dst: str | Path) -> None:
     allows it (instant; later atomic saves to ``src`` replace its inode, not ``dst``'s), else a copy."""
     import shutil
 
-    src, dst = Path(src), Path(dst)
-    tmp = temporary_name(dst)
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    with replacing(dst) as tmp:
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
 
 
 def load_versioned(

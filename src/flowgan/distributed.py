@@ -10,6 +10,7 @@ torchrun's usual rendezvous flags (``--nnodes``, ``--rdzv-backend``, ``--rdzv-en
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
@@ -49,6 +50,24 @@ def destroy_process_group(clean: bool = True) -> None:
 
 def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def global_moments(x: torch.Tensor, dims: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and biased variance of ``x`` over ``dims`` (all when ``None``); under data
+    parallelism over the batches of all processes, in two all-reduced passes (differentiable,
+    as exact as one process's two-pass moments). Used by the coupling networks' synchronised
+    batch norm and by actnorm's data-dependent initialisation."""
+    if dims is None:
+        dims = list(range(x.dim()))
+    if not is_distributed():
+        return x.mean(dim=dims), x.var(dim=dims, unbiased=False)
+    from torch.distributed.nn.functional import all_reduce
+
+    kept = [n for d, n in enumerate(x.shape) if d not in dims]
+    count = all_reduce(x.new_tensor(float(math.prod(x.shape[d] for d in dims))))
+    mean = all_reduce(x.sum(dim=dims, keepdim=True)) / count
+    var = all_reduce((x - mean).square().sum(dim=dims, keepdim=True)) / count
+    return mean.reshape(kept), var.reshape(kept)
 
 
 def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:

@@ -52,19 +52,17 @@ class ScalarBatchNorm(nn.Module):
     def _batch_stats(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if h.dtype in (torch.bfloat16, torch.float16):  # under autocast: statistics in float32 (exact, and
             h = h.float()  # 6x faster than a bf16 var on a CPU)
-        if self.sync:
-            import torch.distributed as dist
+        if self.sync:  # the global batch's (flowgan.distributed.global_moments)
+            from .distributed import global_moments
 
-            if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-                from torch.distributed.nn.functional import all_reduce
-
-                # two passes over the global batch (as exact as one process's two-pass moments)
-                count = h.new_tensor(float(h.numel()))
-                count = all_reduce(count)
-                mean = all_reduce(h.sum()) / count
-                var = all_reduce((h - mean).square().sum()) / count
-                return mean, var
+            return global_moments(h)
         return h.mean(), h.var(unbiased=False)
+
+    def affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The evaluation-mode map as ``h·a + c``: scalars ``a = g/sqrt(σ²_run + ε)``,
+        ``c = b - μ_run·a`` (folded into linear layers and Jacobians)."""
+        a = self.gain * torch.rsqrt(self.running_var + self.eps)
+        return a, self.shift - self.running_mean * a
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         if self.training:
@@ -127,8 +125,7 @@ class MLP(nn.Sequential):
             layer = layers[i]
             following = layers[i + 1] if i + 1 < len(layers) else None
             if isinstance(layer, ScalarBatchNorm) and isinstance(following, nn.Linear):
-                a = layer.gain * torch.rsqrt(layer.running_var + layer.eps)
-                c = layer.shift - layer.running_mean * a
+                a, c = layer.affine()
                 weight = following.weight
                 bias = c * weight.sum(dim=1)
                 if following.bias is not None:

@@ -158,6 +158,7 @@ def _dest(flag_name: str) -> str:
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One argument per flag of :func:`config_flags`; every default is ``None``: not given."""
+    checks = {"dataset": dataset, "classifier": classifier, "device": device}  # Flag.check -> argparse type
     for flag in config_flags():
         if flag.kind is bool:
             parser.add_argument(*flag.names, dest=flag.field, action="store_true", default=None, help=flag.help)
@@ -166,7 +167,6 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         if flag.kind is dict:
             kwargs.update(action="append", type=parse_kv, metavar="KEY=VALUE")
         else:
-            checks = {"dataset": dataset, "classifier": classifier, "device": device}
             kind = checks[flag.check] if flag.check else str
             kwargs.update(type=bounded(flag.kind, flag.bound) if flag.kind in (int, float) else kind)
             if flag.choices is None:

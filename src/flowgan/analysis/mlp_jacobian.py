@@ -35,9 +35,7 @@ def mlp_jacobian(net: nn.Sequential, x: torch.Tensor) -> tuple[torch.Tensor, tor
     h, tangent, scale = x, None, None  # tangent[b, i, :] = ∂h_b/∂x_i (None: scale·I)
     for layer in net:
         if isinstance(layer, ScalarBatchNorm):
-            a = layer.gain * torch.rsqrt(layer.running_var + layer.eps)
-            c = (layer.shift - layer.running_mean * a).to(x.dtype)
-            a = a.to(x.dtype)
+            a, c = (t.to(x.dtype) for t in layer.affine())
             h = h * a + c
             if tangent is None:
                 scale = a if scale is None else scale * a

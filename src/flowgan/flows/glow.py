@@ -69,14 +69,12 @@ class InvertibleConv1x1(Flow):
         return y, (logdet * x.shape[2] * x.shape[3]).expand(x.shape[0])
 
     def inverse(self, z):
-        self._check(z)
-        weight, _ = self.matrix()
-        inverse = torch.linalg.inv(weight)
-        return F.conv2d(z, inverse.view(self.channels, self.channels, 1, 1))
+        return self.inverse_and_logdet(z)[0]
 
     def inverse_and_logdet(self, z):
-        x = self.inverse(z)
-        _, logdet = self.matrix()
+        self._check(z)
+        weight, logdet = self.matrix()
+        x = F.conv2d(z, torch.linalg.inv(weight).view(self.channels, self.channels, 1, 1))
         return x, -(logdet * z.shape[2] * z.shape[3]).expand(z.shape[0])
 
 

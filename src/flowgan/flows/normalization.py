@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..distributed import global_moments, is_distributed
 from .base import Flow
 
 
@@ -60,24 +61,6 @@ class BatchNormFlow(Flow):
         return (z - self.beta.view(shape)) * torch.exp(-log_scale).view(shape) + self.running_mean.view(shape)
 
 
-def _global_moments(x: torch.Tensor, dims: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and (biased) standard deviation over ``dims``; over the batches of all
-    processes when ``torch.distributed`` runs several (two passes, as exact as one process's)."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-        return x.mean(dim=dims), x.std(dim=dims, unbiased=False)
-    count = torch.tensor(float(x.numel() // x.shape[1]), dtype=x.dtype, device=x.device)
-    dist.all_reduce(count)
-    total = x.sum(dim=dims)
-    dist.all_reduce(total)
-    mean = total / count
-    shape = _broadcast_shape(x)
-    squares = (x - mean.view(shape)).square().sum(dim=dims)
-    dist.all_reduce(squares)
-    return mean, torch.sqrt(squares / count)
-
-
 class ActNorm(Flow):
     r"""Activation normalization (Glow, Kingma & Dhariwal 2018): ``y = (x + b) ⊙ exp(s)``.
 
@@ -99,7 +82,11 @@ class ActNorm(Flow):
     @torch.no_grad()
     def _initialize(self, x):
         dims = [0] + list(range(2, x.dim()))
-        mean, std = _global_moments(x, dims)
+        if is_distributed():  # the global batch's statistics
+            mean, var = global_moments(x, dims)
+            std = var.sqrt()
+        else:
+            mean, std = x.mean(dim=dims), x.std(dim=dims, unbiased=False)
         self.bias.copy_(-mean)
         self.log_scale.copy_(-torch.log(std + self.eps))
         self.initialized.fill_(True)
