@@ -81,6 +81,10 @@ BAD = [
     ("reproduce", "--skip", "table9"),
     ("reproduce", "--model-option", "hidden"),
     ("reproduce", "--device", "tpu"),
+    ("reproduce", "--seeds", "0"),
+    ("reproduce", "--frontier", "0,1"),
+    ("reproduce", "--frontier", "0.1,x"),
+    ("reproduce", "--frontier", "inf"),
 ]
 
 #: what each command needs besides the flag under test

@@ -628,3 +628,106 @@ def test_smoke_run_of_a_reduced_cifar10_5k_preset(tmp_path, shared_data_dir):
 
     Reproduction(_tiny_cifar(4), tmp_path / "rep", progress=False, data_dir=shared_data_dir).run()
     _check_cifar_reproduction(tmp_path / "rep")
+
+
+# ------------------------------------------------------------------ issue 23: seeds and the λ frontier
+
+
+def test_claims_over_seeds_follow_the_stated_rule():
+    from flowgan.reproduce.seed_report import combine_claims, combine_verdicts, spread
+
+    assert combine_verdicts(["PASS", "PASS", "PASS"]) == "PASS"
+    assert combine_verdicts(["FAIL", "FAIL"]) == "FAIL"
+    assert combine_verdicts(["PASS", "FAIL", "PASS"]) == "INCONCLUSIVE"  # the seeds disagree
+    assert combine_verdicts(["PASS", "INCONCLUSIVE"]) == "INCONCLUSIVE"
+    assert combine_verdicts(["PASS", "N/A"]) == "INCONCLUSIVE"  # a seed without the inputs decides nothing
+    assert combine_verdicts(["N/A", "N/A"]) == "N/A"
+    s = spread([1.0, 2.0, 4.0, None])
+    assert s["mean"] == pytest.approx(7 / 3) and s["n"] == 3 and s["values"] == [1.0, 2.0, 4.0, None]
+    assert s["sd"] == pytest.approx(math.sqrt(((1 - 7 / 3) ** 2 + (2 - 7 / 3) ** 2 + (4 - 7 / 3) ** 2) / 2))
+    assert spread([3.0])["sd"] is None
+    per_seed = [
+        [{"key": "C1", "statement": "s", "verdict": "PASS", "evidence": "e0"}],
+        [{"key": "C1", "statement": "s", "verdict": "FAIL", "evidence": "e1"}],
+    ]
+    (c,) = combine_claims(per_seed)
+    assert c["verdict"] == "INCONCLUSIVE" and c["per_seed"] == ["PASS", "FAIL"]
+    assert "seed 0 PASS, seed 1 FAIL" in c["evidence"] and c["per_seed_evidence"] == ["e0", "e1"]
+
+
+def test_two_seeds_with_the_frontier_and_a_killed_run_that_continues(tmp_path, monkeypatch):
+    """``--seeds 2 --frontier``: each seed a whole reproduction with its own seed; the report's numbers
+    are the seeds' mean and standard deviation; the preset's hybrid is reused as a frontier point;
+    a run killed in seed 1 continues there, leaving seed 0 untouched."""
+    import statistics
+
+    from flowgan.reproduce import pipeline
+    from flowgan.reproduce.seeds import SeedReproduction
+
+    root = tmp_path / "rep"
+    tiny = _tiny_preset()
+    skip = ("gmm", "table3", "jacobian")
+    real_frontier = pipeline.Reproduction.frontier
+
+    def killed_in_seed_1(self):
+        if self.root.name == "seed-1":
+            raise KeyboardInterrupt
+        return real_frontier(self)
+
+    monkeypatch.setattr(pipeline.Reproduction, "frontier", killed_in_seed_1)
+    with pytest.raises(KeyboardInterrupt):
+        SeedReproduction(tiny, root, seeds=2, progress=False, frontier=[0.1, 1.0]).run(skip=skip)
+    monkeypatch.setattr(pipeline.Reproduction, "frontier", real_frontier)
+
+    def untouched(k):  # training runs, evaluations, frontier points (the reports are rebuilt each time)
+        files = [p for d in ("runs", "eval", "frontier") for p in (root / k / d).rglob("*")]
+        return sorted((p, p.stat().st_mtime_ns) for p in files)
+
+    seed0 = untouched("seed-0")
+    ckpt1 = (root / "seed-1" / "runs" / "adv" / "checkpoints" / "latest.pt").stat().st_mtime_ns
+    assert not (root / "report.md").exists()
+
+    report = SeedReproduction(tiny, root, seeds=2, progress=False, frontier=[0.1, 1.0]).run(skip=skip)
+    assert untouched("seed-0") == seed0 and len(seed0) > 20
+    assert (root / "seed-1" / "runs" / "adv" / "checkpoints" / "latest.pt").stat().st_mtime_ns == ckpt1
+    assert (root / "seed-1" / "frontier" / "lam-1.json").is_file()
+
+    configs = [json.loads((root / f"seed-{k}" / "runs" / "mle" / "config.json").read_text()) for k in (0, 1)]
+    assert [c["config"]["seed"] for c in configs] == [0, 1]
+    evals = [json.loads((root / f"seed-{k}" / "eval" / "hybrid.json").read_text()) for k in (0, 1)]
+    nlls = [e["best_nll"]["test_nll_nats"] for e in evals]
+    assert nlls[0] != nlls[1]  # different seeds train differently
+    summary = json.loads((root / "seeds.json").read_text())["summary"]["table"]["hybrid"]["nll"]
+    assert summary["values"] == nlls
+    assert summary["mean"] == pytest.approx(statistics.fmean(nlls)) and summary["sd"] == pytest.approx(
+        statistics.stdev(nlls)
+    )
+    # the preset's hybrid (λ = 0.1) is a frontier point, not retrained; λ = 1 is a run of its own
+    assert not (root / "seed-0" / "runs" / "hybrid-lam0.1").exists()
+    assert json.loads((root / "seed-0" / "runs" / "hybrid-lam1" / "config.json").read_text())["config"]["lam"] == 1.0
+    point = json.loads((root / "seed-0" / "frontier" / "lam-0.1.json").read_text())
+    assert point["best_nll"]["test_nll_nats"] == evals[0]["best_nll"]["test_nll_nats"]
+    claims = json.loads((root / "claims.json").read_text())
+    for c in claims:
+        seeds = [
+            next(s for s in json.loads((root / f"seed-{k}" / "claims.json").read_text()) if s["key"] == c["key"])
+            for k in (0, 1)
+        ]
+        assert c["per_seed"] == [s["verdict"] for s in seeds]
+    text = report.read_text()
+    assert "2 seeds" in text and "seed 0" in text and "## The λ frontier" in text and "Hybrid λ = 1" in text
+    for name in ("frontier.png", "seeds_nll_vs_score.png", "seed0_fig1_samples.png"):
+        assert (root / "figures" / name).is_file()
+    # the directory is a 2-seed reproduction: a one-seed command on it is refused, and `report` rebuilds it
+    with pytest.raises(FlowganError, match="over 2 seeds; add --seeds 2"):
+        pipeline.Reproduction(tiny, root, progress=False)
+    assert main(["report", str(root)]) == 0
+
+
+def test_a_one_seed_directory_is_not_extended_with_seeds(tmp_path, capsys):
+    root = tmp_path / "one"
+    root.mkdir()
+    (root / "reproduce.json").write_text(json.dumps({"preset": "quick", "stages": {}}))
+    assert main(["reproduce", "--preset", "quick", "--seeds", "3", "--out", str(root)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "holds a one-seed reproduction" in err and len(err.splitlines()) == 1

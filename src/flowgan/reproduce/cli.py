@@ -7,6 +7,7 @@ from pathlib import Path
 
 def register(sub) -> None:
     from ..options import device, integer, names, number, parse_kv
+    from .frontier import DEFAULT_LAMBDAS, parse_lambdas
     from .pipeline import SKIPPABLE
 
     p = sub.add_parser(
@@ -47,6 +48,24 @@ def register(sub) -> None:
         default=[],
         help="comma-separated analyses to leave out: gmm, table3, jacobian (their claims say N/A)",
     )
+    p.add_argument(
+        "--seeds",
+        type=integer(1),
+        default=1,
+        help="train each objective N times, with seeds 0..N-1 (default 1): DIR/seed-K holds each seed's reproduction "
+        "and DIR/report.md shows every number as mean ± standard deviation across seeds and judges each claim on the "
+        "seeds together",
+    )
+    p.add_argument(
+        "--frontier",
+        nargs="?",
+        const=",".join(f"{v:g}" for v in DEFAULT_LAMBDAS),
+        type=parse_lambdas,
+        metavar="LAMBDAS",
+        help="also train the hybrid at these comma-separated values of λ (default "
+        + ",".join(f"{v:g}" for v in DEFAULT_LAMBDAS)
+        + ") and draw the λ frontier, test NLL against the sample score beside MLE and ADV; finished runs are reused",
+    )
     for what in ("model", "critic"):
         p.add_argument(
             f"--{what}",
@@ -76,19 +95,23 @@ def _cmd_reproduce(args) -> int:
     import time
 
     from .pipeline import Reproduction
+    from .seeds import SeedReproduction
 
     out = args.out or str(Path("runs") / f"reproduce-{args.preset}")
     start = time.perf_counter()
-    rep = Reproduction(
-        args.preset,
-        out,
+    options = dict(
         budget_minutes=args.budget_minutes,
         data_dir=args.data_dir,
         device=args.device,
         progress=not args.no_progress,
         steps=args.steps,
         modules=_modules(args),
+        frontier=args.frontier,
     )
+    if args.seeds > 1:
+        rep = SeedReproduction(args.preset, out, seeds=args.seeds, **options)
+    else:
+        rep = Reproduction(args.preset, out, **options)
     path = rep.run(skip=tuple(args.skip))
     print(f"reproduction finished in {(time.perf_counter() - start) / 60:.1f} min: {path}")
     return 0
@@ -118,6 +141,11 @@ def _cmd_report(args) -> int:
         raise FlowganError(f"{root} is not a directory")
     if not (root / "reproduce.json").is_file() and not (root / "runs").is_dir():
         raise FlowganError(f"{root} is not a reproduction directory (no reproduce.json or runs/)")
-    path = build_report(root)
+    if (root / "seed-0").is_dir() and (root / "reproduce.json").is_file():
+        from .seed_report import build_seed_report
+
+        path = build_seed_report(root)
+    else:
+        path = build_report(root)
     print(f"wrote {path}")
     return 0

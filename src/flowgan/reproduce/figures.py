@@ -3,7 +3,9 @@
 * :func:`figure_samples` -- Figure 1 analog: samples of each objective's best-score checkpoint;
 * :func:`figure_curves` -- Figure 2 analog: exact validation and training NLL during training (and
   the critic loss, whose settling next to a rising NLL is the paper's §3.3 observation);
-* :func:`figure_scores` -- Figure 5 analog: the sample score during training.
+* :func:`figure_scores` -- Figure 5 analog: the sample score during training;
+* :func:`figure_tradeoff` -- test NLL against the sample score, one point per run with its
+  uncertainty (the λ frontier, and the seed-to-seed spread of a multi-seed reproduction).
 
 The analyses' figures (3/6, 4, 7) are drawn by :mod:`flowgan.analysis.plots` and copied
 (:func:`copy_figure`).
@@ -126,6 +128,60 @@ def figure_scores(d: ReproductionData, path: Path) -> Path | None:
     ax.set_title(f"Figure 5 analog: {d.score.upper()} score during training (higher is better)")
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=110)
+
+
+def figure_tradeoff(
+    points: list[dict],
+    path: Path,
+    *,
+    title: str,
+    score_name: str,
+    unit: str,
+    paper: list[dict] | None = None,
+    paper_label: str = "paper",
+) -> Path | None:
+    """Test NLL (y, lower is better) against the sample score (x, higher is better): each point
+    ``{label, score, score_std, nll, nll_sem}`` with its error bars (omitted where unknown), an
+    optional ``group`` (one colour and legend entry per group; else per label) and ``connect``
+    (points of a group with ``connect`` are joined in order: a frontier); ``paper``: points
+    ``{label, score, nll}`` drawn as hollow stars."""
+    if not points:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    groups: dict[str, list[dict]] = {}
+    for p in points:
+        groups.setdefault(p.get("group") or p["label"], []).append(p)
+    for i, (group, pts) in enumerate(groups.items()):
+        color = plt.cm.tab10(i % 10)
+        for j, p in enumerate(pts):
+            ax.errorbar(
+                p["score"],
+                p["nll"],
+                xerr=p.get("score_std") or None,
+                yerr=p.get("nll_sem") or None,
+                fmt=p.get("marker", "o"),
+                color=color,
+                ms=6,
+                capsize=3,
+                label=group if j == 0 else None,
+            )
+            if p.get("annotate", True):
+                ax.annotate(p["label"], (p["score"], p["nll"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        if any(p.get("connect") for p in pts):
+            ax.plot([p["score"] for p in pts], [p["nll"] for p in pts], "-", color=color, lw=0.8, alpha=0.6)
+    for p in paper or []:
+        ax.plot(p["score"], p["nll"], "*", ms=13, mfc="none", mec="black", label=None)
+        ax.annotate(p["label"], (p["score"], p["nll"]), textcoords="offset points", xytext=(6, -10), fontsize=8)
+    if paper:
+        ax.plot([], [], "*", ms=11, mfc="none", mec="black", label=paper_label)
+    ax.set_xlabel(f"{score_name.upper()} score (higher is better)")
+    ax.set_ylabel(f"test NLL ({'bits/dim' if unit == 'bpd' else 'nats'}; lower is better)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return save_figure(fig, path, dpi=110)
 

@@ -42,7 +42,7 @@ def _read_json(path: Path) -> dict | None:
 #: the fields of reproduce.json the report reads, and what each must be
 META_FIELDS = {
     "preset": str, "description": str, "paper": str, "score": str, "unit": str, "dim": int, "steps": int,
-    "budget_minutes": (int, float), "stages": dict, "notes": list,
+    "budget_minutes": (int, float), "stages": dict, "notes": list, "seed": int, "seeds": int, "frontier": list,
 }  # fmt: skip
 
 
@@ -64,6 +64,8 @@ def read_reproduction_meta(path: Path) -> tuple[dict, int]:
             good = {k: v for k, v in value.items() if isinstance(v, dict)}
             skipped += len(value) - len(good)
             meta[key] = value = good
+        if key == "frontier" and not bad and not all(isinstance(v, (int, float)) and v > 0 for v in value):
+            bad = True
         if key == "notes" and not bad:
             good = [n for n in value if isinstance(n, str)]
             skipped += len(value) - len(good)

@@ -12,6 +12,8 @@ Stages, each recorded in ``DIR/reproduce.json`` when done::
     gmm                                  DIR/gmm/ (analysis.baseline.gmm_baseline against the ADV run)
     table3                               DIR/table3/ (analysis.table3.likelihood_table)
     jacobian                             DIR/jacobian/ (analysis.figure4.jacobian_analysis)
+    frontier                             only with ``frontier=`` (--frontier): the hybrid at more values
+                                         of λ, DIR/runs/hybrid-lam<λ> and DIR/frontier/ (:mod:`.frontier`)
     report                               DIR/report.md, DIR/figures/, DIR/claims.json
 
 Re-running the same command reuses finished stages; an interrupted training run (or one cut by the
@@ -31,10 +33,11 @@ from typing import Any, Callable
 
 from ..atomic import write_json
 from ..errors import FlowganError
+from .frontier import check_lambdas
 from .presets import LABELS, OBJECTIVES, PRESETS, Preset
 
-STAGES = ("train-adv", "train-hybrid", "train-mle", "evaluate", "gmm", "table3", "jacobian", "report")
-ANALYSIS_STAGES = ("evaluate", "gmm", "table3", "jacobian", "report")
+STAGES = ("train-adv", "train-hybrid", "train-mle", "evaluate", "gmm", "table3", "jacobian", "frontier", "report")
+ANALYSIS_STAGES = ("evaluate", "gmm", "table3", "jacobian", "frontier", "report")
 #: the analyses a run may leave out (flowgan reproduce --skip)
 SKIPPABLE = ("gmm", "table3", "jacobian")
 
@@ -55,7 +58,12 @@ class Reproduction:
         progress: bool = True,
         steps: int | None = None,
         modules: dict[str, Any] | None = None,
+        seed: int | None = None,
+        frontier: tuple[float, ...] | None = None,
     ):
+        """``seed``: the training seed of every objective (None: the preset's, 0); ``frontier``: the
+        values of λ at which to train the hybrid for the λ frontier (None: the frontier stage is
+        left out, or the values a previous run of this directory asked for)."""
         if isinstance(preset, Preset):  # a custom plan (tests, experiments)
             self.preset = preset
             preset = preset.name
@@ -67,6 +75,11 @@ class Reproduction:
         self.state_path = self.root / "reproduce.json"
         self.device, self.progress = device, progress
         state = self._load_state()
+        if state and state.get("seeds"):
+            raise FlowganError(
+                f"{self.root} holds a reproduction over {state['seeds']} seeds; add --seeds {state['seeds']} "
+                "(or choose another --out)"
+            )
         if state and state.get("preset") != preset:
             raise FlowganError(
                 f"{self.root} holds a reproduction of preset {state.get('preset')!r}, not {preset!r}; "
@@ -87,7 +100,16 @@ class Reproduction:
                 f"{self.root} holds a reproduction with {state.get('modules') or 'the preset modules'}, not {modules}; "
                 "choose another --out"
             )
-        self.state = state or {"preset": preset, "stages": {}, "modules": modules}
+        if state and state.get("seed") != seed:
+            raise FlowganError(
+                f"{self.root} holds a reproduction trained with seed {state.get('seed')}, not {seed}; "
+                "choose another --out"
+            )
+        self.state = state or {"preset": preset, "stages": {}, "modules": modules, "seed": seed}
+        if frontier is not None and check_lambdas(frontier) != self.state.get("frontier"):
+            self.state["frontier"] = check_lambdas(frontier)  # finished runs are reused, the points recomputed
+            for stage in ("frontier", "report"):
+                self.state["stages"].pop(stage, None)
         self.state.update(
             preset=preset,
             description=self.preset.description,
@@ -165,6 +187,7 @@ class Reproduction:
             "gmm": self.gmm,
             "table3": self.table3,
             "jacobian": self.jacobian,
+            "frontier": self.frontier,
             "report": self.report,
         }
         if any(not self.done(f"train-{o}") for o in OBJECTIVES):
@@ -183,8 +206,8 @@ class Reproduction:
                 "the whole reproduction)"
             )
         for i, stage in enumerate(STAGES, 1):
-            if stage in skip:
-                _say(f"[{i}/{len(STAGES)}] {stage}: skipped")
+            if stage in skip or (stage == "frontier" and not self.state.get("frontier")):
+                _say(f"[{i}/{len(STAGES)}] {stage}: skipped" + ("" if stage in skip else " (no --frontier)"))
                 continue
             if self.done(stage) and stage != "report":
                 _say(f"[{i}/{len(STAGES)}] {stage}: done before, reused")
@@ -217,6 +240,8 @@ class Reproduction:
             device=self.device,
         )
         options.update(self.state.get("modules") or {})  # --model, --critic and their options
+        if self.state.get("seed") is not None:
+            options["seed"] = self.state["seed"]
         return resolve_config(self.preset.runs[objective], **options)
 
     def calibrate(self, steps: int = 3) -> dict:
@@ -252,18 +277,20 @@ class Reproduction:
         return {"step_seconds": step_s, "eval_seconds": eval_s, "expected_seconds": expected, "timed_updates": steps}
 
     def train(self, objective: str) -> dict:
+        return self.train_run(self.root / "runs" / objective, self.run_config(objective), LABELS[objective])
+
+    def train_run(self, run_dir: Path, config, label: str) -> dict:
+        """Train (or continue) one run directory for ``config.max_steps`` updates; the stage record."""
         from ..checkpoint import checkpoint_path
         from ..training import train
 
-        run_dir = self.root / "runs" / objective
-        config = self.run_config(objective)
         resume = checkpoint_path(run_dir).is_file()
         if run_dir.exists() and not resume:
             shutil.rmtree(run_dir)  # started but never checkpointed: start again
         summary = train(config, run_dir, resume=resume, data=self._dataset_obj(), progress=self.progress)
         cut = summary["stopped_by"] == "time_limit" and summary["step"] < self.steps
         _say(
-            f"  {LABELS[objective]}: {summary['step']} of {self.steps} updates in {summary['time'] / 60:.1f} min"
+            f"  {label}: {summary['step']} of {self.steps} updates in {summary['time'] / 60:.1f} min"
             + (
                 f" -- CUT by the safety net (--budget-minutes {self.budget / 60:g}): the report will say INCOMPLETE"
                 if cut
@@ -278,61 +305,30 @@ class Reproduction:
         }
 
     def evaluate(self) -> dict:
-        import torch
-
-        from ..images import save_grid
-        from ..likelihood import nll_report
-        from ..metrics import evaluate_samples
-        from ..runs import load_run
         from ..runtime import resolve_device
+        from .evaluation import evaluate_run
 
-        device = resolve_device(self.device)
         ds = self._dataset_obj()
         out = self.root / "eval"
         out.mkdir(parents=True, exist_ok=True)
         score = self.preset.score
         for obj in OBJECTIVES:
-            run = self.root / "runs" / obj
-            loaded = load_run(run, "best_nll", device=device)
-            model = loaded.model
-            best_nll = {
-                "checkpoint": "best_nll",
-                "step": loaded.step,
-                **_prefixed(nll_report(model, ds.val.images, progress=self.progress), "val_"),
-                **_prefixed(_nll_with_sem(model, ds.test.images, progress=self.progress), "test_"),
-            }
-            which = f"best_{score}" if (run / "checkpoints" / f"best_{score}.pt").is_file() else "best_nll"
-            loaded = load_run(run, which, device=device)
-            model = loaded.model
-            scores = evaluate_samples(
-                model, ds, [score], n_samples=self.preset.score_samples, device=device, split="test"
+            result = evaluate_run(
+                self.root / "runs" / obj,
+                ds,
+                score,
+                n_samples=self.preset.score_samples,
+                device=resolve_device(self.device),
+                progress=self.progress,
+                grid=out / f"{obj}_samples.png",
             )
-            best_score = {
-                "checkpoint": which,
-                "step": loaded.step,
-                "score_name": score,
-                "score": scores.get(score),
-                "scores": scores,
-                **_prefixed(nll_report(model, ds.test.images, progress=self.progress), "test_"),
-            }
-            with torch.no_grad():
-                grid = model.sample(64, generator=torch.Generator().manual_seed(0))
-            save_grid(grid, out / f"{obj}_samples.png")
-            result = {
-                "objective": obj,
-                "label": LABELS[obj],
-                "run": str(run),
-                "dataset": ds.name,
-                "shape": list(model.shape),
-                "best_nll": best_nll,
-                "best_score": best_score,
-            }
-            write_json(out / f"{obj}.json", result)
+            write_json(out / f"{obj}.json", {"objective": obj, "label": LABELS[obj], **result})
+            best_nll, best_score = result["best_nll"], result["best_score"]
             _say(
                 f"  {LABELS[obj]} (best-validated checkpoint, step {best_nll['step']}): validation NLL "
                 f"{best_nll['val_nll_nats']:.1f} nats ({best_nll['val_nll_bpd']:.3f} bits/dim), test NLL "
                 f"{best_nll['test_nll_nats']:.1f} nats ({best_nll['test_nll_bpd']:.3f} bits/dim); {score} "
-                f"{best_score['score']:.3f} ({which}, step {best_score['step']})"
+                f"{best_score['score']:.3f} ({best_score['checkpoint']}, step {best_score['step']})"
             )
         self.state["dim"] = math.prod(ds.shape)
         return {}
@@ -390,6 +386,12 @@ class Reproduction:
         result.write(self.root / "jacobian")
         return {}
 
+    def frontier(self) -> dict:
+        """The hybrid at each λ of ``--frontier`` beside MLE and ADV: DIR/frontier/ (:mod:`.frontier`)."""
+        from .frontier import frontier_stage
+
+        return frontier_stage(self, self.state["frontier"], say=_say)
+
     def report(self) -> dict:
         from .report import build_report
 
@@ -400,24 +402,3 @@ class Reproduction:
         _say("  claims: " + ", ".join(f"{k} {v}" for k, v in verdicts.items()))
         _say(f"  report: {path}")
         return {"claims": verdicts}
-
-
-def _nll_with_sem(model, images, **kwargs) -> dict[str, float]:
-    """``nll_nats``, ``nll_bpd`` and their standard errors over the images (``nll_sem_nats``,
-    ``nll_sem_bpd``): the uncertainty of a test NLL that the claims use."""
-    from ..likelihood import LN2, log_likelihoods, nats_to_bpd
-
-    ll = -log_likelihoods(model, images, **kwargs).double()
-    dim = math.prod(model.shape)
-    nats = float(ll.mean())
-    sem = float(ll.std(correction=1) / math.sqrt(len(ll))) if len(ll) > 1 else 0.0
-    return {
-        "nll_nats": nats,
-        "nll_bpd": float(nats_to_bpd(nats, dim)),
-        "nll_sem_nats": sem,
-        "nll_sem_bpd": sem / (dim * LN2),
-    }
-
-
-def _prefixed(d: dict[str, Any], prefix: str) -> dict[str, Any]:
-    return {prefix + k: v for k, v in d.items()}

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..atomic import write_text
 from . import claims as C
 from .figures import copy_figure, figure_curves, figure_samples, figure_scores
+from .frontier import frontier_report
 from .inputs import ReproductionData
 from .presets import LABELS, OBJECTIVES, PRESETS
 
@@ -349,6 +350,7 @@ def build_report(root: str | Path) -> Path:
     md += [*_gmm_section(d, f3, [g for g in grids if g]), ""]
     md += [*_table3(d), ""]
     md += [*_jacobian_section(d, f4), ""]
+    md += frontier_report(d, figdir)
     md += [
         "## Claims",
         "",
