@@ -188,6 +188,17 @@ def test_classifier_train_and_info(capsys, tmp_path):
     code, out, _ = run(capsys, "classifier", "info", "--classifier", str(out_file))
     info = json.loads(out)
     assert code == 0 and info["source"] == "path" and info["family"] == "digits" and info["arch"] == "cnn"
+    # the card states how the classifier reads noisy test images: the check's own numbers
+    card = info["noise_check"]
+    from flowgan.data import load_dataset as _load
+    from flowgan.metrics.noise import check_classifier
+
+    check = check_classifier(_load("digits"), str(out_file), split="test")
+    assert [r["noise"] for r in card["rows"]] == [r["noise"] for r in check["rows"]]
+    for row, ref in zip(card["rows"], check["rows"]):
+        assert row["accuracy"] == ref["accuracy"] and row["is"] == ref["is"]
+        assert row["is_retained"] == pytest.approx(ref["is"] / check["rows"][0]["is"])
+    assert card["rows"][0]["noise"] == "clean" and card["rows"][0]["accuracy"] == pytest.approx(r["test_accuracy"])
     code, out, _ = run(capsys, "classifier", "info", "--dataset", "mnist")
     assert code == 0 and json.loads(out)["source"] == "shipped"
     # a classifier given by path scores its dataset

@@ -179,6 +179,15 @@ def _cmd_classifier_train(args) -> int:
         arch_options=options, augment=args.augment, log=err,
     )  # fmt: skip
     save_classifier(out, clf, meta)
+    if meta.get("test_images"):  # the card states how it reads noisy images too
+        from .noise import check_classifier, noise_card
+
+        meta["noise_check"] = noise_card(check_classifier(dataset, str(out), split="test", device=device))
+        save_classifier(out, clf, meta)
+        rows = [r for r in meta["noise_check"]["rows"] if "accuracy" in r]
+        err(
+            "flowgan: test accuracy under noise: " + "; ".join(f"{r['noise']} {100 * r['accuracy']:.1f}%" for r in rows)
+        )
     acc = meta["test_accuracy"]
     print(
         json.dumps(

@@ -246,3 +246,19 @@ def check_classifier(
         **clf.summary(),
         "rows": rows,
     }
+
+
+def noise_card(check: dict) -> dict:
+    """What a classifier's card keeps of :func:`check_classifier`: per noise the accuracy, the
+    Inception score and the share of the clean score it keeps (``is_retained``)."""
+    rows = check["rows"]
+    clean = next((r["is"] for r in rows if r["kind"] == "clean"), None)
+    keep = ("noise", "accuracy", "is", "is_std", "mode", "mode_std")
+    return {
+        "split": check["split"],
+        "images": check["images"],
+        "noise_seed": check["noise_seed"],
+        "rows": [
+            {**{k: r[k] for k in keep if k in r}, "is_retained": r["is"] / clean if clean else None} for r in rows
+        ],
+    }

@@ -9,8 +9,9 @@ of two scores compared, ``u = sqrt(s_a² + s_b²)``. The uncertainty of a test N
 error over the test images (``test_nll_sem_nats``, written by the reproduction's evaluation). A
 comparison of two scores that are both at their floor (MODE ≤ 1.5/K ≈ 0.15: every sample in one
 class; IS ≤ 1.1) is never decided: it says nothing about the models. Numbers without a recorded
-uncertainty (older logs) are compared as they are, and the evidence says so. There is no
-seed-to-seed spread (each objective is trained once); where a claim needs one, this is stated.
+uncertainty (older logs) are compared as they are, and the evidence says so. These checks judge
+one training run per objective; over seeds (``flowgan reproduce --seeds N``) a claim is judged on
+the seeds' verdicts together (:mod:`.seed_report`).
 
 Verdicts: PASS (holds beyond the uncertainty), FAIL (fails beyond it), INCONCLUSIVE, N/A (inputs
 missing).

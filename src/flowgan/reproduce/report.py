@@ -357,7 +357,8 @@ def build_report(root: str | Path) -> Path:
         "Each claim is checked with fixed thresholds (see `flowgan.reproduce.claims`); a FAIL is reported as such. A "
         "comparison counts only when the difference exceeds its uncertainty (the 10-split standard deviation of a "
         "score, the standard error of a test NLL); otherwise the claim is INCONCLUSIVE. Each objective is trained "
-        "once: there is no seed-to-seed spread.",
+        "once here, so the seed-to-seed spread is not measured: `flowgan reproduce --seeds N` judges the claims over "
+        "N seeds.",
         "",
         "| | Claim | Verdict | Numbers |",
         "|---|---|---|---|",
