@@ -94,10 +94,22 @@ class RunLock:
         self._file = None
 
 
+def staging_dir(run_dir: Path, pid: int) -> Path:
+    """Where process ``pid`` builds ``run_dir`` before renaming it into place."""
+    return run_dir.parent / f".{run_dir.name}.creating-{pid}"
+
+
 def staging_dirs(run_dir: Path) -> list[Path]:
+    """Every staging directory of ``run_dir`` (of any process)."""
     import glob
 
     return sorted(run_dir.parent.glob(f".{glob.escape(run_dir.name)}.creating-*"))
+
+
+def staged_run(path: Path) -> Path | None:
+    """The run directory that ``path`` is a staging directory of, else ``None``."""
+    match = re.fullmatch(r"\.(.+)\.creating-\d+", path.name)
+    return path.parent / match.group(1) if match else None
 
 
 #: what a run directory may hold before its first checkpoint
@@ -265,9 +277,8 @@ class RunDirectory:
     def resumable_checkpoint(self) -> Path:
         """The checkpoint a resume starts from, or a :class:`CheckpointError` saying why there is none."""
         latest = self.latest
-        staging = re.fullmatch(r"\.(.+)\.creating-\d+", self.path.name)
-        if staging:  # the remains of an interrupted start: point at the run it was to become
-            final = self.path.parent / staging.group(1)
+        final = staged_run(self.path)
+        if final is not None:  # the remains of an interrupted start: point at the run it was to become
             raise CheckpointError(
                 f"{self.path} is the staging directory of a start that did not finish; start the run again "
                 f"with flowgan train ... --out {final} (that removes it)"
@@ -326,7 +337,7 @@ class RunDirectory:
             lock.release()
             shutil.rmtree(old, ignore_errors=True)
         self.final = self.path
-        self.path = self.path.parent / f".{self.path.name}.creating-{os.getpid()}"
+        self.path = staging_dir(self.path, os.getpid())
         try:
             self.path.mkdir()
         except OSError as e:  # name the directory the user asked for, not the staging one
