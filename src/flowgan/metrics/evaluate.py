@@ -130,10 +130,12 @@ def evaluate_samples(
     seed: int = 0,
     splits: int = 10,
     batch_size: int = SAMPLE_BLOCK,
+    temperature: float = 1.0,
 ) -> dict:
     """Scores of ``n_samples`` samples of ``model`` (default 50,000 on a GPU, 10,000 on a CPU),
-    drawn with a fixed ``seed`` (see :func:`sample_blocks`); FID/KID against the real images of
-    ``split``. Samples are classified block by block (never all held in memory)."""
+    drawn with a fixed ``seed`` at the sampling ``temperature`` (see :func:`sample_blocks`);
+    FID/KID against the real images of ``split``. Samples are classified block by block (never
+    all held in memory)."""
     from .classifiers import find_classifier
 
     scores = check_scores(scores)
@@ -151,7 +153,7 @@ def evaluate_samples(
     clf = find_classifier(dataset, classifier)
     need_features = _needs_features(scores)
     logits, feats, bad = [], [], 0
-    for x in sample_blocks(model, n, seed, batch_size):
+    for x in sample_blocks(model, n, seed, batch_size, temperature=temperature):
         b = _nonfinite(x)
         bad += b
         if bad:
@@ -168,6 +170,8 @@ def evaluate_samples(
         lg_all, ft_all, dataset, scores, clf, split=split, splits=splits, device=device, nonfinite=bad
     )
     out["sample_seed"] = seed
+    if temperature != 1.0:
+        out["temperature"] = temperature
     return out
 
 

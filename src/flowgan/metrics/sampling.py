@@ -20,8 +20,9 @@ def default_n_samples(device) -> int:
 
 
 @torch.no_grad()
-def sample_blocks(model, n: int, seed: int = 0, block: int = SAMPLE_BLOCK):
-    """Yield ``n`` samples of ``model`` in blocks, as float32 CPU tensors in ``[0, 1]``.
+def sample_blocks(model, n: int, seed: int = 0, block: int = SAMPLE_BLOCK, temperature: float = 1.0):
+    """Yield ``n`` samples of ``model`` in blocks, as float32 CPU tensors in ``[0, 1]``, at the
+    sampling ``temperature`` (the prior's standard deviation scaled by it; Glow §8).
 
     Block ``b`` is drawn with its own CPU generator seeded from ``(seed, b)``: deterministic, and
     independent of the device. The model is sampled in eval mode and put back in its previous
@@ -32,7 +33,8 @@ def sample_blocks(model, n: int, seed: int = 0, block: int = SAMPLE_BLOCK):
     try:
         for b, start in enumerate(range(0, n, block)):
             gen = torch.Generator().manual_seed(mix_seed(seed, b, 11))
-            x = model.sample(min(block, n - start), generator=gen)
+            kwargs = {} if temperature == 1.0 else {"temperature": temperature}
+            x = model.sample(min(block, n - start), generator=gen, **kwargs)
             yield x.detach().to("cpu", torch.float32)
     finally:
         model.train(was_training)

@@ -1,0 +1,151 @@
+"""Glow against Real-NVP in the cifar10-5k reproduction (issue 24): the two reproductions' numbers
+side by side, their scores at sampling temperatures 0.5, 0.7 and 1.0, and sample grids.
+
+The reproductions themselves are ordinary commands (the same preset, the same number of generator
+updates for every objective and both generators; only ``--model`` differs)::
+
+    flowgan reproduce --preset cifar10-5k --data-dir ../shared/data --skip table3,jacobian --out RUNS/realnvp-small
+    flowgan reproduce --preset cifar10-5k --data-dir ../shared/data --skip table3,jacobian --out RUNS/glow-small \\
+        --model glow-small
+
+then::
+
+    python docs/results/glow-cifar10-5k/make_results.py --data-dir ../shared/data \\
+        --run realnvp-small=RUNS/realnvp-small --run glow-small=RUNS/glow-small
+
+writes here ``results.json``, ``table.md``, ``samples_<generator>.png`` (rows: objectives; columns:
+temperatures) and a copy of each reproduction's report (``<generator>/``). Scores at a temperature:
+the best-score checkpoint of each run, 2,000 samples drawn with the reproduction's fixed seed (at
+T = 1 the reproduction's own score), the default CIFAR-10 classifier, ± the 10-split standard
+deviation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+OBJECTIVES = {"mle": "MLE", "adv": "ADV", "hybrid": "Hybrid"}
+TEMPERATURES = (0.5, 0.7, 1.0)
+
+
+def score_at(model, dataset, temperature: float, n: int = 2000) -> dict:
+    """The Inception-style score of ``n`` samples at ``temperature`` (at T = 1 the reproduction's own)."""
+    from flowgan.metrics import evaluate_samples
+
+    return evaluate_samples(model, dataset, ["is"], n_samples=n, device="cpu", split="test", temperature=temperature)
+
+
+def grid(models: dict[str, object], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    from torchvision.utils import make_grid
+
+    fig, axes = plt.subplots(len(models), len(TEMPERATURES), figsize=(3.2 * len(TEMPERATURES), 3.4 * len(models)))
+    for i, (label, model) in enumerate(models.items()):
+        for j, t in enumerate(TEMPERATURES):
+            with torch.no_grad():
+                x = model.sample(36, generator=torch.Generator().manual_seed(1), temperature=t).clamp(0, 1)
+            ax = axes[i][j]
+            ax.imshow(make_grid(x, nrow=6, padding=1).permute(1, 2, 0).numpy())
+            ax.set_title(f"{label}, T = {t:g}", fontsize=10)
+            ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def summarise(name: str, root: Path, dataset) -> dict:
+    from flowgan.runs import load_run
+
+    meta = json.loads((root / "reproduce.json").read_text())
+    cal = meta.get("calibration", {})
+    out = {"generator": name, "modules": meta.get("modules"), "steps": meta.get("steps"), "objectives": {}}
+    models = {}
+    for obj, label in OBJECTIVES.items():
+        ev = json.loads((root / "eval" / f"{obj}.json").read_text())
+        bn, bs = ev["best_nll"], ev["best_score"]
+        loaded = load_run(root / "runs" / obj, bs["checkpoint"], device="cpu")
+        loaded.model.eval()
+        models[label] = loaded.model
+        stage = meta["stages"].get(f"train-{obj}", {})
+        out["objectives"][obj] = {
+            "test_nll_bpd": bn["test_nll_bpd"],
+            "test_nll_sem_bpd": bn.get("test_nll_sem_bpd"),
+            "nll_step": bn["step"],
+            "score": bs["score"],
+            "score_std": (bs.get("scores") or {}).get("is_std"),
+            "score_step": bs["step"],
+            "seconds_per_update": (cal.get("step_seconds") or {}).get(obj),
+            "stage_minutes": stage.get("seconds", 0) / 60,
+            "updates": stage.get("steps"),
+            "scores_at_temperature": {str(t): score_at(loaded.model, dataset, t) for t in TEMPERATURES},
+        }
+    grid(models, HERE / f"samples_{name}.png", f"{name} on cifar10-5k: best-score checkpoints at temperature T")
+    copy = HERE / name
+    shutil.rmtree(copy, ignore_errors=True)
+    copy.mkdir()
+    for item in ("report.md", "claims.json", "reproduce.json", "figures", "eval"):
+        src = root / item
+        if src.is_dir():
+            shutil.copytree(src, copy / item)
+        elif src.is_file():
+            shutil.copy2(src, copy / item)
+    return out
+
+
+def table(results: list[dict], classifier_name: str) -> str:
+    lines = [
+        "| generator | objective | test NLL (bits/dim) | IS, T = 1 | IS, T = 0.7 | IS, T = 0.5 | s/update | updates |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        for obj, label in OBJECTIVES.items():
+            o = r["objectives"][obj]
+            t = o["scores_at_temperature"]
+            sem = f" ± {o['test_nll_sem_bpd']:.3f}" if o.get("test_nll_sem_bpd") is not None else ""
+            step0 = " (step 0, untrained)" if o["nll_step"] == 0 else ""
+            lines.append(
+                f"| {r['generator']} | {label} | {o['test_nll_bpd']:.3f}{sem}{step0} | "
+                + " | ".join(f"{t[str(x)]['is']:.2f} ± {t[str(x)]['is_std']:.2f}" for x in (1.0, 0.7, 0.5))
+                + f" | {o['seconds_per_update']:.3f} | {o['updates']} |"
+            )
+    lines += [
+        "",
+        f"IS: Inception-style score of the classifier {classifier_name}, 2,000 samples of the best-score checkpoint "
+        "(fixed seed), ± the 10-split standard deviation. Test NLL: the best-validated checkpoint on the 1,000 test "
+        "images, ± its standard error. s/update: the reproduction's calibration (3 timed updates, this machine, "
+        "its load at the time).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--run", action="append", required=True, metavar="NAME=DIR", help="a reproduction directory")
+    p.add_argument("--data-dir", default=None)
+    args = p.parse_args()
+    from flowgan.data import load_dataset
+    from flowgan.metrics.classifiers import find_classifier
+
+    torch.set_grad_enabled(False)
+    dataset = load_dataset("cifar10-5k", args.data_dir)
+    classifier = find_classifier(dataset)
+    results = [summarise(name, Path(d), dataset) for name, d in (r.split("=", 1) for r in args.run)]
+    (HERE / "results.json").write_text(
+        json.dumps({"classifier": classifier.summary(), "runs": results}, indent=2) + "\n"
+    )
+    (HERE / "table.md").write_text(table(results, classifier.describe()))
+    print((HERE / "table.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
