@@ -98,8 +98,18 @@ def frontier_points(root: Path, results: dict[str, dict | None], lambdas: list[f
             continue
         point = point_of(r, unit)
         if point is not None:
-            points.append({"label": label, "lam": lam, **point})
+            run = root / "runs" / Path(r.get("run") or "?").name  # where it is now, wherever it ran
+            points.append({"label": label, "lam": lam, **point, "train_minutes": training_minutes(run)})
     return points
+
+
+def training_minutes(run: Path) -> float | None:
+    """Wall time of a run's training (its last evaluation record's ``time``), in minutes."""
+    from ..rundir import read_records
+
+    records, _ = read_records(run / "metrics.jsonl")
+    times = [r["time"] for _, r in records if r.get("kind") == "eval" and isinstance(r.get("time"), (int, float))]
+    return times[-1] / 60 if times else None
 
 
 def point_of(result: dict, unit: str) -> dict[str, Any] | None:
@@ -146,8 +156,9 @@ def frontier_section(
     if fig:
         lines += [f"![λ frontier]({fig.relative_to(root)})", ""]
     lines += [
-        f"| run | λ | {d.paper['score_name']} score | test NLL ({u}) | checkpoint step (score / NLL) |",
-        "|---|---|---|---|---|",
+        f"| run | λ | {d.paper['score_name']} score | test NLL ({u}) | checkpoint step (score / NLL) "
+        "| training (min) |",
+        "|---|---|---|---|---|---|",
     ]
     for p in points:
         lam = "∞" if p["lam"] is None else f"{p['lam']:g}"
@@ -155,7 +166,7 @@ def frontier_section(
             f"| {p['label']} | {lam} | {_fmt(p['score'], '.2f')} ± {_fmt(p.get('score_std'), '.2f')} | "
             f"{_fmt(p['nll'], '.1f' if d.unit == 'nats' else '.3f')} ± "
             f"{_fmt(p.get('nll_sem'), '.1f' if d.unit == 'nats' else '.3f')} | "
-            f"{p.get('score_step', '—')} / {p.get('nll_step', '—')} |"
+            f"{p.get('score_step', '—')} / {p.get('nll_step', '—')} | {_fmt(p.get('train_minutes'), '.1f')} |"
         )
     missing = [f"{v:g}" for v in lambdas if not any(p["lam"] == v for p in points)]
     if missing:

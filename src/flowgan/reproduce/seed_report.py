@@ -327,6 +327,7 @@ def _frontier(d0: ReproductionData, numbers: list[dict], meta: dict, figdir: Pat
         if not rows:
             continue
         s, nll = spread([r["score"] for r in rows]), spread([r["nll"] for r in rows])
+        minutes = spread([r.get("train_minutes") for r in rows])["mean"]
         points.append(
             {
                 "label": rows[0]["label"] + (f" ({len(rows)} seeds)" if len(rows) < len(numbers) else ""),
@@ -335,6 +336,7 @@ def _frontier(d0: ReproductionData, numbers: list[dict], meta: dict, figdir: Pat
                 "score_std": s["sd"],
                 "nll": nll["mean"],
                 "nll_sem": nll["sd"],
+                "train_minutes": minutes,
             }
         )
     paper, paper_label = paper_points(d0)
