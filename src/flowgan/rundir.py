@@ -17,6 +17,7 @@ resumable run or absent. metrics.jsonl never gets ahead of the latest checkpoint
 from __future__ import annotations
 
 import errno
+import glob
 import json
 import os
 import re
@@ -95,14 +96,11 @@ class RunLock:
 
 
 def staging_dir(run_dir: Path, pid: int) -> Path:
-    """Where process ``pid`` builds ``run_dir`` before renaming it into place."""
+    """Where process ``pid`` builds ``run_dir`` before renaming it into place (:func:`staging_dirs`: all)."""
     return run_dir.parent / f".{run_dir.name}.creating-{pid}"
 
 
 def staging_dirs(run_dir: Path) -> list[Path]:
-    """Every staging directory of ``run_dir`` (of any process)."""
-    import glob
-
     return sorted(run_dir.parent.glob(f".{glob.escape(run_dir.name)}.creating-*"))
 
 

@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from ..atomic import write_json
 from ..errors import FlowganError
+from .inputs import fmt
 from .presets import LABELS, OBJECTIVES
 
 #: ``--frontier`` without values
@@ -163,10 +164,10 @@ def frontier_section(
     for p in points:
         lam = "∞" if p["lam"] is None else f"{p['lam']:g}"
         lines.append(
-            f"| {p['label']} | {lam} | {_fmt(p['score'], '.2f')} ± {_fmt(p.get('score_std'), '.2f')} | "
-            f"{_fmt(p['nll'], '.1f' if d.unit == 'nats' else '.3f')} ± "
-            f"{_fmt(p.get('nll_sem'), '.1f' if d.unit == 'nats' else '.3f')} | "
-            f"{p.get('score_step', '—')} / {p.get('nll_step', '—')} | {_fmt(p.get('train_minutes'), '.1f')} |"
+            f"| {p['label']} | {lam} | {fmt(p['score'], '.2f')} ± {fmt(p.get('score_std'), '.2f')} | "
+            f"{fmt(p['nll'], '.1f' if d.unit == 'nats' else '.3f')} ± "
+            f"{fmt(p.get('nll_sem'), '.1f' if d.unit == 'nats' else '.3f')} | "
+            f"{p.get('score_step', '—')} / {p.get('nll_step', '—')} | {fmt(p.get('train_minutes'), '.1f')} |"
         )
     missing = [f"{v:g}" for v in lambdas if not any(p["lam"] == v for p in points)]
     if missing:
@@ -201,10 +202,6 @@ def frontier_report(d, figdir: Path) -> list[str]:
     )
     spread = "± : the score's 10-split standard deviation and the test NLL's standard error over the test images."
     return [*frontier_section(points, lambdas, fig, d.root, d, spread), ""]
-
-
-def _fmt(v, spec: str) -> str:
-    return format(v, spec) if isinstance(v, (int, float)) and math.isfinite(v) else "—"
 
 
 def check_lambdas(lambdas) -> list[float]:

@@ -22,6 +22,11 @@ from ..config import TrainConfig
 from .presets import OBJECTIVES, PAPER, PRESETS
 
 
+def fmt(v, spec: str = ".2f", missing: str = "—") -> str:
+    """A number as the reports print it (``missing`` for a missing or non-finite one)."""
+    return format(v, spec) if isinstance(v, (int, float)) and math.isfinite(v) else missing
+
+
 def _read_json(path: Path) -> dict | None:
     """A JSON object file, or ``None`` when it is missing, unreadable or not an object (then a
     warning names it)."""

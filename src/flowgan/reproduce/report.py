@@ -14,12 +14,8 @@ from ..atomic import write_text
 from . import claims as C
 from .figures import copy_figure, figure_curves, figure_samples, figure_scores
 from .frontier import frontier_report
-from .inputs import ReproductionData
+from .inputs import ReproductionData, fmt
 from .presets import LABELS, OBJECTIVES, PRESETS
-
-
-def _fmt(v, spec=".2f", missing="—") -> str:
-    return format(v, spec) if isinstance(v, (int, float)) and math.isfinite(v) else missing
 
 
 def compute_claims(d: ReproductionData) -> list[C.Claim]:
@@ -63,18 +59,18 @@ def _table_main(d: ReproductionData) -> list[str]:
         p = paper[obj]
         sd = (bs.get("scores") or {}).get(f"{d.score}_std")
         score_cell = (
-            f"{_fmt(bs.get('score'), '.2f')}"
-            + (f" ± {_fmt(sd, '.2f')}" if isinstance(sd, (int, float)) else "")
-            + f" [{_fmt(during, '.2f')}]"
+            f"{fmt(bs.get('score'), '.2f')}"
+            + (f" ± {fmt(sd, '.2f')}" if isinstance(sd, (int, float)) else "")
+            + f" [{fmt(during, '.2f')}]"
         )
         if C.at_floor(d.score, bs.get("score")):
-            floored.append(f"{LABELS[obj]} ({_fmt(bs.get('score'), '.3f')})")
+            floored.append(f"{LABELS[obj]} ({fmt(bs.get('score'), '.3f')})")
         clf = (bs.get("scores") or {}).get("classifier")
         if clf:
             classifiers.add(clf)
         steps_cell = f"{bs.get('step', '—')} / {bn.get('step', '—')}"
         lines.append(
-            f"| {name} | {score_cell} | {_fmt(bn.get('test_nll_nats'), '.1f')} | {_fmt(bn.get('test_nll_bpd'), '.3f')} "
+            f"| {name} | {score_cell} | {fmt(bn.get('test_nll_nats'), '.1f')} | {fmt(bn.get('test_nll_bpd'), '.3f')} "
             f"| {steps_cell} | {p['score']:.2f} | {p['nll']:.2f} |"
         )
         if bn.get("step") == 0:
@@ -97,7 +93,7 @@ def _table_main(d: ReproductionData) -> list[str]:
         lines += [
             "",
             f"**Note:** the best-validated checkpoint of {label} is the untrained model of step 0, "
-            f"validation NLL {_fmt(nats, '.1f')} nats ({_fmt(bpd, '.3f')} bits/dim){why}: "
+            f"validation NLL {fmt(nats, '.1f')} nats ({fmt(bpd, '.3f')} bits/dim){why}: "
             "this objective's validation NLL never went below its starting value "
             "(see Figure 2 for the values reached in training).",
         ]
@@ -117,8 +113,8 @@ def _collapse_section(d: ReproductionData) -> list[str]:
             if e is None:
                 continue
             rows.append(
-                f"| {LABELS[obj]} | {which} (step {e['step']}) | {_fmt(e['near_duplicate_share'], '.3f')} | "
-                f"{_fmt(e['saturated_share'], '.4f')} | {e.get('classes_covered', '—')} |"
+                f"| {LABELS[obj]} | {which} (step {e['step']}) | {fmt(e['near_duplicate_share'], '.3f')} | "
+                f"{fmt(e['saturated_share'], '.4f')} | {e.get('classes_covered', '—')} |"
             )
     if not rows:
         return []
@@ -157,7 +153,7 @@ def _table3(d: ReproductionData) -> list[str]:
         r = by_label.get(LABELS[obj])
         if not r:
             continue
-        cells = [_fmt(r.get(m, {}).get("nll_nats"), ".1f") for m in ("exact", "ais", "kde")]
+        cells = [fmt(r.get(m, {}).get("nll_nats"), ".1f") for m in ("exact", "ais", "kde")]
         extra = f" {p3[obj]['exact']:.1f} / {p3[obj]['ais']:.1f} / {p3[obj]['kde']:.1f} |" if p3 else ""
         lines.append(f"| {LABELS[obj]} | " + " | ".join(cells) + " |" + extra)
     rt = t.get("rankings_text", {})
@@ -195,8 +191,8 @@ def _jacobian_section(d: ReproductionData, fig: Path | None) -> list[str]:
         q = r.get("log10_singular_value_quantiles", {})
         rng = (q.get("q95", math.nan) - q.get("q05", math.nan)) if q else math.nan
         lines.append(
-            f"| {LABELS[obj]} | {_fmt(r.get('mean_logdet_flow'), '.1f')} | "
-            f"{_fmt(r.get('mean_logdet'), '.1f', '−∞ (underflow)')} | {_fmt(rng, '.2f')} | {_fmt(pl.get(obj), '.2f')} |"
+            f"| {LABELS[obj]} | {fmt(r.get('mean_logdet_flow'), '.1f')} | "
+            f"{fmt(r.get('mean_logdet'), '.1f', '−∞ (underflow)')} | {fmt(rng, '.2f')} | {fmt(pl.get(obj), '.2f')} |"
         )
     lines.append(
         f"\n{j.get('n_samples', '?')} prior samples per run. Where the generator saturates pixels, singular values "
@@ -215,19 +211,19 @@ def _gmm_section(d: ReproductionData, fig: Path | None, grids: list[Path]) -> li
     if fig:
         lines += [f"![Figure 3/6]({fig.relative_to(d.root)})", ""]
     lines.append(
-        f"{g.get('n_components', '?')} centres; best σ = {_fmt(g.get('best_sigma'), '.4g')}: validation NLL "
-        f"{_fmt(g.get('best_val_nll_nats'), '.1f')} nats ({_fmt(g.get('best_val_nll_bpd'), '.3f')} bits/dim)"
-        + (f", test NLL {_fmt(g.get('test_nll_nats'), '.1f')} nats." if "test_nll_nats" in g else ".")
+        f"{g.get('n_components', '?')} centres; best σ = {fmt(g.get('best_sigma'), '.4g')}: validation NLL "
+        f"{fmt(g.get('best_val_nll_nats'), '.1f')} nats ({fmt(g.get('best_val_nll_bpd'), '.3f')} bits/dim)"
+        + (f", test NLL {fmt(g.get('test_nll_nats'), '.1f')} nats." if "test_nll_nats" in g else ".")
     )
     a = g.get("against") or {}
     if a:
         run_nll, best_nll = a.get("nll_nats"), g.get("best_val_nll_nats")
         best_beats = isinstance(run_nll, (int, float)) and isinstance(best_nll, (int, float)) and best_nll < run_nll
         lines.append(
-            f"ADV's best {g.get('score_name')} {_fmt(a.get('best_score'), '.3f')} at step {a.get('best_score_step')}, "
-            f"validation NLL there {_fmt(run_nll, '.1f')} nats. On the σ grid (scores are measured on the grid only) "
+            f"ADV's best {g.get('score_name')} {fmt(a.get('best_score'), '.3f')} at step {a.get('best_score_step')}, "
+            f"validation NLL there {fmt(run_nll, '.1f')} nats. On the σ grid (scores are measured on the grid only) "
             f"the mixture is better on NLL at σ ∈ {_sigma_set(g.get('beats_nll', []))} and on both NLL and score at σ "
-            f"∈ {_sigma_set(g.get('beats_both', []))}; the best σ = {_fmt(g.get('best_sigma'), '.3g')} of the refined "
+            f"∈ {_sigma_set(g.get('beats_both', []))}; the best σ = {fmt(g.get('best_sigma'), '.3g')} of the refined "
             f"search is {'better' if best_beats else 'not better'} than ADV on NLL."
         )
         if C.at_floor(g.get("score_name"), a.get("best_score")):
@@ -292,7 +288,7 @@ def _settings_section(d: ReproductionData) -> list[str]:
     stages = m.get("stages", {})
     if stages:
         total = sum(s.get("seconds", 0) for s in stages.values())
-        walls = [f"{LABELS[o]} {_fmt(d.evals[o][-1]['time'] / 60, '.1f')}" for o in OBJECTIVES if d.evals[o]]
+        walls = [f"{LABELS[o]} {fmt(d.evals[o][-1]['time'] / 60, '.1f')}" for o in OBJECTIVES if d.evals[o]]
         lines += [
             "",
             "Timings (they depend on the machine and its load; the numbers above do not): "

@@ -18,7 +18,7 @@ from typing import Any
 from ..atomic import write_json, write_text
 from .figures import copy_figure, figure_tradeoff
 from .frontier import frontier_points, frontier_section, paper_points
-from .inputs import ReproductionData, read_reproduction_meta
+from .inputs import ReproductionData, fmt, read_reproduction_meta
 from .presets import LABELS, OBJECTIVES
 
 CLAIM_RULE = (
@@ -86,13 +86,9 @@ def combine_claims(per_seed: list[list[dict]]) -> list[dict]:
     return out
 
 
-def _fmt(v, spec: str) -> str:
-    return format(v, spec) if isinstance(v, (int, float)) and math.isfinite(v) else "—"
-
-
 def _pm(s: dict[str, Any], spec: str) -> str:
     """``mean ± sd`` of a :func:`~.seeds.spread` (and ``(n of N)`` where some seeds lack the number)."""
-    text = _fmt(s["mean"], spec) + (f" ± {_fmt(s['sd'], spec)}" if s["sd"] is not None else "")
+    text = fmt(s["mean"], spec) + (f" ± {fmt(s['sd'], spec)}" if s["sd"] is not None else "")
     missing = len(s["values"]) - s["n"]
     return text + (f" ({s['n']} of {len(s['values'])} seeds)" if missing else "")
 
@@ -234,8 +230,8 @@ def _main_table(d0: ReproductionData, summary: dict, numbers: list[dict], n: int
         s, nll = summary["table"][o]["score"], summary["table"][o]["nll"]
         p = d0.paper["table"][o]
         lines.append(
-            f"| {LABELS[o]} | {_pm(s, '.2f')} | {_pm(nll, spec)} | {', '.join(_fmt(v, '.2f') for v in s['values'])} | "
-            f"{', '.join(_fmt(v, spec) for v in nll['values'])} | {p['score']:.2f} | {p['nll']:.2f} |"
+            f"| {LABELS[o]} | {_pm(s, '.2f')} | {_pm(nll, spec)} | {', '.join(fmt(v, '.2f') for v in s['values'])} | "
+            f"{', '.join(fmt(v, spec) for v in nll['values'])} | {p['score']:.2f} | {p['nll']:.2f} |"
         )
     clfs.discard(None)
     if clfs:
