@@ -194,12 +194,18 @@ def test_shipped_mnist_classifier():
     assert clf.num_classes == 10 and clf.shape == (1, 28, 28)
 
 
-def test_shipped_cifar10_classifier_is_labelled_with_its_data():
-    path = shipped_weights("cifar10")
+@pytest.mark.parametrize("name", ["cifar10", "cifar10-small"])
+def test_shipped_cifar10_classifier_is_labelled_with_its_data(name):
+    path = shipped_weights(name)
     assert path is not None and path.stat().st_size < 2_000_000
     clf = load_classifier(path, source="shipped")
     assert clf.trained_on == "cifar10-5k (3600 training images)" and clf.info["family"] == "cifar10"
     assert 0.6 <= clf.test_accuracy < 0.9 and clf.shape == (3, 32, 32)
+    if name == "cifar10":  # the default reads noisy images: its card says how well (issue 23)
+        assert clf.info["augment"] == "flow"
+        rows = {r["noise"]: r for r in clf.info["noise_check"]["rows"]}
+        assert rows["clean"]["accuracy"] == pytest.approx(clf.test_accuracy)
+        assert rows["gaussian σ=0.15"]["is_retained"] > 0.9 and rows["salt-and-pepper 15%"]["is_retained"] > 0.8
     summary = clf.summary()
     assert "cifar10-5k" in summary["classifier"] and summary["classifier_trained_on"].startswith("cifar10-5k")
 
@@ -470,11 +476,15 @@ def test_shipped_cifar10_classifier_accuracy(shared_data_dir):
         pytest.skip("cifar10-5k not available offline")
     data = load_dataset(path)
     clf = find_classifier(data)
-    assert clf.source == "shipped" and clf.name == "cifar10-resnet"
+    assert clf.source == "shipped" and clf.name == "cifar10-robust"
     assert accuracy(clf.module, data.test.images, data.test.labels) == clf.test_accuracy >= 0.6
     r = score_split(data, "test", ["is", "mode"])
     print(f"\nreal cifar10-5k test: IS {r['is']:.3f} ± {r['is_std']:.3f}, MODE {r['mode']:.3f}")
     assert r["is"] > 4
+    # the card's noise check is what a check now gives (the shipped file and its card agree)
+    from flowgan.metrics.noise import check_classifier, noise_card
+
+    assert noise_card(check_classifier(data)) == clf.info["noise_check"]
 
 
 def test_torchscript_classifier_for_other_images_fails_in_one_line(tmp_path, mnist5k):
