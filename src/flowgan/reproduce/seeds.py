@@ -63,7 +63,7 @@ class SeedReproduction:
         first = self.members[0].state
         self.state = state or {"stages": {}}
         self.state.update(
-            {k: first[k] for k in ("preset", "description", "paper", "score", "unit", "steps", "modules")},
+            {k: first.get(k) for k in ("preset", "description", "paper", "score", "unit", "steps", "modules")},
             seeds=seeds,
             budget_minutes=first["budget_minutes"],
         )
