@@ -239,3 +239,24 @@ def test_bad_options_on_real_runs(capsys, runs, tmp_path, argv, needles):
     code, _, err = run(capsys, *argv, "--out", tmp_path / "o")
     line = assert_one_line_error(code, err, *needles)
     assert line.startswith(f"flowgan {argv[0]}") and ": error: " in line
+
+
+def test_a_glow_run_through_evaluate_sample_and_the_jacobian_analysis(capsys, tmp_path):
+    """Issue 24: a (tiny) glow-small run works where every generator does: evaluate, sample at a
+    temperature, and Figure 4's Jacobian spectra (autograd), whose log-det matches the flow's own."""
+    out = tmp_path / "glow"
+    code, _, err = run(
+        capsys, "train", "--dataset", "digits", "--model", "glow-small", "--model-option", "steps=1",
+        "--model-option", "hidden=8", "--max-steps", 3, "--eval-every", 3, "--no-progress", "--out", out,
+    )  # fmt: skip
+    assert code == 0, err
+    code, stdout, err = run(capsys, "evaluate", out, "--metrics", "nll")
+    assert code == 0, err
+    assert math.isfinite(json.loads(stdout)["nll_bpd"])
+    code, _, err = run(capsys, "sample", out, "-n", 16, "--temperature", 0.7, "--out", tmp_path / "s.png")
+    assert code == 0 and (tmp_path / "s.png").is_file(), err
+    code, _, err = run(capsys, "analyze", "jacobian", out, "-n", 3, "--out", tmp_path / "jac", "--no-progress")
+    assert code == 0, err
+    (r,) = json.loads((tmp_path / "jac" / "jacobian.json").read_text())["runs"]
+    assert r["dim"] == 64 and r["method"] == "autograd" and r["n_samples"] == 3
+    assert r["mean_logdet"] == pytest.approx(r["mean_logdet_flow"], abs=1e-2)
