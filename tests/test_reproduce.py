@@ -466,6 +466,18 @@ def test_smoke_run_of_a_reduced_quick_preset_and_its_resume(tmp_path):
     mtime = (tmp_path / "rep" / "table3" / "table3.json").stat().st_mtime_ns
     Reproduction(tiny, tmp_path / "rep", progress=False).run()  # reuses finished stages
     assert (tmp_path / "rep" / "table3" / "table3.json").stat().st_mtime_ns == mtime
+    # the λ frontier added to the finished reproduction: only the new λ is trained, nothing else redone
+    trained = {
+        o: (root / "runs" / o / "checkpoints" / "latest.pt").stat().st_mtime_ns for o in ("mle", "adv", "hybrid")
+    }
+    Reproduction(tiny, root, progress=False, frontier=[1.0]).run()
+    assert {o: (root / "runs" / o / "checkpoints" / "latest.pt").stat().st_mtime_ns for o in trained} == trained
+    assert (root / "table3" / "table3.json").stat().st_mtime_ns == mtime
+    assert sorted(p.name for p in (root / "runs").iterdir()) == ["adv", "hybrid", "hybrid-lam1", "mle"]
+    text = (root / "report.md").read_text()
+    assert (
+        "## The λ frontier" in text and "| Hybrid λ = 1 | 1 |" in text and (root / "figures" / "frontier.png").is_file()
+    )
 
 
 @pytest.mark.slow
