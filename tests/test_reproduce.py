@@ -759,3 +759,26 @@ def test_a_one_seed_directory_is_not_extended_with_seeds(tmp_path, capsys):
     assert main(["reproduce", "--preset", "quick", "--seeds", "3", "--out", str(root)]) != 0
     err = capsys.readouterr().err.strip()
     assert "holds a one-seed reproduction" in err and len(err.splitlines()) == 1
+
+
+def test_a_diverging_objective_is_a_result_not_a_crash(tmp_path):
+    """An objective whose training hits a NaN (here ADV at an absurd learning rate; Glow's pure
+    adversarial training does so at ~100 updates on cifar10-5k) is recorded as DIVERGED at the
+    update it stopped, evaluated at its last good checkpoints, and the reproduction goes on; a
+    re-run does not train it again."""
+    import dataclasses
+
+    from flowgan.reproduce.pipeline import Reproduction
+
+    tiny = _tiny_preset()
+    tiny = dataclasses.replace(tiny, run_options={**tiny.run_options, "adv": dict(tiny.run_options["adv"], lr=1e6)})
+    root = tmp_path / "rep"
+    Reproduction(tiny, root, progress=False).run(skip=("gmm", "table3", "jacobian"))
+    stage = json.loads((root / "reproduce.json").read_text())["stages"]["train-adv"]
+    assert stage["status"] == "diverged" and stage["steps"] < 6 and "non-finite" in stage["stopped_by"]
+    assert json.loads((root / "eval" / "adv.json").read_text())["best_nll"]["step"] <= stage["steps"]
+    text = (root / "report.md").read_text()
+    assert "**DIVERGED**: ADV after update" in text and "INCOMPLETE" not in text
+    latest = (root / "runs" / "adv" / "checkpoints" / "latest.pt").stat().st_mtime_ns
+    Reproduction(tiny, root, progress=False).run(skip=("gmm", "table3", "jacobian"))
+    assert (root / "runs" / "adv" / "checkpoints" / "latest.pt").stat().st_mtime_ns == latest

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..atomic import write_json
-from ..errors import FlowganError
+from ..errors import FlowganError, NonFiniteError
 from .frontier import check_lambdas
 from .presets import LABELS, OBJECTIVES, PRESETS, Preset
 
@@ -139,7 +139,8 @@ class Reproduction:
         write_json(self.state_path, self.state, sort_keys=True)
 
     def done(self, stage: str) -> bool:
-        return self.state["stages"].get(stage, {}).get("status") == "done"
+        """Finished: done, or a training run that diverged (re-running it would diverge again)."""
+        return self.state["stages"].get(stage, {}).get("status") in ("done", "diverged")
 
     def _mark(self, stage: str, status: str, seconds: float, **extra) -> None:
         entry = self.state["stages"].setdefault(stage, {})
@@ -260,15 +261,18 @@ class Reproduction:
                 stamps: list[float] = []
                 config = self.run_config(obj).replace(max_steps=steps + 1, eval_every=10**9, time_limit=None)
                 start = time.perf_counter()
-                train(  # evaluates at step 0 and at the end
-                    config,
-                    Path(tmp) / obj,
-                    data=self._dataset_obj(),
-                    progress=False,
-                    callbacks=(lambda state, modules, stamps=stamps: stamps.append(time.perf_counter()),),
-                )
+                try:
+                    train(  # evaluates at step 0 and at the end
+                        config,
+                        Path(tmp) / obj,
+                        data=self._dataset_obj(),
+                        progress=False,
+                        callbacks=(lambda state, modules, stamps=stamps: stamps.append(time.perf_counter()),),
+                    )
+                except NonFiniteError:
+                    pass  # diverged already: the updates timed so far stand, its own stage will say so
                 total = time.perf_counter() - start
-                per_step = (stamps[-1] - stamps[0]) / max(len(stamps) - 1, 1)
+                per_step = (stamps[-1] - stamps[0]) / (len(stamps) - 1) if len(stamps) > 1 else total
                 per_eval = max(0.0, (total - per_step * len(stamps)) / 2)
                 cfg = self.run_config(obj)
                 n_evals = self.steps // max(cfg.eval_every, 1) + 1
@@ -287,7 +291,12 @@ class Reproduction:
         resume = checkpoint_path(run_dir).is_file()
         if run_dir.exists() and not resume:
             shutil.rmtree(run_dir)  # started but never checkpointed: start again
-        summary = train(config, run_dir, resume=resume, data=self._dataset_obj(), progress=self.progress)
+        try:
+            summary = train(config, run_dir, resume=resume, data=self._dataset_obj(), progress=self.progress)
+        except NonFiniteError as e:  # a result, not a crash: the report says so; evaluated at its last good state
+            _say(f"  {label}: DIVERGED ({e}); evaluated at its last good checkpoints")
+            reason = str(e).split(";")[0]
+            return {"steps": e.step, "planned_steps": self.steps, "stopped_by": reason, "status": "diverged"}
         cut = summary["stopped_by"] == "time_limit" and summary["step"] < self.steps
         _say(
             f"  {label}: {summary['step']} of {self.steps} updates in {summary['time'] / 60:.1f} min"

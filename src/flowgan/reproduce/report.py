@@ -301,9 +301,25 @@ def _settings_section(d: ReproductionData) -> list[str]:
 
 
 def _incomplete(d: ReproductionData) -> list[str]:
-    """The banner at the top of a report whose training the safety net cut (or that has not finished)."""
+    """The banner at the top of a report whose training the safety net cut (or that has not
+    finished), and the note on runs that diverged."""
     stages = d.meta.get("stages", {})
     planned = d.meta.get("steps")
+    diverged = [
+        f"{LABELS[o]} after update {stages[f'train-{o}'].get('steps', '?')} of {planned} "
+        f"({stages[f'train-{o}'].get('stopped_by', 'non-finite values')})"
+        for o in OBJECTIVES
+        if stages.get(f"train-{o}", {}).get("status") == "diverged"
+    ]
+    note = (
+        [
+            f"> **DIVERGED**: {'; '.join(diverged)} (training stops at a NaN or Inf). Its numbers are "
+            "those of its last good checkpoints (best-validated, best-score), and its learning curves end there.",
+            "",
+        ]
+        if diverged
+        else []
+    )
     cut = []
     for o in OBJECTIVES:
         st = stages.get(f"train-{o}", {})
@@ -312,9 +328,9 @@ def _incomplete(d: ReproductionData) -> list[str]:
         ):
             cut.append(f"{LABELS[o]} {st.get('steps', '?')} of {st.get('planned_steps', planned)} updates")
     if not cut:
-        return []
+        return note
     budget = d.meta.get("budget_minutes")
-    return [
+    return note + [
         f"> **INCOMPLETE**: the time limit (a safety net: --budget-minutes {budget}) cut training: {'; '.join(cut)}. "
         "The objectives were not trained for the same number of updates, and the tables and verdicts below are not "
         "those of the preset. Re-run the same command with a larger --budget-minutes to finish.",
