@@ -15,8 +15,8 @@ then::
 
 writes here ``results.json``, ``table.md``, ``samples_<generator>.png`` (rows: objectives; columns:
 temperatures) and a copy of each reproduction's report (``<generator>/``). Scores at a temperature:
-the best-score checkpoint of each run, 2,000 samples drawn with the reproduction's fixed seed (at
-T = 1 the reproduction's own score), the default CIFAR-10 classifier, ± the 10-split standard
+the best-validated checkpoint of each run (the one whose test NLL the table shows), 2,000 samples
+drawn with the reproduction's fixed seed, the default CIFAR-10 classifier, ± the 10-split standard
 deviation.
 """
 
@@ -73,7 +73,7 @@ def summarise(name: str, root: Path, dataset) -> dict:
     for obj, label in OBJECTIVES.items():
         ev = json.loads((root / "eval" / f"{obj}.json").read_text())
         bn, bs = ev["best_nll"], ev["best_score"]
-        loaded = load_run(root / "runs" / obj, bs["checkpoint"], device="cpu")
+        loaded = load_run(root / "runs" / obj, "best_nll", device="cpu")  # the checkpoint of the NLL column
         loaded.model.eval()
         models[label] = loaded.model
         stage = meta["stages"].get(f"train-{obj}", {})
@@ -87,9 +87,10 @@ def summarise(name: str, root: Path, dataset) -> dict:
             "seconds_per_update": (cal.get("step_seconds") or {}).get(obj),
             "stage_minutes": stage.get("seconds", 0) / 60,
             "updates": stage.get("steps"),
+            "diverged": stage.get("status") == "diverged",
             "scores_at_temperature": {str(t): score_at(loaded.model, dataset, t) for t in TEMPERATURES},
         }
-    grid(models, HERE / f"samples_{name}.png", f"{name} on cifar10-5k: best-score checkpoints at temperature T")
+    grid(models, HERE / f"samples_{name}.png", f"{name} on cifar10-5k: best-validated checkpoints at temperature T")
     copy = HERE / name
     shutil.rmtree(copy, ignore_errors=True)
     copy.mkdir()
@@ -104,8 +105,9 @@ def summarise(name: str, root: Path, dataset) -> dict:
 
 def table(results: list[dict], classifier_name: str) -> str:
     lines = [
-        "| generator | objective | test NLL (bits/dim) | IS, T = 1 | IS, T = 0.7 | IS, T = 0.5 | s/update | updates |",
-        "|---|---|---|---|---|---|---|---|",
+        "| generator | objective | test NLL (bits/dim) | IS, T = 1 | IS, T = 0.7 | IS, T = 0.5 | best IS (step) "
+        "| s/update | updates |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         for obj, label in OBJECTIVES.items():
@@ -116,14 +118,16 @@ def table(results: list[dict], classifier_name: str) -> str:
             lines.append(
                 f"| {r['generator']} | {label} | {o['test_nll_bpd']:.3f}{sem}{step0} | "
                 + " | ".join(f"{t[str(x)]['is']:.2f} ± {t[str(x)]['is_std']:.2f}" for x in (1.0, 0.7, 0.5))
-                + f" | {o['seconds_per_update']:.3f} | {o['updates']} |"
+                + f" | {o['score']:.2f} ± {o['score_std']:.2f} ({o['score_step']}) | {o['seconds_per_update']:.3f} "
+                f"| {o['updates']} of {r['steps']}{' (diverged)' if o['diverged'] else ''} |"
             )
     lines += [
         "",
-        f"IS: Inception-style score of the classifier {classifier_name}, 2,000 samples of the best-score checkpoint "
-        "(fixed seed), ± the 10-split standard deviation. Test NLL: the best-validated checkpoint on the 1,000 test "
-        "images, ± its standard error. s/update: the reproduction's calibration (3 timed updates, this machine, "
-        "its load at the time).",
+        f"IS at T: Inception-style score of the classifier {classifier_name}, 2,000 samples of the best-validated "
+        "checkpoint (the one of the NLL column; fixed seed) at sampling temperature T, ± the 10-split standard "
+        "deviation. Best IS: the report's, of the best-score checkpoint (its step). Test NLL: the best-validated "
+        "checkpoint on the 1,000 test images, ± its standard error. s/update: the reproduction's calibration (3 timed "
+        "updates, this machine, its load at the time). Updates: those trained before the run ended or diverged.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -91,7 +91,10 @@ def frontier_points(root: Path, results: dict[str, dict | None], lambdas: list[f
     from .inputs import _read_json
 
     rows: list[tuple[str, float | None, dict | None]] = [("MLE", None, results.get("mle"))]  # λ → ∞
-    rows += [(f"Hybrid λ = {lam:g}", lam, _read_json(root / "frontier" / f"lam-{lam:g}.json")) for lam in lambdas]
+    rows += [  # from MLE (λ → ∞) down to ADV (λ = 0): the order the figure joins them in
+        (f"Hybrid λ = {lam:g}", lam, _read_json(root / "frontier" / f"lam-{lam:g}.json"))
+        for lam in sorted(lambdas, reverse=True)
+    ]
     rows.append(("ADV", 0.0, results.get("adv")))
     points = []
     for label, lam, r in rows:

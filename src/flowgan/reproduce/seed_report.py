@@ -315,7 +315,7 @@ def _frontier(d0: ReproductionData, numbers: list[dict], meta: dict, figdir: Pat
     lambdas = meta.get("frontier") or []
     if not lambdas:
         return []
-    keys = ["None", *[str(float(v)) for v in lambdas], "0.0"]  # MLE (λ → ∞), the hybrids, ADV
+    keys = ["None", *[str(float(v)) for v in sorted(lambdas, reverse=True)], "0.0"]  # MLE (λ → ∞), the hybrids, ADV
     points = []
     for key in keys:
         rows = [num["frontier"].get(key) for num in numbers]
