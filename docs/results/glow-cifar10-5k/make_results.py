@@ -59,7 +59,7 @@ def grid(models: dict[str, object], path: Path, title: str) -> None:
             ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=64)
     plt.close(fig)
 
 
@@ -103,6 +103,13 @@ def summarise(name: str, root: Path, dataset) -> dict:
     return out
 
 
+def _is_cell(s: dict) -> str:
+    bad = s.get("nonfinite_samples") or 0
+    if bad:  # the score of a sample set with NaN/Inf images is undefined (flowgan.metrics.evaluate)
+        return f"— ({bad} of {s['score_samples']} samples non-finite)"
+    return f"{s['is']:.2f} ± {s['is_std']:.2f}"
+
+
 def table(results: list[dict], classifier_name: str) -> str:
     lines = [
         "| generator | objective | test NLL (bits/dim) | IS, T = 1 | IS, T = 0.7 | IS, T = 0.5 | best IS (step) "
@@ -117,7 +124,7 @@ def table(results: list[dict], classifier_name: str) -> str:
             step0 = " (step 0, untrained)" if o["nll_step"] == 0 else ""
             lines.append(
                 f"| {r['generator']} | {label} | {o['test_nll_bpd']:.3f}{sem}{step0} | "
-                + " | ".join(f"{t[str(x)]['is']:.2f} ± {t[str(x)]['is_std']:.2f}" for x in (1.0, 0.7, 0.5))
+                + " | ".join(_is_cell(t[str(x)]) for x in (1.0, 0.7, 0.5))
                 + f" | {o['score']:.2f} ± {o['score_std']:.2f} ({o['score_step']}) | {o['seconds_per_update']:.3f} "
                 f"| {o['updates']} of {r['steps']}{' (diverged)' if o['diverged'] else ''} |"
             )
@@ -134,9 +141,25 @@ def table(results: list[dict], classifier_name: str) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--run", action="append", required=True, metavar="NAME=DIR", help="a reproduction directory")
+    p.add_argument("--run", action="append", default=[], metavar="NAME=DIR", help="a reproduction directory")
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--table-only", action="store_true", help="rewrite table.md from results.json")
+    p.add_argument("--grids-only", action="store_true", help="redraw the sample grids of the --run directories")
     args = p.parse_args()
+    if args.grids_only:  # redraw the sample grids of the runs given (no scoring)
+        from flowgan.runs import load_run
+
+        for name, d in (r.split("=", 1) for r in args.run):
+            models = {}
+            for obj, label in OBJECTIVES.items():
+                models[label] = load_run(Path(d) / "runs" / obj, "best_nll", device="cpu").model.eval()
+            title = f"{name} on cifar10-5k: best-validated checkpoints at temperature T"
+            grid(models, HERE / f"samples_{name}.png", title)
+        return
+    if args.table_only:
+        saved = json.loads((HERE / "results.json").read_text())
+        (HERE / "table.md").write_text(table(saved["runs"], saved["classifier"]["classifier"]))
+        return
     from flowgan.data import load_dataset
     from flowgan.metrics.classifiers import find_classifier
 
