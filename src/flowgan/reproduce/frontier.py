@@ -62,12 +62,15 @@ def frontier_stage(rep, lambdas: list[float], *, say: Callable[[str], None]) -> 
     for lam in lambdas:
         if math.isclose(lam, hybrid.lam, rel_tol=1e-9):
             run = rep.root / "runs" / "hybrid"  # the preset's hybrid: trained by its own stage
+            stage = rep.state["stages"].get("train-hybrid", {})
+            diverged = stage.get("steps") if stage.get("status") == "diverged" else None
         else:
             run = rep.root / "runs" / run_name(lam)
             config = hybrid.replace(lam=lam, time_limit=rep._time_left("frontier"))
             record = rep.train_run(run, config, f"Hybrid λ = {lam:g}")
             if record["status"] == "cut":
                 status = "cut"
+            diverged = record["steps"] if record["status"] == "diverged" else None
         result = evaluate_run(
             run,
             rep._dataset_obj(),
@@ -77,7 +80,7 @@ def frontier_stage(rep, lambdas: list[float], *, say: Callable[[str], None]) -> 
             progress=rep.progress,
             grid=out / f"lam-{lam:g}_samples.png",
         )
-        write_json(out / f"lam-{lam:g}.json", {"lam": lam, "label": f"Hybrid λ = {lam:g}", **result})
+        write_json(out / f"lam-{lam:g}.json", {"lam": lam, "diverged_at": diverged, **result})
         say(
             f"  Hybrid λ = {lam:g}: test NLL {result['best_nll']['test_nll_nats']:.1f} nats, "
             f"{rep.preset.score} {result['best_score']['score']:.3f}"
@@ -102,6 +105,8 @@ def frontier_points(root: Path, results: dict[str, dict | None], lambdas: list[f
             continue
         point = point_of(r, unit)
         if point is not None:
+            if r.get("diverged_at") is not None:
+                label += f" (diverged at update {r['diverged_at']})"
             run = root / "runs" / Path(r.get("run") or "?").name  # where it is now, wherever it ran
             points.append({"label": label, "lam": lam, **point, "train_minutes": training_minutes(run)})
     return points

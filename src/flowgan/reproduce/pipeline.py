@@ -102,8 +102,8 @@ class Reproduction:
             )
         if state and state.get("seed") != seed:
             raise FlowganError(
-                f"{self.root} holds a reproduction trained with seed {state.get('seed')}, not {seed}; "
-                "choose another --out"
+                f"{self.root} holds a reproduction trained with seed {state.get('seed')}, not "
+                f"{'the preset default' if seed is None else seed}; choose another --out"
             )
         self.state = state or {"preset": preset, "stages": {}, "modules": modules, "seed": seed}
         if frontier is not None and check_lambdas(frontier) != self.state.get("frontier"):
