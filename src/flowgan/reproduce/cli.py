@@ -141,7 +141,9 @@ def _cmd_report(args) -> int:
         raise FlowganError(f"{root} is not a directory")
     if not (root / "reproduce.json").is_file() and not (root / "runs").is_dir():
         raise FlowganError(f"{root} is not a reproduction directory (no reproduce.json or runs/)")
-    if (root / "seed-0").is_dir() and (root / "reproduce.json").is_file():
+    from .inputs import read_reproduction_meta
+
+    if (read_reproduction_meta(root / "reproduce.json")[0].get("seeds") or 0) > 1:
         from .seed_report import build_seed_report
 
         path = build_seed_report(root)

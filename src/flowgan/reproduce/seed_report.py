@@ -87,7 +87,7 @@ def combine_claims(per_seed: list[list[dict]]) -> list[dict]:
 
 
 def _pm(s: dict[str, Any], spec: str) -> str:
-    """``mean ± sd`` of a :func:`~.seeds.spread` (and ``(n of N)`` where some seeds lack the number)."""
+    """``mean ± sd`` of a :func:`spread` (and ``(n of N)`` where some seeds lack the number)."""
     text = fmt(s["mean"], spec) + (f" ± {fmt(s['sd'], spec)}" if s["sd"] is not None else "")
     missing = len(s["values"]) - s["n"]
     return text + (f" ({s['n']} of {len(s['values'])} seeds)" if missing else "")
@@ -107,7 +107,7 @@ def _seed_numbers(d: ReproductionData) -> dict[str, Any]:
         q = r.get("log10_singular_value_quantiles") or {}
         jac[r["label"]] = {
             "mean_logdet": r.get("mean_logdet_flow"),
-            "spread": q.get("q95", math.nan) - q.get("q05", math.nan),
+            "spread": q["q95"] - q["q05"] if {"q05", "q95"} <= set(q) else None,
         }
     lambdas = d.meta.get("frontier") or []
     frontier = {str(p["lam"]): p for p in frontier_points(d.root, d.results, lambdas, d.unit)} if lambdas else {}
@@ -136,6 +136,10 @@ def build_seed_report(root: str | Path) -> Path:
     root = Path(root)
     meta, _ = read_reproduction_meta(root / "reproduce.json")
     n = int(meta.get("seeds") or 0)
+    if n < 2:
+        from ..errors import FlowganError
+
+        raise FlowganError(f"{root} is not a multi-seed reproduction (its reproduce.json has no seeds >= 2)")
     dirs = [seed_dir(root, k) for k in range(n)]
     for p in dirs:
         if (p / "reproduce.json").is_file():
