@@ -89,8 +89,9 @@ def frontier_stage(rep, lambdas: list[float], *, say: Callable[[str], None]) -> 
 
 
 def frontier_points(root: Path, results: dict[str, dict | None], lambdas: list[float], unit: str) -> list[dict]:
-    """The frontier's points, MLE and ADV first: ``label, lam, score, score_std, nll, nll_sem`` (NLL in
-    ``unit``), read from ``DIR/eval`` (``results``) and ``DIR/frontier``; missing ones left out."""
+    """The frontier's points from MLE through decreasing λ to ADV: ``label, lam, score, score_std, nll,
+    nll_sem`` (NLL in ``unit``), read from ``DIR/eval`` (``results``) and ``DIR/frontier``; missing
+    ones left out."""
     from .inputs import _read_json
 
     rows: list[tuple[str, float | None, dict | None]] = [("MLE", None, results.get("mle"))]  # λ → ∞
@@ -209,7 +210,10 @@ def frontier_report(d, figdir: Path) -> list[str]:
         paper_label=paper_label,
     )
     spread = "± : the score's 10-split standard deviation and the test NLL's standard error over the test images."
-    return [*frontier_section(points, lambdas, fig, d.root, d, spread), ""]
+    lines = frontier_section(points, lambdas, fig, d.root, d, spread)
+    if d.meta.get("stages", {}).get("frontier", {}).get("status") == "cut":
+        lines += ["", "**INCOMPLETE:** the safety net (--budget-minutes) cut a frontier run; re-run to finish it."]
+    return [*lines, ""]
 
 
 def check_lambdas(lambdas) -> list[float]:
