@@ -191,26 +191,40 @@ def frontier_section(
     return lines
 
 
-def frontier_report(d, figdir: Path) -> list[str]:
-    """The report's frontier section of a one-seed reproduction (none without ``--frontier``)."""
+def drawn_frontier(
+    points: list[dict], lambdas, d, figdir: Path, root: Path, *, group: str, title: str, spread: str
+) -> list[str]:
+    """``figdir/frontier.png`` (the points joined in order, the paper's marked) and the section around it."""
     from .figures import figure_tradeoff
 
-    lambdas = d.meta.get("frontier") or []
-    if not lambdas:
-        return []
-    points = frontier_points(d.root, d.results, lambdas, d.unit)
     paper, paper_label = paper_points(d)
     fig = figure_tradeoff(
-        [dict(p, connect=True, group="runs of this reproduction") for p in points],
+        [dict(p, connect=True, group=group) for p in points],
         figdir / "frontier.png",
-        title=f"The λ frontier ({d.meta.get('preset', '?')} preset): ± the score's 10-split s.d., the NLL's s.e.",
+        title=title,
         score_name=d.score,
         unit=d.unit,
         paper=paper,
         paper_label=paper_label,
     )
-    spread = "± : the score's 10-split standard deviation and the test NLL's standard error over the test images."
-    lines = frontier_section(points, lambdas, fig, d.root, d, spread)
+    return frontier_section(points, lambdas, fig, root, d, spread)
+
+
+def frontier_report(d, figdir: Path) -> list[str]:
+    """The report's frontier section of a one-seed reproduction (none without ``--frontier``)."""
+    lambdas = d.meta.get("frontier") or []
+    if not lambdas:
+        return []
+    lines = drawn_frontier(
+        frontier_points(d.root, d.results, lambdas, d.unit),
+        lambdas,
+        d,
+        figdir,
+        d.root,
+        group="runs of this reproduction",
+        title=f"The λ frontier ({d.meta.get('preset', '?')} preset): ± the score's 10-split s.d., the NLL's s.e.",
+        spread="± : the score's 10-split standard deviation and the test NLL's standard error over the test images.",
+    )
     if d.meta.get("stages", {}).get("frontier", {}).get("status") == "cut":
         lines += ["", "**INCOMPLETE:** the safety net (--budget-minutes) cut a frontier run; re-run to finish it."]
     return [*lines, ""]

@@ -46,6 +46,19 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def load_state(path: Path) -> dict | None:
+    """A reproduction's ``reproduce.json`` (None if there is none); a corrupt one is a one-line error."""
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        value = None
+    if not isinstance(value, dict):
+        raise FlowganError(f"{path} is corrupt; move it away to start the reproduction afresh")
+    return value
+
+
 class Reproduction:
     def __init__(
         self,
@@ -74,7 +87,7 @@ class Reproduction:
         self.root = Path(out)
         self.state_path = self.root / "reproduce.json"
         self.device, self.progress = device, progress
-        state = self._load_state()
+        state = load_state(self.state_path)
         if state and state.get("seeds"):
             raise FlowganError(
                 f"{self.root} holds a reproduction over {state['seeds']} seeds; add --seeds {state['seeds']} "
@@ -126,14 +139,6 @@ class Reproduction:
         self._dataset = None
 
     # ------------------------------------------------------------------ state
-
-    def _load_state(self) -> dict | None:
-        if not self.state_path.is_file():
-            return None
-        try:
-            return json.loads(self.state_path.read_text())
-        except json.JSONDecodeError:
-            raise FlowganError(f"{self.state_path} is corrupt; move it away to start the reproduction afresh") from None
 
     def _save_state(self) -> None:
         write_json(self.state_path, self.state, sort_keys=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..atomic import write_json, write_text
 from .figures import copy_figure, figure_tradeoff
-from .frontier import frontier_points, frontier_section, paper_points
+from .frontier import drawn_frontier, frontier_points
 from .inputs import ReproductionData, fmt, read_reproduction_meta
 from .presets import LABELS, OBJECTIVES
 
@@ -339,14 +339,14 @@ def _frontier(d0: ReproductionData, numbers: list[dict], meta: dict, figdir: Pat
                 "train_minutes": minutes,
             }
         )
-    paper, paper_label = paper_points(d0)
-    fig = figure_tradeoff(
-        [dict(p, connect=True, group=f"mean over {len(numbers)} seeds") for p in points],
-        figdir / "frontier.png",
+    section = drawn_frontier(
+        points,
+        lambdas,
+        d0,
+        figdir,
+        root,
+        group=f"mean over {len(numbers)} seeds",
         title=f"The λ frontier over {len(numbers)} seeds: mean ± s.d. across seeds",
-        score_name=d0.score,
-        unit=d0.unit,
-        paper=paper,
-        paper_label=paper_label,
+        spread="± : the standard deviation across seeds.",
     )
-    return [*frontier_section(points, lambdas, fig, root, d0, "± : the standard deviation across seeds."), ""]
+    return [*section, ""]

@@ -41,7 +41,7 @@ class SeedReproduction:
     """N one-seed :class:`~.pipeline.Reproduction` s in ``DIR/seed-K`` and the report over them."""
 
     def __init__(self, preset: str | Preset, out: str | Path, *, seeds: int, **options: Any):
-        from .pipeline import Reproduction
+        from .pipeline import Reproduction, load_state
 
         if seeds < 2:
             raise FlowganError("--seeds must be >= 2 for a multi-seed reproduction")
@@ -50,7 +50,7 @@ class SeedReproduction:
             raise FlowganError(f"unknown reproduce preset {preset!r}; choose from {', '.join(PRESETS)}")
         self.root, self.seeds, self.options = Path(out), seeds, options
         path = self.root / "reproduce.json"
-        state = _read_state(path)
+        state = load_state(path)
         if state is not None and not state.get("seeds"):
             raise FlowganError(f"{self.root} holds a one-seed reproduction; choose another --out for --seeds {seeds}")
         if state is not None and state.get("preset") != self.preset.name:
@@ -85,15 +85,3 @@ class SeedReproduction:
         _say("  claims over the seeds: " + ", ".join(f"{c['key']} {c['verdict']}" for c in claims))
         _say(f"  report: {path}")
         return path
-
-
-def _read_state(path: Path) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        raise FlowganError(f"{path} is corrupt; move it away to start the reproduction afresh") from None
-    if not isinstance(value, dict):
-        raise FlowganError(f"{path} is corrupt; move it away to start the reproduction afresh")
-    return value
