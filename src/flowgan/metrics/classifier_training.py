@@ -24,7 +24,8 @@ from ..errors import FlowganError
 from .classifier_nets import INPUT_CONVENTION, Classifier, build_classifier, default_arch
 from .classifiers import cache_name, classifier_family
 
-AUGMENTS = ("standard", "flow")
+#: ``standard``, then the recipes of flow-like pixel noise (:data:`.noise.FLOW_AUGMENT`)
+AUGMENTS = ("standard", "flow", "flow-logit")
 
 
 def _augment_text_standard(shift: int, flip: bool) -> str:
@@ -33,13 +34,13 @@ def _augment_text_standard(shift: int, flip: bool) -> str:
     )
 
 
-def _augment_text_flow(shift: int, flip: bool) -> str:
+def _augment_text(augment: str, shift: int, flip: bool) -> str:
+    if augment == "standard":
+        return _augment_text_standard(shift, flip)
     from .noise import describe_flow_augment
 
-    return describe_flow_augment() + f" (shifts of up to {shift} px" + (", flips)" if flip else ")")
+    return describe_flow_augment(augment) + f" (shifts of up to {shift} px" + (", flips)" if flip else ")")
 
-
-AUGMENT_TEXT = {"standard": _augment_text_standard, "flow": _augment_text_flow}
 
 DEFAULT_EPOCHS = {"mnist": 8, "mnist5k": 40, "fashion-mnist": 15, "cifar10": 60, "digits": 60}
 
@@ -117,9 +118,9 @@ def train_classifier(
 
     AdamW with a one-cycle learning-rate schedule; inputs are dequantized with fresh noise every
     batch, translated by up to 2 pixels (4 for colour images, which are also flipped).
-    ``augment="flow"`` adds the flow-like pixel noise of :func:`.noise.flow_augment` (additive
-    Gaussian, salt-and-pepper, logit-space noise, blur, re-quantisation) to every batch: the
-    noise-robust MNIST score classifier.
+    ``augment="flow"`` (or ``"flow-logit"``) adds the flow-like pixel noise of
+    :func:`.noise.flow_augment` (additive Gaussian, salt-and-pepper, logit-space noise, blur,
+    re-quantisation) to every batch: the noise-robust score classifiers.
     """
     from . import noise as N
 
@@ -161,8 +162,8 @@ def train_classifier(
         for b in range(steps_per_epoch):
             idx = perm[b * batch_size : (b + 1) * batch_size]
             x = _augment(_dequantized(images[idx], gen), shift, flip, gen)
-            if augment == "flow":
-                x = N.flow_augment(x, gen)
+            if augment != "standard":
+                x = N.flow_augment(x, gen, augment)
             x = x.to(device)
             y = labels[idx].to(device)
             loss = F.cross_entropy(clf(x), y)
@@ -178,7 +179,7 @@ def train_classifier(
         )
         rec = {"epoch": epoch + 1, "loss": total_loss / steps_per_epoch, "val_accuracy": val_acc}
         noisy = ""
-        if augment == "flow" and dataset.val.labels is not None and len(dataset.val):
+        if augment != "standard" and dataset.val.labels is not None and len(dataset.val):
             rec["val_accuracy_gaussian_0.3"] = accuracy(
                 clf, N.noisy_uint8(dataset.val.images, "gaussian", 0.3, seed=1), dataset.val.labels, device
             )
@@ -210,7 +211,7 @@ def train_classifier(
         "normalization": {"mean": mean, "std": std},
         "input": INPUT_CONVENTION,
         "augment": augment,
-        "augmentation": AUGMENT_TEXT[augment](shift, flip),
+        "augmentation": _augment_text(augment, shift, flip),
         "test_accuracy": test_acc,
         "test_images": len(dataset.test),
         "val_accuracy": None if math.isnan(best[0]) else best[0],

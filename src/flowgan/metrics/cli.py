@@ -58,9 +58,10 @@ def register(sub) -> None:
     t.add_argument("--device", type=device, default="auto", help="auto (default), cpu, cuda, ...")
     t.add_argument("--seed", type=seed, default=0)
     t.add_argument(
-        "--augment", choices=["standard", "flow"], default="standard",
+        "--augment", choices=["standard", "flow", "flow-logit"], default="standard",
         help="standard: dequantization and shifts (flips for colour); flow: also the flow-like pixel noise of the "
-        "shipped noise-robust MNIST classifier (Gaussian, salt-and-pepper, logit-space, blur)",
+        "shipped noise-robust MNIST classifier (Gaussian, salt-and-pepper, logit-space, blur); flow-logit: the same "
+        "with more logit-space noise (the shipped CIFAR-10 classifier)",
     )  # fmt: skip
     t.add_argument("--width", type=integer(1), help="channels of the first conv block (default 16)")
     t.set_defaults(func=_cmd_classifier_train)
