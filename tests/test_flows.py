@@ -53,6 +53,11 @@ LAYERS = {
     "invertible-1x1-plain": (lambda: F.InvertibleConv1x1(4, lu=False), (4, 2, 1), "real"),
     "glow-coupling-0": (lambda: F.GlowCoupling(GlowNet(2, 4, hidden=5), parity=0), (4, 2, 2), "real"),
     "glow-coupling-1-odd": (lambda: F.GlowCoupling(GlowNet(3, 4, hidden=5), parity=1), (5, 2, 2), "real"),
+    "glow-coupling-floor": (
+        lambda: F.GlowCoupling(GlowNet(2, 4, hidden=5), parity=0, scale_floor=0.2),
+        (4, 2, 2),
+        "real",
+    ),
     "sequence": (
         lambda: F.FlowSequence(
             F.Logit(1e-3),
@@ -225,3 +230,22 @@ def test_a_fresh_glow_coupling_scales_by_sigmoid_of_two():
     torch.testing.assert_close(y[:, :2], x[:, :2])
     torch.testing.assert_close(y[:, 2:], x[:, 2:] * s)
     torch.testing.assert_close(logdet, torch.full((3,), 2 * 2 * 2 * float(torch.log(s))))
+
+
+def test_glow_coupling_scale_floor_bounds_the_generating_gain():
+    """``scale = f + (1 − f)·σ(ŝ + 2)``: with a raw scale driven to −∞ Glow's coupling divides by
+    (nearly) zero when generating; the floor caps the division at ``1/f`` (issue 24)."""
+    for floor in (0.0, 0.05, 0.5):
+        layer = F.GlowCoupling(GlowNet(2, 4, hidden=3), parity=0, scale_floor=floor)
+        with torch.no_grad():
+            layer.net[-1].conv.bias[1::2] = -60.0  # raw scale ŝ = -60 everywhere, shift 0
+        z = torch.ones(2, 4, 2, 2)
+        x, logdet = layer.inverse_and_logdet(z)
+        gain = float(x[:, 2:].abs().max())
+        if floor:
+            assert gain == pytest.approx(1.0 / (floor + (1 - floor) * torch.sigmoid(torch.tensor(-58.0)).item()))
+            torch.testing.assert_close(logdet, torch.full((2,), -8 * math.log(floor)), rtol=1e-9, atol=1e-9)
+        else:
+            assert gain > 1e24  # 1/σ(-58): Glow's own coupling
+    with pytest.raises(ValueError, match=r"scale_floor must be in \[0, 1\), got 1.0"):
+        F.GlowCoupling(GlowNet(2, 4, hidden=3), scale_floor=1.0)

@@ -22,6 +22,7 @@ CASES = {
     "glow-mnist": dict(shape=(1, 4, 4), steps=2, hidden=8),
     "glow-small": dict(shape=(1, 4, 4)),
     "glow-small-plain-1x1-one-level": dict(shape=(2, 2, 2), levels=1, lu=False),
+    "glow-small-no-scale-floor": dict(shape=(1, 4, 4), scale_floor=0.0),  # Glow's own coupling
 }
 
 
@@ -139,3 +140,23 @@ def test_forward_returns_log_prob_and_decoded_latents():
     lp, fake = model(x=x, z=z)
     assert torch.equal(lp, model.log_prob(x)) and torch.equal(fake, model.decode(z))
     assert model(x=x)[1] is None and model(z=z)[0] is None
+
+
+def test_a_glow_checkpoint_from_before_the_scale_floor_loads_as_it_was_trained(tmp_path):
+    """A version-2 spec (written before ``scale_floor``) means Glow's coupling without a floor."""
+    from flowgan.checkpoint import atomic_save, load_model
+    from flowgan.flows import GlowCoupling
+
+    old = _build("glow-small-no-scale-floor")
+    spec = {"name": "glow-small", "overrides": {"shape": [1, 4, 4]}, "version": 2}
+    ckpt = {"format": "flowgan-checkpoint", "version": 1, "model_spec": spec, "model": old.state_dict(), "step": 3}
+    atomic_save(ckpt, tmp_path / "old.pt")
+    model, _ = load_model(tmp_path / "old.pt")
+    assert {m.scale_floor for m in model.modules() if isinstance(m, GlowCoupling)} == {0.0}
+    x = _images(model, n=3)
+    # loaded as float32, then widened: equal up to float32 rounding of the weights
+    torch.testing.assert_close(model.double().eval().log_prob(x), old.log_prob(x), rtol=1e-6, atol=1e-5)
+    new = flowgan.build_model("glow-small", shape=(1, 4, 4))
+    assert {m.scale_floor for m in new.modules() if isinstance(m, GlowCoupling)} == {0.05}
+    new.load_state_dict(old.state_dict())  # the same weights with today's floor: another density
+    assert (new.eval().log_prob(x) - old.log_prob(x)).abs().min() > 0.1

@@ -20,6 +20,8 @@ configurations in :data:`MODELS`:
                     3 levels of squeeze, 32 steps of actnorm, invertible 1×1 convolution (LU)
                     and affine coupling (512-channel nets), and a split with a learned prior
                     (:class:`~flowgan.flows.GlowSplitPrior`) between levels; standard normal.
+                    One deviation: the couplings' scale has a floor of 0.05
+                    (``scale_floor``; 0 for Glow's own), so Glow trains adversarially.
 ``glow-mnist``      the same for 28×28 digits: 2 levels, 16 steps, 256 channels.
 ``glow-small``      2 levels, 4 steps, 64 channels: trains on a CPU.
 =================== ==========================================================================
@@ -104,6 +106,9 @@ class GlowConfig:
     lu: bool = True  # LU-parametrised 1×1 convolutions (Glow's); False: the plain matrix
     prior: str = "normal"
     alpha: float = 1e-7
+    # lower bound of the couplings' scale, so generating multiplies by at most 1/0.05 = 20 per
+    # coupling (0: Glow's own coupling, which overflows when trained adversarially; GlowCoupling)
+    scale_floor: float = 0.05
 
 
 ARCHITECTURES: dict[str, type] = {"nice": NICEConfig, "realnvp": RealNVPConfig, "glow": GlowConfig}
@@ -267,7 +272,8 @@ def _glow_level(cfg: GlowConfig, shape: tuple[int, int, int], level: int) -> lis
     for _ in range(cfg.steps):
         n_cond, n_change = ChannelHalves.sizes(c4, 0)
         net = GlowNet(n_cond, 2 * n_change, cfg.hidden)
-        layers += [ActNorm(c4), InvertibleConv1x1(c4, lu=cfg.lu), GlowCoupling(net, parity=0)]
+        coupling = GlowCoupling(net, parity=0, scale_floor=cfg.scale_floor)
+        layers += [ActNorm(c4), InvertibleConv1x1(c4, lu=cfg.lu), coupling]
     if level < cfg.levels - 1:
         inner = FlowSequence(*_glow_level(cfg, (c4 - c4 // 2, h, w), level + 1))
         layers += [GlowSplitPrior(c4), FactorOut(inner)]
@@ -309,7 +315,9 @@ def model_config(name: str, **overrides: Any):
 
 #: Version of ``model.spec``. 1 (no ``version`` key): written before NICE's coupling networks
 #: were normalised, so a version-1 NICE spec without a ``norm`` override means ``norm="none"``.
-SPEC_VERSION = 2
+#: 2: written before Glow's couplings had a scale floor, so a Glow spec of version 1 or 2 without
+#: a ``scale_floor`` override means ``scale_floor=0``.
+SPEC_VERSION = 3
 
 
 def build_model(name: str, **overrides: Any) -> FlowModel:
@@ -325,11 +333,15 @@ def build_model(name: str, **overrides: Any) -> FlowModel:
 
 def spec_overrides(spec: dict) -> dict[str, Any]:
     """The build overrides a stored ``model.spec`` stands for, with the defaults of the flowgan
-    version that wrote it: a NICE spec of version 1 had un-normalised coupling networks."""
+    version that wrote it: a NICE spec of version 1 had un-normalised coupling networks, a Glow
+    spec of version 1 or 2 couplings without a scale floor."""
     overrides = dict(spec.get("overrides", {}))
     name = spec["name"]
-    if spec.get("version", 1) < 2 and MODELS.get(name, ("",))[0] == "nice":
+    version, arch = spec.get("version", 1), MODELS.get(name, ("",))[0]
+    if version < 2 and arch == "nice":
         overrides.setdefault("norm", "none")
+    if version < 3 and arch == "glow":
+        overrides.setdefault("scale_floor", 0.0)
     return overrides
 
 
