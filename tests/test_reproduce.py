@@ -646,7 +646,9 @@ def test_the_cifar10_5k_preset_with_glow(tmp_path, shared_data_dir):
     for obj in ("mle", "adv", "hybrid"):
         config = json.loads((rep.root / "runs" / obj / "config.json").read_text())["config"]
         assert config["model"] == "glow-small" and config["model_options"] == {"steps": 1, "hidden": 8}
-    assert "glow-small / dcgan-cifar10-small" in (rep.root / "report.md").read_text()
+    report = (rep.root / "report.md").read_text()
+    assert "glow-small / dcgan-cifar10-small" in report
+    assert "This run: `--model glow-small` in place of the preset's (model named in the table below)." in report
 
 
 @pytest.mark.slow

@@ -275,6 +275,10 @@ def _settings_section(d: ReproductionData) -> list[str]:
             f"(the preset's default is {preset.steps:,}).",
             "",
         ]
+    swapped = {k: v for k, v in (m.get("modules") or {}).items() if isinstance(v, str)}
+    if swapped:  # the description names the preset's own modules
+        names = ", ".join(f"`--{k} {v}`" for k, v in swapped.items())
+        lines += [f"This run: {names} in place of the preset's ({'; '.join(swapped)} named in the table below).", ""]
     lines += ["| | MLE | ADV | Hybrid |", "|---|---|---|---|"]
     rows = {
         "objective": lambda c, e: "—" if c is None else c.objective + (f", λ = {c.lam:g}" if c.adversarial else ""),
