@@ -165,18 +165,21 @@ def frontier_section(
     ]
     if fig:
         lines += [f"![λ frontier]({fig.relative_to(root)})", ""]
+    # over seeds the points are means: their checkpoint steps are in each seed's own report
+    steps = any(p.get("score_step") is not None or p.get("nll_step") is not None for p in points)
+    step_head = " checkpoint step (score / NLL) |" if steps else ""
     lines += [
-        f"| run | λ | {d.paper['score_name']} score | test NLL ({u}) | checkpoint step (score / NLL) "
-        "| training (min) |",
-        "|---|---|---|---|---|---|",
+        f"| run | λ | {d.paper['score_name']} score | test NLL ({u}) |{step_head} training (min) |",
+        "|---|---|---|---|" + ("---|" if steps else "") + "---|",
     ]
     for p in points:
         lam = "∞" if p["lam"] is None else f"{p['lam']:g}"
+        step_cell = f" {p.get('score_step', '—')} / {p.get('nll_step', '—')} |" if steps else ""
         lines.append(
             f"| {p['label']} | {lam} | {fmt(p['score'], '.2f')} ± {fmt(p.get('score_std'), '.2f')} | "
             f"{fmt(p['nll'], '.1f' if d.unit == 'nats' else '.3f')} ± "
-            f"{fmt(p.get('nll_sem'), '.1f' if d.unit == 'nats' else '.3f')} | "
-            f"{p.get('score_step', '—')} / {p.get('nll_step', '—')} | {fmt(p.get('train_minutes'), '.1f')} |"
+            f"{fmt(p.get('nll_sem'), '.1f' if d.unit == 'nats' else '.3f')} |{step_cell} "
+            f"{fmt(p.get('train_minutes'), '.1f')} |"
         )
     missing = [f"{v:g}" for v in lambdas if not any(p["lam"] == v for p in points)]
     if missing:
