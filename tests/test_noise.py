@@ -59,7 +59,7 @@ def test_flow_logit_recipe_draws_more_logit_noise_and_the_command_offers_every_r
     # a pixel at 0.5 under logit-space noise of scale s >= 0.5 becomes sigmoid(s·ε): moved off 0.5
     # and never clipped; salt-and-pepper and clean images (mostly) do not move every pixel that way,
     # Gaussian noise often does: the share of such images rises with the logit share (measured:
-    # 0.39 with flow, 0.49 with flow-logit)
+    # 0.39 with flow, 0.55 with flow-logit)
     x = torch.full((4000, 1, 2, 2), 0.5)
 
     def share_moved(recipe):
@@ -68,7 +68,7 @@ def test_flow_logit_recipe_draws_more_logit_noise_and_the_command_offers_every_r
         moved = ((a - 0.5).abs() > 0.02) & (a > 0.0) & (a < 1.0)
         return float(moved.flatten(1).all(dim=1).float().mean())
 
-    assert share_moved("flow-logit") > share_moved("flow") + 0.03  # 40% logit vs 25%, fewer clean
+    assert share_moved("flow-logit") > share_moved("flow") + 0.08  # 50% logit vs 25%, fewer clean
     args = build_parser().parse_args(["classifier", "train", "--dataset", "cifar10-5k", "--augment", "flow-logit"])
     assert args.augment == "flow-logit"
     assert set(AUGMENTS) == {"standard", *N.FLOW_AUGMENT}
