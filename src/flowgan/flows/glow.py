@@ -89,11 +89,11 @@ class GlowCoupling(Flow):
 
     ``scale_floor`` ``f`` (default 0: Glow's coupling) bounds the scale from below,
     ``scale = f + (1 − f)·σ(ŝ + 2)`` in ``[f, 1)``, so the generating direction
-    ``x_b = y_b / scale − t`` multiplies by at most ``1/f``. Glow's own scale has no floor: a
-    trained glow-small's first coupling reached ``σ = 4·10⁻⁴`` (a gain of 2,700) on latents at
-    temperature 1 in the last good checkpoint of an adversarial run that diverged, and ``3·10⁻⁷``
-    after 200 maximum-likelihood updates, and the product of such gains overflows float32 -- the NaN of Glow trained
-    adversarially (issue 24; docs/generators.md)."""
+    ``x_b = y_b / scale − t`` multiplies by at most ``1/f``. Glow's own scale has no floor: on
+    latents at temperature 1, a trained glow-small's first coupling reached ``σ = 4·10⁻⁴`` (a gain
+    of 2,700) in the last good checkpoint of an adversarial run that diverged, and ``3·10⁻⁷`` after
+    200 maximum-likelihood updates; the product of such gains overflows float32 -- the NaN of
+    Glow trained adversarially (issue 24; docs/generators.md)."""
 
     def __init__(self, net: nn.Module, parity: int = 0, scale_floor: float = 0.0):
         super().__init__()
