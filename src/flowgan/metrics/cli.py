@@ -61,7 +61,7 @@ def register(sub) -> None:
         "--augment", choices=["standard", "flow", "flow-logit"], default="standard",
         help="standard: dequantization and shifts (flips for colour); flow: also the flow-like pixel noise of the "
         "shipped noise-robust MNIST classifier (Gaussian, salt-and-pepper, logit-space, blur); flow-logit: the same "
-        "with more logit-space noise (the shipped CIFAR-10 classifier)",
+        "with logit-space noise half the time (tried for colour images; flowgan/metrics/weights/README.md)",
     )  # fmt: skip
     t.add_argument("--width", type=integer(1), help="channels of the first conv block (default 16)")
     t.set_defaults(func=_cmd_classifier_train)
