@@ -113,31 +113,29 @@ def noisy_uint8(images: torch.Tensor, kind: str, level: float, seed: int = 0, bl
 
 # ------------------------------------------------------------------------------ training augmentation
 
+_FLOW = {
+    "kinds": {"clean": 0.25, "gaussian": 0.30, "salt-pepper": 0.20, "logit": 0.25},
+    "gaussian_sigma": (0.02, 0.45),
+    "salt_pepper_fraction": (0.01, 0.25),
+    "logit_scale": (0.5, 4.0),
+    "blur_probability": 0.15,
+    "blur_width": (0.4, 1.0),
+    "requantize_probability": 0.5,
+}
 #: What :func:`flow_augment` draws per image, by recipe (probabilities of the kinds, ranges of
-#: the levels). ``flow`` trained ``mnist-robust`` and ``cifar10-robust``'s first version;
+#: the levels). ``flow`` trained ``mnist-robust`` and ``cifar10-robust``;
 #: ``flow-logit`` draws strong logit-space noise half the time: in colour, noise in the flow's
 #: logit space is what a classifier trained with ``flow`` reads worst (its score kept 0.67 of the
 #: clean score at s = 2, every other noise of the check at least 0.78). Measured at width 40, 120
 #: epochs: 40% logit noise with s ~ U(0.5, 3.5) kept 0.68 (64.5% clean accuracy), this recipe
 #: 0.71 (59.8%): more logit noise buys little and costs clean accuracy (weights/README.md).
 FLOW_AUGMENT = {
-    "flow": {
-        "kinds": {"clean": 0.25, "gaussian": 0.30, "salt-pepper": 0.20, "logit": 0.25},
-        "gaussian_sigma": (0.02, 0.45),
-        "salt_pepper_fraction": (0.01, 0.25),
-        "logit_scale": (0.5, 4.0),
-        "blur_probability": 0.15,
-        "blur_width": (0.4, 1.0),
-        "requantize_probability": 0.5,
-    },
+    "flow": _FLOW,
+    # the same, but the kinds' probabilities and the logit-space scales
     "flow-logit": {
+        **_FLOW,
         "kinds": {"clean": 0.15, "gaussian": 0.20, "salt-pepper": 0.15, "logit": 0.50},
-        "gaussian_sigma": (0.02, 0.45),
-        "salt_pepper_fraction": (0.01, 0.25),
         "logit_scale": (1.0, 3.0),
-        "blur_probability": 0.15,
-        "blur_width": (0.4, 1.0),
-        "requantize_probability": 0.5,
     },
 }
 
