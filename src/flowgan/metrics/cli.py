@@ -63,6 +63,11 @@ def register(sub) -> None:
         "shipped noise-robust MNIST classifier (Gaussian, salt-and-pepper, logit-space, blur); flow-logit: the same "
         "with logit-space noise half the time (tried for colour images; flowgan/metrics/weights/README.md)",
     )  # fmt: skip
+    t.add_argument(
+        "--consistency", type=number(0), default=0.0, metavar="ALPHA",
+        help="stability training (needs --augment flow or flow-logit): each batch seen clean and noisy, loss "
+        "+ ALPHA * KL(p(y|clean) || p(y|noisy)); twice the compute per epoch (default 0: off)",
+    )  # fmt: skip
     t.add_argument("--width", type=integer(1), help="channels of the first conv block (default 16)")
     t.set_defaults(func=_cmd_classifier_train)
 
@@ -177,7 +182,7 @@ def _cmd_classifier_train(args) -> int:
     options = {"width": args.width} if args.width else None
     clf, meta = train_classifier(
         dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=device,
-        arch_options=options, augment=args.augment, log=err,
+        arch_options=options, augment=args.augment, consistency=args.consistency, log=err,
     )  # fmt: skip
     save_classifier(out, clf, meta)
     if meta.get("test_images"):  # the card states how it reads noisy images too
