@@ -6,7 +6,13 @@ The whole step is the trainer's own ``Trainer.train_step``; the split re-runs th
 (the same model, critic, objective and batches) one at a time, so the parts add up to about the
 whole.
 
-    python benchmarks/adv_step.py [--models nice-mnist nice-small] [--batch 100]
+    python benchmarks/adv_step.py [--models nice-mnist nice-small] [--batch 100] [--flops]
+
+``--flops`` also answers how far an ADV update *can* come toward an MLE step (issue 22, item 3):
+the floating-point operations of one ADV update and of one MLE step of the same model, counted
+by ``torch.utils.flop_counter.FlopCounterMode`` (matmuls and convolutions, forward, backward and
+the gradient penalty's double backward), and their times interleaved in the same run. The time
+ratio is the FLOP ratio divided by how much faster (FLOP/s) the ADV update runs than the MLE step.
 """
 
 from __future__ import annotations
@@ -87,12 +93,68 @@ def split(model_name: str, lam: float, batch: int, critic: str | None = None, se
     return {"whole": whole, "parts": per_step, "critic": m.critic.spec["name"]}
 
 
+def _trainer(model_name: str, objective: str, batch: int):
+    from flowgan.config import TrainConfig
+    from flowgan.data import load_dataset
+    from flowgan.training import Trainer
+
+    cfg = TrainConfig(
+        dataset="mnist5k", model=model_name, objective=objective, n_critic=5, batch_size=batch,
+        lr=1e-4, beta1=0.5, max_steps=10**9,
+    )  # fmt: skip
+    t = Trainer(cfg, tempfile.mkdtemp(), data=load_dataset("mnist5k"), progress=False)
+    t.modules.model.train()
+    if t.modules.critic is not None:
+        t.modules.critic.train()
+    return t
+
+
+def flop_budget(model_name: str, batch: int, rounds: int = 3, seconds: float = 3.0) -> dict:
+    """Counted FLOPs and measured seconds of one ADV update (WGAN-GP, n_critic 5) and one MLE step
+    (the trainer's ``train_step``); times are medians of ``rounds`` interleaved timings."""
+    import statistics
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    steps = {"mle": _trainer(model_name, "mle", batch), "adv": _trainer(model_name, "wgan-gp", batch)}
+    flops = {}
+    for name, t in steps.items():
+        t.train_step()  # warm
+        with FlopCounterMode(display=False) as counter:
+            t.train_step()
+        flops[name] = counter.get_total_flops()
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(rounds):
+        for name, t in steps.items():
+            times[name].append(timeit(t.train_step, warmup=1, min_time=seconds))
+    sec = {k: statistics.median(v) for k, v in times.items()}
+    return {
+        "flops": flops,
+        "seconds": sec,
+        "flop_ratio": flops["adv"] / flops["mle"],
+        "time_ratio": sec["adv"] / sec["mle"],
+        "rate_ratio": (flops["adv"] / sec["adv"]) / (flops["mle"] / sec["mle"]),
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["nice-mnist", "nice-small"])
     p.add_argument("--batch", type=int, default=100)
+    p.add_argument("--flops", action="store_true", help="also: counted FLOPs of an ADV update against an MLE step")
     args = p.parse_args()
     print(f"machine: {machine()}")
+    if args.flops:
+        for model in args.models:
+            r = flop_budget(model, args.batch)
+            f, s = r["flops"], r["seconds"]
+            print(
+                f"{model}: MLE step {f['mle'] / 1e9:.2f} GFLOP in {s['mle'] * 1e3:.0f} ms, ADV update "
+                f"{f['adv'] / 1e9:.2f} GFLOP in {s['adv'] * 1e3:.0f} ms: FLOP ratio {r['flop_ratio']:.2f}, "
+                f"time ratio {r['time_ratio']:.2f} (the ADV update runs at {r['rate_ratio']:.2f}x the MLE "
+                f"step's FLOP rate)",
+                flush=True,
+            )
     print("n_critic = 5; times per generator update; parts measured separately (sum ~ whole)")
     for model in args.models:
         for lam, name in ((0.0, "adv"), (0.1, "hybrid")):

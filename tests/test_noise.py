@@ -109,3 +109,42 @@ def test_default_mnist_classifier_sees_digits_under_noise(shared_data_dir):
     assert rows["clean"]["accuracy"] >= 0.993 and rows["clean"]["mode"] >= 9.0
     assert rows["gaussian σ=0.15"]["mode"] >= 8.0 and rows["gaussian σ=0.30"]["mode"] >= 6.0
     assert rows["salt-and-pepper 15%"]["mode"] >= 7.5
+
+
+def test_consistency_loss_is_cross_entropy_plus_kl_toward_the_clean_prediction():
+    """Stability training: ½·[CE(clean) + CE(noisy)] + α·KL(p_clean ‖ p_noisy), the KL's clean
+    side fixed (no gradient from the KL reaches the clean logits)."""
+    from flowgan.metrics.classifier_training import _consistency_loss
+
+    torch.manual_seed(0)
+    clean = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    noisy = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 1, 2, 3, 0, 1])
+    ident = torch.nn.Identity()  # the "classifier" returns its input: the logits are the inputs
+    loss = _consistency_loss(ident, clean, noisy, y, 2.0)
+    pc, pn = clean.softmax(1), noisy.softmax(1)
+    kl = (pc * (pc.log() - pn.log())).sum(1).mean()  # by hand
+    ce = 0.5 * (torch.nn.functional.cross_entropy(clean, y) + torch.nn.functional.cross_entropy(noisy, y))
+    torch.testing.assert_close(loss, ce + 2.0 * kl)
+    (g_clean,) = torch.autograd.grad(loss, clean)
+    (g_ce,) = torch.autograd.grad(0.5 * torch.nn.functional.cross_entropy(clean, y), clean)
+    torch.testing.assert_close(g_clean, g_ce)
+    # identical halves: no KL, the loss is the cross entropy
+    same = _consistency_loss(ident, clean, clean.detach().clone(), y, 5.0)
+    torch.testing.assert_close(same, torch.nn.functional.cross_entropy(clean, y))
+
+
+def test_consistency_training_is_recorded_and_needs_a_noise_recipe(tmp_path):
+    from flowgan.errors import FlowganError
+    from flowgan.metrics.classifier_training import train_classifier
+
+    digits = load_dataset("digits")
+    _, meta = train_classifier(digits, epochs=1, augment="flow", consistency=1.5)
+    assert meta["consistency"] == 1.5 and "consistency weight 1.5" in meta["augmentation"]
+    assert 0.0 <= meta["test_accuracy"] <= 1.0
+    for kw in ({"augment": "standard", "consistency": 1.0}, {"augment": "flow", "consistency": -1.0}):
+        with pytest.raises(FlowganError, match="consistency"):
+            train_classifier(digits, epochs=1, **kw)
+    args = ["classifier", "train", "--dataset", "digits", "--epochs", "1", "--out", str(tmp_path / "c.pt")]
+    assert main([*args, "--consistency", "1"]) == 2  # no noise recipe: refused in one line
+    assert not (tmp_path / "c.pt").exists()
