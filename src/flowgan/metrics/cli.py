@@ -68,6 +68,15 @@ def register(sub) -> None:
         help="stability training (needs --augment flow or flow-logit): each batch seen clean and noisy, loss "
         "+ ALPHA * KL(p(y|clean) || p(y|noisy)); twice the compute per epoch (default 0: off)",
     )  # fmt: skip
+    t.add_argument(
+        "--teacher", action="append", default=[], metavar="NAME|PATH",
+        help="distil from this classifier of the same dataset (repeat for an ensemble: their softmaxes are "
+        "averaged); the teachers read the clean image, the student the noisy one",
+    )  # fmt: skip
+    t.add_argument(
+        "--distill", type=number(0, low_open=True), metavar="BETA",
+        help="with --teacher: loss (1-BETA)*CE + BETA*KL(teachers || student), BETA in (0, 1] (default 0.5)",
+    )  # fmt: skip
     t.add_argument("--width", type=integer(1), help="channels of the first conv block (default 16)")
     t.set_defaults(func=_cmd_classifier_train)
 
@@ -168,7 +177,14 @@ def _cmd_classifier_train(args) -> int:
     from ..data import load_dataset
     from ..runtime import resolve_device
     from .classifier_training import train_classifier
-    from .classifiers import SHIPPED_CLASSIFIERS, cache_name, classifier_family, default_classifier_dir, save_classifier
+    from .classifiers import (
+        SHIPPED_CLASSIFIERS,
+        cache_name,
+        classifier_family,
+        default_classifier_dir,
+        resolve_classifier,
+        save_classifier,
+    )
 
     device = resolve_device(args.device)
     dataset = load_dataset(args.dataset, args.data_dir)
@@ -180,9 +196,11 @@ def _cmd_classifier_train(args) -> int:
         f"{device})"
     )
     options = {"width": args.width} if args.width else None
+    teachers = [resolve_classifier(t) for t in args.teacher]
     clf, meta = train_classifier(
         dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=device,
-        arch_options=options, augment=args.augment, consistency=args.consistency, log=err,
+        arch_options=options, augment=args.augment, consistency=args.consistency, teachers=teachers,
+        distill=args.distill, log=err,
     )  # fmt: skip
     save_classifier(out, clf, meta)
     if meta.get("test_images"):  # the card states how it reads noisy images too
