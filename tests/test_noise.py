@@ -1,12 +1,13 @@
 """Pixel noise (flowgan.metrics.noise), `flowgan classifier check`, and the noise-robust default MNIST classifier."""
 
+import dataclasses
 import json
 
 import pytest
 import torch
 
 from flowgan.cli import main
-from flowgan.data import load_dataset
+from flowgan.data import Split, load_dataset
 from flowgan.metrics import noise as N
 
 
@@ -147,4 +148,76 @@ def test_consistency_training_is_recorded_and_needs_a_noise_recipe(tmp_path):
             train_classifier(digits, epochs=1, **kw)
     args = ["classifier", "train", "--dataset", "digits", "--epochs", "1", "--out", str(tmp_path / "c.pt")]
     assert main([*args, "--consistency", "1"]) == 2  # no noise recipe: refused in one line
+    assert not (tmp_path / "c.pt").exists()
+
+
+def test_teacher_ensemble_and_distillation_loss_by_hand():
+    """Noisy-student distillation: log p̄ of the teachers is the log of their mean softmax, the loss
+    is (1 − β)·CE + β·KL(p̄ ‖ p_student), and no gradient reaches the teachers."""
+    from flowgan.metrics.classifier_training import _distill_loss, teacher_log_probs
+
+    torch.manual_seed(1)
+    a, b = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
+    t1 = torch.nn.Linear(3, 3, bias=False).double()
+    with torch.no_grad():
+        t1.weight.copy_(torch.eye(3) * 2.0)
+    x = a
+    log_pt = teacher_log_probs([torch.nn.Identity(), t1], x)
+    pt = 0.5 * (a.softmax(1) + (2.0 * a).softmax(1))  # by hand
+    torch.testing.assert_close(log_pt, pt.log())
+    assert not log_pt.requires_grad
+    logits = b.clone().requires_grad_(True)
+    y = torch.tensor([0, 1, 2, 0, 1])
+    ident = torch.nn.Identity()
+    loss = _distill_loss(ident, log_pt, logits, y, 0.3)
+    ps = b.softmax(1)
+    kl = (pt * (pt.log() - ps.log())).sum(1).mean()
+    torch.testing.assert_close(loss, 0.7 * torch.nn.functional.cross_entropy(b, y) + 0.3 * kl)
+    # β = 1 and a student that already says what the teachers say: zero loss, zero gradient
+    at_teacher = log_pt.clone().requires_grad_(True)
+    zero = _distill_loss(ident, log_pt, at_teacher, y, 1.0)
+    (g,) = torch.autograd.grad(zero, at_teacher)
+    assert float(zero.detach()) == pytest.approx(0.0, abs=1e-12)
+    assert float(g.abs().max()) < 1e-12
+
+
+def test_a_student_with_beta_one_learns_from_the_teacher_not_the_labels(tmp_path):
+    """With β = 1 the labels are not used: a student trained on shuffled labels still learns the
+    digits from a teacher that knows them (and a student of the same labels without a teacher
+    does not)."""
+    from flowgan.metrics.classifier_training import train_classifier
+
+    digits = load_dataset("digits")
+    teacher, tmeta = train_classifier(digits, epochs=15, seed=0)
+    assert tmeta["test_accuracy"] > 0.8
+    gen = torch.Generator().manual_seed(0)
+    shuffled = digits.train.labels[torch.randperm(len(digits.train), generator=gen)]
+    liars = dataclasses.replace(digits, train=Split(digits.train.images, shuffled))
+    student, smeta = train_classifier(liars, epochs=15, seed=1, teachers=[teacher], distill=1.0)
+    _, alone = train_classifier(liars, epochs=15, seed=1)
+    accs = (tmeta["test_accuracy"], smeta["test_accuracy"], alone["test_accuracy"])
+    print("\nteacher {:.3f}, student {:.3f}, alone {:.3f}".format(*accs))
+    assert smeta["test_accuracy"] > 0.7 and alone["test_accuracy"] < 0.3
+    assert smeta["distill"] == 1.0 and len(smeta["teachers"]) == 1 and "distilled from" in smeta["augmentation"]
+
+
+def test_distillation_refusals(tmp_path):
+    from flowgan.errors import FlowganError
+    from flowgan.metrics.classifier_training import train_classifier
+    from flowgan.metrics.classifiers import resolve_classifier
+
+    digits = load_dataset("digits")
+    mnist_clf = resolve_classifier("mnist-robust")  # 1×28×28: not digits' shape
+    with pytest.raises(FlowganError, match="cannot teach"):
+        train_classifier(digits, epochs=1, teachers=[mnist_clf])
+    for kw, msg in (
+        ({"distill": 0.5}, "needs at least one teacher"),
+        ({"teachers": [torch.nn.Identity()], "distill": 1.5}, r"in \(0, 1\]"),
+        ({"teachers": [torch.nn.Identity()], "augment": "flow", "consistency": 1.0}, "alternatives"),
+    ):
+        with pytest.raises(FlowganError, match=msg):
+            train_classifier(digits, epochs=1, **kw)
+    args = ["classifier", "train", "--dataset", "digits", "--epochs", "1", "--out", str(tmp_path / "c.pt")]
+    assert main([*args, "--teacher", "mnist-robust"]) == 2
+    assert main([*args, "--distill", "0.5"]) == 2
     assert not (tmp_path / "c.pt").exists()

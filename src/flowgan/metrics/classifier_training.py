@@ -116,7 +116,7 @@ def _consistency_loss(
 def teacher_log_probs(teachers, x: torch.Tensor) -> torch.Tensor:
     """``log p̄(y|x)`` of the teachers' ensemble, ``p̄ = mean_i softmax(teacher_i(x))`` (computed
     as a log-mean-exp of log-softmaxes: no ``log 0``)."""
-    logs = torch.stack([F.log_softmax(t(x).float(), dim=1) for t in teachers])
+    logs = torch.stack([F.log_softmax(t(x), dim=1) for t in teachers])
     return torch.logsumexp(logs, dim=0) - math.log(len(teachers))
 
 
@@ -131,13 +131,15 @@ def _distill_loss(
     return (1.0 - weight) * F.cross_entropy(logits, y) + weight * kl
 
 
-def _check_teachers(teachers, dataset, shape, consistency: float, distill: float | None) -> list:
-    """The teachers' modules (eval mode), or a one-line error for what cannot teach this dataset."""
+def _check_teachers(teachers, dataset, shape, consistency: float, distill: float | None) -> tuple[list, float | None]:
+    """The teachers' modules (eval mode) and the distillation weight (default 0.5), or a one-line
+    error for what cannot teach this dataset."""
     if not teachers:
         if distill is not None:
             raise FlowganError("a distillation weight needs at least one teacher (--teacher)")
-        return []
-    if distill is None or not (0.0 < distill <= 1.0):
+        return [], None
+    distill = 0.5 if distill is None else float(distill)
+    if not (0.0 < distill <= 1.0):
         raise FlowganError(f"distill weight must be in (0, 1], got {distill}")
     if consistency > 0:
         raise FlowganError("consistency training and distillation are alternatives: choose one")
@@ -153,7 +155,7 @@ def _check_teachers(teachers, dataset, shape, consistency: float, distill: float
         module = getattr(t, "module", t)
         module.eval()
         modules.append(module)
-    return modules
+    return modules, distill
 
 
 def train_classifier(
@@ -210,9 +212,8 @@ def train_classifier(
         raise FlowganError(f"{dataset.name} has no labels: a classifier cannot be trained on it")
     device = torch.device(device)
     shape = tuple(dataset.shape)
-    teacher_modules = [m.to(device) for m in _check_teachers(teachers, dataset, shape, consistency, distill)]
-    if teacher_modules and distill is None:
-        distill = 0.5
+    teacher_modules, distill = _check_teachers(teachers, dataset, shape, consistency, distill)
+    teacher_modules = [m.to(device) for m in teacher_modules]
     epochs = int(epochs or _default_epochs(dataset))
     if epochs < 1:
         raise FlowganError("epochs must be >= 1")
