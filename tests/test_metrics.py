@@ -476,7 +476,7 @@ def test_shipped_cifar10_classifier_accuracy(shared_data_dir):
         pytest.skip("cifar10-5k not available offline")
     data = load_dataset(path)
     clf = find_classifier(data)
-    assert clf.source == "shipped" and clf.name == "cifar10-robust"
+    assert clf.source == "shipped" and clf.name == "cifar10-distilled"
     assert accuracy(clf.module, data.test.images, data.test.labels) == clf.test_accuracy >= 0.6
     r = score_split(data, "test", ["is", "mode"])
     print(f"\nreal cifar10-5k test: IS {r['is']:.3f} ± {r['is_std']:.3f}, MODE {r['mode']:.3f}")

@@ -19,9 +19,11 @@ FID/KID features (else the logits are used).
 Names and lookup (:func:`find_classifier`, :func:`resolve_classifier`). The default is always a
 classifier *shipped* in ``flowgan/metrics/weights/`` (:data:`DEFAULT_CLASSIFIERS`): MNIST-shaped
 data get ``mnist-robust`` (full MNIST, trained with flow-like pixel noise, see :mod:`.noise`),
-CIFAR-10-shaped data ``cifar10-robust`` (the 3,600 training images of cifar10-5k only, with the
-same pixel noise); see ``weights/README.md``. Other shipped names: ``mnist-clean`` (full MNIST,
-clean digits only), ``cifar10-small`` (cifar10-5k, clean images: blind to pixel noise).
+CIFAR-10-shaped data ``cifar10-distilled`` (the 3,600 training images of cifar10-5k only, with the
+same pixel noise, distilled from the ensemble of the next two); see ``weights/README.md``. Other
+shipped names: ``mnist-clean`` (full MNIST, clean digits only), ``cifar10-robust`` (cifar10-5k
+with pixel noise, the default before), ``cifar10-small`` (cifar10-5k, clean images: blind to
+pixel noise).
 A cached or user-trained classifier is used **only when named** (``--classifier NAME|PATH``):
 ``flowgan classifier train --dataset D`` writes ``<cache>/D.pt`` (``<cache>`` =
 ``$FLOWGAN_CACHE/classifiers`` or ``~/.cache/flowgan/classifiers``), named ``D``. Every score
@@ -54,11 +56,12 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 SHIPPED_CLASSIFIERS: dict[str, tuple[str, str]] = {
     "mnist-robust": ("mnist_robust_cnn.pt", "mnist"),
     "mnist-clean": ("mnist_cnn.pt", "mnist"),
+    "cifar10-distilled": ("cifar10_distilled_resnet.pt", "cifar10"),
     "cifar10-robust": ("cifar10_robust_resnet.pt", "cifar10"),
     "cifar10-small": ("cifar10_resnet.pt", "cifar10"),
 }
 #: family -> the name of its default classifier: always a shipped one, never the cache
-DEFAULT_CLASSIFIERS: dict[str, str] = {"mnist": "mnist-robust", "cifar10": "cifar10-robust"}
+DEFAULT_CLASSIFIERS: dict[str, str] = {"mnist": "mnist-robust", "cifar10": "cifar10-distilled"}
 
 
 def default_classifier_dir() -> Path:
@@ -196,10 +199,11 @@ def cached_classifiers() -> dict[str, Path]:
 
 def locate_classifier(spec: str | Path) -> tuple[str, Path | None, str | None]:
     """Where a classifier *named* by the user is, without loading it: ``(source, path, name)``.
-    ``inception``; a shipped name (``mnist-robust``, ``mnist-clean``, ``cifar10-robust``, ``cifar10-small``); the name
-    of a file in the cache (``mnist5k`` for ``<cache>/mnist5k.pt``, or ``cache:NAME``); or a path
-    to a classifier file. A name that is none of these raises :class:`FlowganError` (the CLI
-    checks ``--classifier`` with it before any work)."""
+    ``inception``; a shipped name (``mnist-robust``, ``mnist-clean``, ``cifar10-distilled``,
+    ``cifar10-robust``, ``cifar10-small``); the name of a file in the cache (``mnist5k`` for
+    ``<cache>/mnist5k.pt``, or ``cache:NAME``); or a path to a classifier file. A name that is
+    none of these raises :class:`FlowganError` (the CLI checks ``--classifier`` with it before
+    any work)."""
     text = str(spec)
     if text == "inception":
         return "inception", None, text

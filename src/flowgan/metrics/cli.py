@@ -161,8 +161,8 @@ def register(sub) -> None:
     s.add_argument(
         "--classifier",
         type=classifier,
-        help="default: the shipped classifier of the dataset (mnist-robust, cifar10-robust); or a name from `flowgan "
-        "classifier list` (mnist-clean, a cached one such as mnist5k), a classifier file (flowgan format or "
+        help="default: the shipped classifier of the dataset (mnist-robust, cifar10-distilled); or a name from "
+        "`flowgan classifier list` (mnist-clean, a cached one such as mnist5k), a classifier file (flowgan format or "
         "TorchScript), or 'inception'",
     )
     s.add_argument("--device", type=device, default="auto")

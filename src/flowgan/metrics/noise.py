@@ -123,7 +123,7 @@ _FLOW = {
     "requantize_probability": 0.5,
 }
 #: What :func:`flow_augment` draws per image, by recipe (probabilities of the kinds, ranges of
-#: the levels). ``flow`` trained ``mnist-robust`` and ``cifar10-robust``;
+#: the levels). ``flow`` trained ``mnist-robust``, ``cifar10-robust`` and ``cifar10-distilled``;
 #: ``flow-logit`` draws strong logit-space noise half the time: in colour, noise in the flow's
 #: logit space is what a classifier trained with ``flow`` reads worst (its score kept 0.67 of the
 #: clean score at s = 2, every other noise of the check at least 0.78). Measured at width 40, 120
