@@ -249,14 +249,12 @@ def train_classifier(
             y = labels[idx].to(device)
             if consistency > 0:
                 loss = _consistency_loss(clf, x.to(device), N.flow_augment(x, gen, augment).to(device), y, consistency)
-            elif teacher_modules:
-                log_pt = teacher_log_probs(teacher_modules, x.to(device))
-                noisy = x if augment == "standard" else N.flow_augment(x, gen, augment)
-                loss = _distill_loss(clf, log_pt, noisy.to(device), y, distill)
             else:
-                if augment != "standard":
-                    x = N.flow_augment(x, gen, augment)
-                loss = F.cross_entropy(clf(x.to(device)), y)
+                noisy = (x if augment == "standard" else N.flow_augment(x, gen, augment)).to(device)
+                if teacher_modules:  # the teachers read the clean image, the student the noisy one
+                    loss = _distill_loss(clf, teacher_log_probs(teacher_modules, x.to(device)), noisy, y, distill)
+                else:
+                    loss = F.cross_entropy(clf(noisy), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
